@@ -1,0 +1,323 @@
+"""Hardware profiles: frozen, validated values loaded from TOML data files.
+
+Each numeric field of a profile file is an inline table ``{ value = ..., source = "..." }`` whose
+key carries the unit (``ipi_send_base_us``, ``cpu_copy_gbps``); ``source`` names where the number
+comes from or says ``assumed``. Values are converted to SI when loaded (µs → s, GB/s → B/s,
+KiB → bytes), so the kernels never see anything but SI.
+
+Profiles live in ``models/profiles/*.toml`` (shipped) and in extra directories named by the
+``FOLIOTUNE_PROFILE_PATH`` environment variable (``:``-separated), where ``foliotune measure`` and
+``foliotune calibrate`` write theirs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from models.errors import UserError
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+DEFAULT_PROFILE = "epyc-zen3-2s"
+ENGINE_NAMES = ("cpu", "mt-cpu", "dma", "dsa")
+
+
+class ProfileError(UserError):
+    """A profile file that cannot be used; the message names the file and the field."""
+
+
+# name -> (unit suffix conversion factor to SI, lower bound, upper bound)
+# Every numeric field a profile must give. Bounds are sanity checks, not physics.
+_US = 1e-6
+_NS = 1e-9
+_GBPS = 1e9
+_KB = 1024.0
+FIELDS: dict[str, tuple[float, float, float]] = {
+    # topology
+    "sockets": (1.0, 1, 16),
+    "cores": (1.0, 1, 4096),
+    "smt": (1.0, 1, 8),
+    "page_kb": (1.0, 4, 64),
+    "max_folio_kb": (1.0, 4, 1 << 20),
+    "default_batch_limit_pages": (1.0, 1, 1 << 20),
+    "cpu_ghz": (1.0, 0.5, 6.0),
+    # per-call and per-folio software costs
+    "call_setup_us": (_US, 0, 1e4),
+    "folio_setup_us": (_US, 0, 1e3),
+    "page_setup_ns": (_NS, 0, 1e4),
+    "unmap_per_mapping_us": (_US, 0, 1e3),
+    "remap_per_mapping_us": (_US, 0, 1e3),
+    "busy_attempt_us": (_US, 0, 1e3),
+    # TLB flush
+    "local_page_flush_ns": (_NS, 0, 1e4),
+    "local_full_flush_us": (_US, 0, 1e3),
+    "single_flush_ceiling_pages": (1.0, 1, 1 << 20),
+    "ipi_send_base_us": (_US, 0, 1e3),
+    "ipi_per_target_ns": (_NS, 0, 1e5),
+    "ack_handler_page_us": (_US, 0, 1e3),
+    "ack_handler_full_us": (_US, 0, 1e3),
+    "ack_tail_scale_us": (_US, 0, 1e3),
+    "ack_tail_alpha": (1.0, 1.05, 100),
+    "socket_hop_us": (_US, 0, 1e3),
+    # CPU copy
+    "cpu_copy_gbps": (_GBPS, 0.01, 1e4),
+    "cpu_copy_fixed_ns": (_NS, 0, 1e5),
+    "mt_sigma": (1.0, 0, 1),
+    "mt_kappa": (1.0, 0, 1),
+    "mt_dispatch_us": (_US, 0, 1e4),
+    "mt_min_chunk_kb": (_KB, 1, 1 << 20),
+    "mt_max_threads": (1.0, 1, 4096),
+    "mem_ceiling_gbps": (_GBPS, 0.01, 1e4),
+    # DMA engines (PTDMA/IOAT style) and Intel DSA
+    "dma_channels_max": (1.0, 0, 1024),
+    "dma_channel_gbps": (_GBPS, 0, 1e4),
+    "dma_desc_setup_us": (_US, 0, 1e3),
+    "dma_submit_us": (_US, 0, 1e4),
+    "dma_completion_us": (_US, 0, 1e4),
+    "dma_jitter_cv": (1.0, 0, 5),
+    "dsa_channels_max": (1.0, 0, 1024),
+    "dsa_channel_gbps": (_GBPS, 0, 1e4),
+    "dsa_desc_setup_us": (_US, 0, 1e3),
+    "dsa_submit_us": (_US, 0, 1e4),
+    "dsa_completion_us": (_US, 0, 1e4),
+    "dsa_jitter_cv": (1.0, 0, 5),
+    # workload defaults
+    "default_n_folios": (1.0, 1, 1 << 40),
+    "default_target_cpus": (1.0, 1, 1 << 20),
+    "default_access_rate_hz": (1.0, 0, 1e12),
+}
+#: Order of the SI values in :meth:`HardwareProfile.vector` (what the kernels read).
+FIELD_ORDER: tuple[str, ...] = tuple(FIELDS)
+FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELD_ORDER)}
+_INTEGER_FIELDS = {
+    "sockets",
+    "cores",
+    "smt",
+    "page_kb",
+    "max_folio_kb",
+    "default_batch_limit_pages",
+    "single_flush_ceiling_pages",
+    "mt_max_threads",
+    "dma_channels_max",
+    "dsa_channels_max",
+    "default_n_folios",
+    "default_target_cpus",
+}
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """A machine, as SI numbers with a source for each (read-only)."""
+
+    name: str
+    description: str
+    arch: str
+    flush_mechanism: str  # "ipi" (x86) or "broadcast" (arm64 TLBI + DSB)
+    copy_engines: tuple[str, ...]
+    values: MappingProxyType  # field -> SI float
+    sources: MappingProxyType  # field -> source text or "assumed"
+    path: str = ""
+    provenance: str = ""
+    _vector: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __getattr__(self, item: str) -> Any:
+        values = object.__getattribute__(self, "values")
+        if item in values:
+            v = values[item]
+            return int(v) if item in _INTEGER_FIELDS else v
+        raise AttributeError(item)
+
+    @property
+    def cpus(self) -> int:
+        """Logical CPUs (cores × SMT threads)."""
+        return int(self.values["cores"] * self.values["smt"])
+
+    def max_threads(self, engine: str) -> int:
+        if engine == "cpu":
+            return 1
+        if engine == "mt-cpu":
+            return int(min(self.values["mt_max_threads"], self.cpus))
+        if engine == "dma":
+            return int(self.values["dma_channels_max"])
+        if engine == "dsa":
+            return int(self.values["dsa_channels_max"])
+        raise KeyError(engine)
+
+    def vector(self) -> np.ndarray:
+        """SI values in :data:`FIELD_ORDER` (float64, read-only), plus derived fields."""
+        if self._vector is None:
+            v = np.array([self.values[k] for k in FIELD_ORDER], dtype=np.float64)
+            v.setflags(write=False)
+            object.__setattr__(self, "_vector", v)
+        return self._vector
+
+    def with_values(self, name: str, updates: dict[str, float], provenance: str) -> HardwareProfile:
+        """A new profile with some SI values replaced (used by calibration)."""
+        values = dict(self.values)
+        sources = dict(self.sources)
+        for k, v in updates.items():
+            if k not in FIELDS:
+                raise ProfileError(f"{name}: unknown field {k!r}")
+            values[k] = float(v)
+            sources[k] = f"calibrated ({provenance})"
+        return HardwareProfile(
+            name=name,
+            description=self.description,
+            arch=self.arch,
+            flush_mechanism=self.flush_mechanism,
+            copy_engines=self.copy_engines,
+            values=MappingProxyType(values),
+            sources=MappingProxyType(sources),
+            path="",
+            provenance=provenance,
+        )
+
+
+def _profile_from_dict(data: dict[str, Any], where: str) -> HardwareProfile:
+    def need(key: str, kind: type) -> Any:
+        if key not in data:
+            raise ProfileError(f"{where}: missing field {key!r}")
+        if not isinstance(data[key], kind):
+            raise ProfileError(f"{where}: field {key!r} must be a {kind.__name__}")
+        return data[key]
+
+    name = need("name", str)
+    description = need("description", str)
+    arch = need("arch", str)
+    mech = need("flush_mechanism", str)
+    if mech not in ("ipi", "broadcast"):
+        raise ProfileError(f"{where}: field 'flush_mechanism' must be 'ipi' or 'broadcast'")
+    engines = need("copy_engines", list)
+    for e in engines:
+        if e not in ENGINE_NAMES:
+            raise ProfileError(f"{where}: field 'copy_engines': unknown engine {e!r}")
+    if "cpu" not in engines:
+        raise ProfileError(f"{where}: field 'copy_engines' must include 'cpu'")
+    values: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    known = set(FIELDS) | {"name", "description", "arch", "flush_mechanism", "copy_engines", "provenance"}
+    for key in data:
+        if key not in known:
+            raise ProfileError(f"{where}: unknown field {key!r}")
+    for key, (factor, lo, hi) in FIELDS.items():
+        entry = data.get(key)
+        if entry is None:
+            raise ProfileError(f"{where}: missing field {key!r}")
+        if not isinstance(entry, dict) or "value" not in entry or "source" not in entry:
+            raise ProfileError(f"{where}: field {key!r} must be {{ value = ..., source = \"...\" }}")
+        value, source = entry["value"], entry["source"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ProfileError(f"{where}: field {key!r}: value must be a finite number")
+        if not (lo <= value <= hi):
+            raise ProfileError(f"{where}: field {key!r}: value {value} outside [{lo}, {hi}]")
+        if key in _INTEGER_FIELDS and value != int(value):
+            raise ProfileError(f"{where}: field {key!r}: value must be an integer")
+        if not isinstance(source, str) or not source.strip():
+            raise ProfileError(f"{where}: field {key!r}: source must be a non-empty text or 'assumed'")
+        values[key] = float(value) * factor
+        sources[key] = source.strip()
+    if values["page_kb"] not in (4.0, 16.0, 64.0):
+        raise ProfileError(f"{where}: field 'page_kb' must be 4, 16 or 64")
+    if values["max_folio_kb"] < values["page_kb"]:
+        raise ProfileError(f"{where}: field 'max_folio_kb' below 'page_kb'")
+    for e, key in (("dma", "dma_channels_max"), ("dsa", "dsa_channels_max")):
+        if e in engines and values[key] < 1:
+            raise ProfileError(f"{where}: field {key!r} must be >= 1 when {e!r} is a copy engine")
+    return HardwareProfile(
+        name=name,
+        description=description,
+        arch=arch,
+        flush_mechanism=mech,
+        copy_engines=tuple(engines),
+        values=MappingProxyType(values),
+        sources=MappingProxyType(sources),
+        path=where,
+        provenance=str(data.get("provenance", "")),
+    )
+
+
+def load_profile_file(path: str | Path) -> HardwareProfile:
+    """Load and validate one profile file; errors name the file and the field."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"{p}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{p}: not valid TOML ({exc})") from None
+    return _profile_from_dict(data, str(p))
+
+
+def profile_to_toml_dict(profile: HardwareProfile) -> dict[str, Any]:
+    """The file form of a profile (units as in the keys), for writing calibrated/measured profiles."""
+    out: dict[str, Any] = {
+        "name": profile.name,
+        "description": profile.description,
+        "arch": profile.arch,
+        "flush_mechanism": profile.flush_mechanism,
+        "copy_engines": list(profile.copy_engines),
+    }
+    if profile.provenance:
+        out["provenance"] = profile.provenance
+    for key, (factor, _lo, _hi) in FIELDS.items():
+        v = profile.values[key] / factor
+        if key in _INTEGER_FIELDS:
+            v = int(round(v))
+        out[key] = {"value": v, "source": profile.sources[key]}
+    return out
+
+
+def _search_dirs() -> list[Path]:
+    dirs = [PROFILE_DIR]
+    extra = os.environ.get("FOLIOTUNE_PROFILE_PATH", "")
+    dirs += [Path(d) for d in extra.split(":") if d]
+    return dirs
+
+
+@cache
+def _registry(key: str) -> dict[str, HardwareProfile]:
+    del key  # part of the cache key only
+    reg: dict[str, HardwareProfile] = {}
+    for d in _search_dirs():
+        if not d.is_dir():
+            continue
+        for f in sorted(d.glob("*.toml")):
+            prof = load_profile_file(f)
+            reg[prof.name] = prof
+    return reg
+
+
+def _reg() -> dict[str, HardwareProfile]:
+    return _registry(os.environ.get("FOLIOTUNE_PROFILE_PATH", ""))
+
+
+def profile_names() -> tuple[str, ...]:
+    """Names of every known profile, shipped first, sorted."""
+    return tuple(sorted(_reg()))
+
+
+def get_profile(name: str) -> HardwareProfile:
+    reg = _reg()
+    if name not in reg:
+        raise ProfileError(f"unknown profile {name!r} (known: {', '.join(sorted(reg))})")
+    return reg[name]
+
+
+def register_profile(profile: HardwareProfile) -> None:
+    """Make an in-memory profile known for this process (calibration, tests)."""
+    _reg()[profile.name] = profile
+    profile_table.cache_clear()
+
+
+@cache
+def profile_table(names: tuple[str, ...]) -> np.ndarray:
+    """2-D float64 array: one row of SI values per profile in ``names`` (what kernels index)."""
+    return np.stack([get_profile(n).vector() for n in names])
