@@ -96,7 +96,9 @@ FIELDS: dict[str, tuple[float, float, float]] = {
 }
 #: Order of the SI values in :meth:`HardwareProfile.vector` (what the kernels read).
 FIELD_ORDER: tuple[str, ...] = tuple(FIELDS)
-FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELD_ORDER)}
+#: Derived values appended to the vector after the file fields.
+DERIVED_FIELDS: tuple[str, ...] = ("is_broadcast", "cpus")
+FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELD_ORDER + DERIVED_FIELDS)}
 _INTEGER_FIELDS = {
     "sockets",
     "cores",
@@ -154,7 +156,8 @@ class HardwareProfile:
     def vector(self) -> np.ndarray:
         """SI values in :data:`FIELD_ORDER` (float64, read-only), plus derived fields."""
         if self._vector is None:
-            v = np.array([self.values[k] for k in FIELD_ORDER], dtype=np.float64)
+            derived = [1.0 if self.flush_mechanism == "broadcast" else 0.0, float(self.cpus)]
+            v = np.array([self.values[k] for k in FIELD_ORDER] + derived, dtype=np.float64)
             v.setflags(write=False)
             object.__setattr__(self, "_vector", v)
         return self._vector
@@ -321,3 +324,26 @@ def register_profile(profile: HardwareProfile) -> None:
 def profile_table(names: tuple[str, ...]) -> np.ndarray:
     """2-D float64 array: one row of SI values per profile in ``names`` (what kernels index)."""
     return np.stack([get_profile(n).vector() for n in names])
+
+
+def _toml_scalar(x: Any) -> str:
+    import tomli_w
+
+    return tomli_w.dumps({"x": x}).split("=", 1)[1].strip()
+
+
+def dump_profile_toml(data: dict[str, Any] | HardwareProfile) -> str:
+    """Profile file text, one ``key = { value = ..., source = "..." }`` line per number."""
+    d = profile_to_toml_dict(data) if isinstance(data, HardwareProfile) else data
+    lines = [
+        f"# foliotune hardware profile: {d['name']}",
+        "# Every number is { value, source }; units are in the keys; 'assumed' means no public figure was found.",
+    ]
+    for key in ("name", "description", "arch", "flush_mechanism", "copy_engines", "provenance"):
+        if key in d:
+            lines.append(f"{key} = {_toml_scalar(d[key])}")
+    lines.append("")
+    for key in FIELD_ORDER:
+        e = d[key]
+        lines.append(f"{key} = {{ value = {_toml_scalar(e['value'])}, source = {_toml_scalar(e['source'])} }}")
+    return "\n".join(lines) + "\n"
