@@ -1,0 +1,231 @@
+"""Chunks: contiguous ranges of point indices, and the plain function that evaluates one.
+
+:func:`compute_chunk` is what a Ray task runs (``sweep/ray_backend.py`` wraps it) and what the serial
+backend and the tests call directly. It decodes its points from their indices, completes them from the
+profiles' defaults, validates them once, runs every model of the spec and returns the rows already
+encoded as one Parquet file (bytes), so the driver only writes bytes to disk.
+
+Row layout (contract): ``point``, ``model``, the parameters (``models.params.PARAMETERS`` order), the
+outputs (``models.params.OUTPUTS`` order), then extras (the Monte Carlo ``*_se``/p50 columns when the
+sweep runs ``montecarlo``; NaN on analytic rows) and ``infeasible`` (empty for valid points, else the
+reason; outputs are NaN). Rows are sorted by ``point`` then by the order of ``models`` in the spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sweep.samplers import axis_columns
+from sweep.spec import STRING_PARAMETERS, SweepSpec
+
+#: Parquet key-value metadata key holding the chunk's identity (JSON).
+META_KEY = b"foliotune"
+COMPRESSION = "snappy"
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """One evaluated chunk: its identity, counts and the Parquet file's bytes."""
+
+    chunk: int
+    start: int
+    stop: int
+    rows: int
+    infeasible_points: int
+    sha256: str
+    data: np.ndarray  # uint8 view of the Parquet file
+    seconds: float
+    code_version: str
+
+    @property
+    def points(self) -> int:
+        return self.stop - self.start
+
+
+def chunk_bounds(chunk: int, chunk_points: int, n_points: int) -> tuple[int, int]:
+    start = chunk * chunk_points
+    return start, min(start + chunk_points, n_points)
+
+
+def n_chunks(n_points: int, chunk_points: int) -> int:
+    return -(-n_points // chunk_points)
+
+
+#: Model modules whose code produces sweep numbers; what they import from ``models`` is added.
+_MODEL_ROOTS = ("evaluate", "params", "profiles", "analytic", "montecarlo")
+
+
+def _model_files(models_dir: Path) -> list[Path]:
+    """The model modules behind the numbers (roots plus their ``models.*`` imports, transitively)."""
+    import ast
+
+    todo = list(_MODEL_ROOTS)
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        path = models_dir / f"{name}.py"
+        if name in seen or not path.is_file():
+            continue
+        seen.add(name)
+        try:
+            tree = ast.parse(path.read_text())
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                if node.level == 1:
+                    mod = f"models.{mod}" if mod else "models"
+                if mod == "models":
+                    todo += [a.name for a in node.names]
+                elif mod.startswith("models."):
+                    todo.append(mod.split(".")[1])
+            elif isinstance(node, ast.Import):
+                todo += [a.name.split(".")[1] for a in node.names if a.name.startswith("models.")]
+    return [models_dir / f"{n}.py" for n in sorted(seen)]
+
+
+@cache
+def code_version() -> str:
+    """foliotune's version plus a hash of the code and profile data that produce a sweep's numbers.
+
+    Covers the model modules behind ``models.evaluate`` (found from their imports), the profile files
+    and this package's decoding code, so editing unrelated modules does not invalidate a folder.
+    """
+    from importlib import metadata
+
+    from models import profiles
+
+    try:
+        version = metadata.version("foliotune")
+    except metadata.PackageNotFoundError:
+        version = "0+src"
+    h = hashlib.sha256()
+    models_dir = Path(profiles.__file__).resolve().parent
+    here = Path(__file__).resolve().parent
+    files = _model_files(models_dir) + [here / "samplers.py", here / "chunks.py"]
+    files += sorted(f for d in profiles._search_dirs() if d.is_dir() for f in d.glob("*.toml"))
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return f"{version}+{h.hexdigest()[:12]}"
+
+
+def extra_columns(models: tuple[str, ...]) -> tuple[str, ...]:
+    from models.evaluate import MC_EXTRA
+
+    return tuple(MC_EXTRA) if "montecarlo" in models else ()
+
+
+def chunk_points_frame(spec: SweepSpec, start: int, stop: int) -> pd.DataFrame:
+    """The points ``[start, stop)`` as a parameter table (fixed values broadcast, axes decoded)."""
+    n = stop - start
+    cols: dict[str, object] = {}
+    for name, value in spec.fixed:
+        cols[name] = np.full(n, value, dtype=object if isinstance(value, str) else None)
+    cols.update(axis_columns(spec, start, stop))
+    return pd.DataFrame(cols, index=pd.RangeIndex(n))
+
+
+def evaluate_points(spec: SweepSpec, start: int, stop: int) -> tuple[pa.Table, int]:
+    """Evaluate points ``[start, stop)`` with every model of the spec; return the rows and the number
+    of infeasible points."""
+    from models.evaluate import run_kernel
+    from models.params import INTEGER_PARAMETERS, OUTPUTS, PARAMETERS, check_points, complete_points
+
+    n = stop - start
+    k = len(spec.models)
+    full = complete_points(chunk_points_frame(spec, start, stop))
+    arrays, reasons = check_points(full)
+    bad = reasons != ""
+
+    rows = n * k
+    columns: dict[str, pa.Array] = {}
+    columns["point"] = pa.array(np.repeat(np.arange(start, stop, dtype=np.int64), k))
+    columns["model"] = pa.array(np.tile(np.array(spec.models, dtype=object), n), type=pa.string())
+    for name in PARAMETERS:
+        col = full[name]
+        if name in STRING_PARAMETERS:
+            values = np.asarray(col.astype(str).to_numpy(dtype=object))
+            columns[name] = pa.array(np.repeat(values, k), type=pa.string())
+        elif name in INTEGER_PARAMETERS:
+            num = pd.to_numeric(col).to_numpy(dtype=np.float64)
+            columns[name] = pa.array(np.repeat(np.round(num).astype(np.int64), k))
+        else:
+            columns[name] = pa.array(np.repeat(pd.to_numeric(col).to_numpy(dtype=np.float64), k))
+
+    extras = extra_columns(spec.models)
+    out_names = list(OUTPUTS) + list(extras)
+    outs = {name: np.full(rows, np.nan) for name in out_names}
+    for m, model in enumerate(spec.models):
+        result = run_kernel(arrays, model, seed=spec.seed, replicas=spec.replicas)
+        for name, values in result.items():
+            if name not in outs:
+                continue  # a kernel-private column outside the contract and the known extras
+            v = np.asarray(values, dtype=np.float64)
+            outs[name][m::k] = np.where(bad, np.nan, v) if bad.any() else v
+    for name in out_names:
+        columns[name] = pa.array(outs[name])
+    columns["infeasible"] = pa.array(np.repeat(reasons.astype(str).astype(object), k), type=pa.string())
+    return pa.table(columns), int(bad.sum())
+
+
+def encode_table(table: pa.Table, meta: dict[str, object]) -> np.ndarray:
+    """Encode a table as one Parquet file in memory; ``meta`` goes into its key-value metadata."""
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[META_KEY] = json.dumps(meta, sort_keys=True).encode()
+    table = table.replace_schema_metadata(schema_meta)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression=COMPRESSION)
+    return np.frombuffer(sink.getvalue(), dtype=np.uint8)
+
+
+def compute_chunk(spec: SweepSpec, spec_hash: str, chunk: int, chunk_points: int) -> ChunkResult:
+    """Evaluate one chunk and encode it (a plain function: Ray tasks, the serial backend and tests)."""
+    t0 = time.perf_counter()
+    start, stop = chunk_bounds(chunk, chunk_points, spec.n_points)
+    table, infeasible = evaluate_points(spec, start, stop)
+    meta = {
+        "spec_hash": spec_hash,
+        "chunk": chunk,
+        "start": start,
+        "stop": stop,
+        "rows": table.num_rows,
+        "infeasible_points": infeasible,
+        "code_version": code_version(),
+    }
+    data = encode_table(table, meta)
+    return ChunkResult(
+        chunk=chunk,
+        start=start,
+        stop=stop,
+        rows=table.num_rows,
+        infeasible_points=infeasible,
+        sha256=hashlib.sha256(data.data).hexdigest(),
+        data=data,
+        seconds=time.perf_counter() - t0,
+        code_version=code_version(),
+    )
+
+
+def read_chunk_meta(path: str | Path) -> dict[str, object] | None:
+    """The foliotune metadata of a chunk file, or None if the file is not a readable Parquet file."""
+    try:
+        md = pq.read_metadata(path)
+        kv = md.metadata or {}
+        meta = json.loads(kv[META_KEY])
+        if not isinstance(meta, dict) or meta.get("rows") != md.num_rows:
+            return None
+        return meta
+    except Exception:  # truncated, empty, not Parquet, no metadata: all mean "recompute"
+        return None

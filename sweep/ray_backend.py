@@ -1,0 +1,114 @@
+"""The one module of foliotune that imports Ray.
+
+:func:`run_chunks` evaluates chunks as Ray tasks (the plain :func:`sweep.chunks.compute_chunk`
+wrapped by ``ray.remote``), keeps a bounded number of them in flight (so the driver never holds the
+whole sweep), and hands every finished chunk to a callback as soon as ``ray.wait`` returns it.
+
+Where Ray runs: an existing cluster when an address is given (``--address`` or ``RAY_ADDRESS``),
+the already-initialized Ray of this process if there is one (tests, notebooks), otherwise an
+embedded Ray started here on 127.0.0.1 without dashboard and stopped again afterwards.
+
+Tasks are retried (``max_retries``) when a worker process or node dies; since a chunk's result
+depends only on the spec and the chunk number, a retried chunk is identical.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from sweep.chunks import ChunkResult, compute_chunk
+from sweep.spec import SweepSpec
+
+MAX_RETRIES = 5
+
+
+@dataclass
+class RaySession:
+    """How this run reached Ray: parallelism available and whether we must shut Ray down."""
+
+    parallelism: int
+    started_here: bool
+    address: str
+
+    def close(self) -> None:
+        if self.started_here and ray.is_initialized():
+            ray.shutdown()
+
+
+def connect(address: str | None = None, workers: int | None = None) -> RaySession:
+    """Connect to a cluster, reuse this process's Ray, or start an embedded one (loopback only)."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if ray.is_initialized():
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        return RaySession(min(workers or cpus, cpus) or 1, started_here=False, address="(this process)")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        return RaySession(max(1, workers or cpus), started_here=True, address=address)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    n = max(1, workers or os.cpu_count() or 1)
+    ray.init(
+        num_cpus=n,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    return RaySession(n, started_here=True, address="embedded")
+
+
+def run_chunks(
+    spec: SweepSpec,
+    chunks: Iterable[int],
+    chunk_points: int,
+    on_result: Callable[[ChunkResult], None],
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    max_retries: int = MAX_RETRIES,
+    on_start: Callable[[RaySession], None] | None = None,
+) -> RaySession:
+    """Run ``chunks`` as Ray tasks; call ``on_result`` (in this process) as each one finishes."""
+    session = connect(address, workers)
+    try:
+        if on_start is not None:
+            on_start(session)
+        task = ray.remote(num_cpus=1, max_retries=max_retries)(compute_chunk)
+        spec_ref = ray.put(spec)
+        inflight = max(2, 2 * session.parallelism)
+        pending: dict[Any, int] = {}
+        todo = iter(chunks)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < inflight:
+                    c = next(todo, None)
+                    if c is None:
+                        exhausted = True
+                        break
+                    pending[task.remote(spec_ref, spec.hash, c, chunk_points)] = c
+                if not pending:
+                    break
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    c = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        raise RuntimeError(f"chunk {c} failed: {exc}") from exc
+                    del ref
+                    on_result(result)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=False)
+    finally:
+        session.close()
+    return session
