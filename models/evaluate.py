@@ -21,18 +21,7 @@ from models.profiles import profile_names, profile_table
 ModelName = Literal["analytic", "montecarlo"]
 MODELS: tuple[str, ...] = ("analytic", "montecarlo")
 
-#: Extra Monte Carlo columns: standard errors of the means and the p50s.
-MC_EXTRA: tuple[str, ...] = (
-    "time_s_se",
-    "pages_per_s_se",
-    "flush_rounds_se",
-    "window_mean_s_se",
-    "window_p99_s_se",
-    "stall_p99_s_se",
-    "stall_p50_s",
-    "window_p50_s",
-    "failed_folios_se",
-)
+from models.montecarlo import MC_EXTRA  # noqa: E402  (re-exported)
 
 
 def run_kernel(

@@ -176,7 +176,7 @@ class PointArrays:
 def _numeric(points: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
     """Column as float64 plus a mask of cells that are not numbers."""
     raw = points[col]
-    num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    num = np.array(pd.to_numeric(raw, errors="coerce"), dtype=np.float64)
     bad = np.isnan(num) | ~np.isfinite(num)
     return num, bad
 
@@ -230,12 +230,12 @@ def check_points(points: pd.DataFrame) -> tuple[PointArrays, np.ndarray]:
     page_kb = np.array([get_profile(p).page_kb for p in names], dtype=np.float64)[prof_idx]
     max_folio_kb = np.array([get_profile(p).max_folio_kb for p in names], dtype=np.float64)[prof_idx]
     cpus = np.array([get_profile(p).cpus for p in names], dtype=np.float64)[prof_idx]
-    engine_ok = np.array(
-        [[e in get_profile(p).copy_engines for e in ENGINES] for p in names], dtype=bool
-    )[prof_idx, eng_code]
-    max_threads = np.array([[get_profile(p).max_threads(e) for e in ENGINES] for p in names], dtype=np.float64)[
+    engine_ok = np.array([[e in get_profile(p).copy_engines for e in ENGINES] for p in names], dtype=bool)[
         prof_idx, eng_code
     ]
+    max_threads = np.array(
+        [[get_profile(p).max_threads(e) for e in ENGINES] for p in names], dtype=np.float64
+    )[prof_idx, eng_code]
 
     fkb = cols["folio_kb"]
     pow2 = (fkb > 0) & (np.log2(np.maximum(fkb, 1e-300)) == np.round(np.log2(np.maximum(fkb, 1e-300))))

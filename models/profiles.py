@@ -82,13 +82,13 @@ FIELDS: dict[str, tuple[float, float, float]] = {
     "dma_desc_setup_us": (_US, 0, 1e3),
     "dma_submit_us": (_US, 0, 1e4),
     "dma_completion_us": (_US, 0, 1e4),
-    "dma_jitter_cv": (1.0, 0, 5),
+    "dma_jitter_cv": (1.0, 0, 1),
     "dsa_channels_max": (1.0, 0, 1024),
     "dsa_channel_gbps": (_GBPS, 0, 1e4),
     "dsa_desc_setup_us": (_US, 0, 1e3),
     "dsa_submit_us": (_US, 0, 1e4),
     "dsa_completion_us": (_US, 0, 1e4),
-    "dsa_jitter_cv": (1.0, 0, 5),
+    "dsa_jitter_cv": (1.0, 0, 1),
     # workload defaults
     "default_n_folios": (1.0, 1, 1 << 40),
     "default_target_cpus": (1.0, 1, 1 << 20),
@@ -215,7 +215,7 @@ def _profile_from_dict(data: dict[str, Any], where: str) -> HardwareProfile:
         if entry is None:
             raise ProfileError(f"{where}: missing field {key!r}")
         if not isinstance(entry, dict) or "value" not in entry or "source" not in entry:
-            raise ProfileError(f"{where}: field {key!r} must be {{ value = ..., source = \"...\" }}")
+            raise ProfileError(f'{where}: field {key!r} must be {{ value = ..., source = "..." }}')
         value, source = entry["value"], entry["source"]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ProfileError(f"{where}: field {key!r}: value must be a finite number")
@@ -345,5 +345,7 @@ def dump_profile_toml(data: dict[str, Any] | HardwareProfile) -> str:
     lines.append("")
     for key in FIELD_ORDER:
         e = d[key]
-        lines.append(f"{key} = {{ value = {_toml_scalar(e['value'])}, source = {_toml_scalar(e['source'])} }}")
+        lines.append(
+            f"{key} = {{ value = {_toml_scalar(e['value'])}, source = {_toml_scalar(e['source'])} }}"
+        )
     return "\n".join(lines) + "\n"

@@ -1,0 +1,225 @@
+"""Commands of the cost model: ``profiles``, ``predict``, ``bench`` and ``run``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from models.errors import UserError
+
+PREDICT_MODELS = ("analytic", "montecarlo", "regression")
+
+
+def _read_points(path: Path) -> tuple[object, int]:
+    """Read a points CSV; returns (DataFrame, row offset of its first data row in messages)."""
+    import pandas as pd
+
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=True, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: empty file (expected a header row with parameter columns)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    from models.params import PARAMETERS
+
+    unknown = [c for c in df.columns if c not in PARAMETERS]
+    if unknown:
+        raise UserError(f"{path}: unknown column {unknown[0]!r} (parameters are: {', '.join(PARAMETERS)})")
+    for col in df.columns:
+        df[col] = df[col].str.strip()
+    return df, 2
+
+
+def _write_atomic_csv(df: object, out: Path) -> None:
+    import pandas as pd
+
+    assert isinstance(df, pd.DataFrame)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{out}: cannot write ({exc.strerror})") from None
+
+
+def _print_table(df: object, title: str) -> None:
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.params import UNITS
+
+    assert isinstance(df, pd.DataFrame)
+    table = Table(title=title, show_lines=False)
+    for col in df.columns:
+        unit = UNITS.get(str(col))
+        table.add_column(f"{col}" + (f"\n[{unit}]" if unit else ""), justify="right")
+    for _, row in df.iterrows():
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                cells.append(f"{v:.4g}")
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    Console(width=200).print(table)
+
+
+def profiles_cmd() -> None:
+    """List the hardware profiles with cores, sockets and copy engines."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.profiles import get_profile, profile_names
+
+    table = Table(title="foliotune hardware profiles")
+    for col in (
+        "name",
+        "arch",
+        "sockets",
+        "cores",
+        "CPUs",
+        "page KiB",
+        "batch cap",
+        "copy engines",
+        "description",
+    ):
+        table.add_column(col)
+    for name in profile_names():
+        p = get_profile(name)
+        table.add_row(
+            p.name,
+            p.arch,
+            str(p.sockets),
+            str(p.cores),
+            str(p.cpus),
+            str(p.page_kb),
+            str(p.default_batch_limit_pages),
+            ", ".join(p.copy_engines),
+            p.description,
+        )
+    Console(width=220).print(table)
+
+
+def predict_cmd(
+    points: Annotated[
+        Path | None, typer.Option("--points", help="CSV of points (columns = parameters)")
+    ] = None,
+    model: Annotated[str, typer.Option("--model", help="analytic | montecarlo | regression")] = "analytic",
+    out: Annotated[Path | None, typer.Option("--out", help="output CSV (input columns + outputs)")] = None,
+    seed: Annotated[int, typer.Option(help="Monte Carlo seed")] = 0,
+    replicas: Annotated[int, typer.Option(help="Monte Carlo replicas per point")] = 64,
+    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="fitted regression folder")] = None,
+    profile: Annotated[str | None, typer.Option(help="single point: hardware profile")] = None,
+    folio_kb: Annotated[int | None, typer.Option(help="single point: folio size, KiB")] = None,
+    n_folios: Annotated[int | None, typer.Option(help="single point: folios in the call")] = None,
+    batch_limit_pages: Annotated[
+        str | None, typer.Option(help="single point: batch cap in base pages (comma list allowed)")
+    ] = None,
+    copy_engine: Annotated[str | None, typer.Option(help="single point: cpu, mt-cpu, dma, dsa")] = None,
+    copy_threads: Annotated[
+        int | None, typer.Option(help="single point: copy threads / DMA channels")
+    ] = None,
+    target_cpus: Annotated[int | None, typer.Option(help="single point: CPUs to acknowledge a flush")] = None,
+    mapcount: Annotated[int | None, typer.Option(help="single point: page tables mapping each folio")] = None,
+    busy_prob: Annotated[float | None, typer.Option(help="single point: busy probability per pass")] = None,
+    access_rate_hz: Annotated[float | None, typer.Option(help="single point: accesses/s per folio")] = None,
+    mode: Annotated[str | None, typer.Option(help="single point: async or sync")] = None,
+) -> None:
+    """Predict the outputs of points, from a CSV (--points) or from options (one point)."""
+    import pandas as pd
+
+    from models.evaluate import evaluate
+
+    if model not in PREDICT_MODELS:
+        raise UserError(f"--model: unknown model {model!r} (known: {', '.join(PREDICT_MODELS)})")
+    if points is not None:
+        df, offset = _read_points(points)
+    else:
+        single = {
+            "profile": profile,
+            "folio_kb": folio_kb,
+            "n_folios": n_folios,
+            "copy_engine": copy_engine,
+            "copy_threads": copy_threads,
+            "target_cpus": target_cpus,
+            "mapcount": mapcount,
+            "busy_prob": busy_prob,
+            "access_rate_hz": access_rate_hz,
+            "mode": mode,
+        }
+        limits = [s.strip() for s in batch_limit_pages.split(",")] if batch_limit_pages else [None]
+        rows = [
+            {**{k: v for k, v in single.items() if v is not None}, "batch_limit_pages": lim} for lim in limits
+        ]
+        df = pd.DataFrame(rows)
+        if batch_limit_pages is None:
+            df = df.drop(columns=["batch_limit_pages"])
+        offset = 1
+    if out is not None and out.parent and not out.parent.exists():
+        raise UserError(f"--out: folder {out.parent} does not exist")
+    if model == "regression":
+        from models.regression import predict_regression  # type: ignore[attr-defined]
+
+        result = predict_regression(df, model_dir=model_dir)
+    else:
+        result = evaluate(df, model, seed=seed, replicas=replicas, row_offset=offset)
+    if out is not None:
+        _write_atomic_csv(result, out)
+        print(f"wrote {len(result)} rows to {out}", file=sys.stderr)
+    else:
+        from models.params import OUTPUTS
+
+        shown = [
+            c
+            for c in ("profile", "folio_kb", "batch_limit_pages", "copy_engine", "copy_threads", *OUTPUTS)
+            if c in result.columns
+        ]
+        _print_table(result[shown], f"foliotune predict ({model})")
+
+
+def bench_cmd(
+    what: Annotated[str, typer.Argument(help="models")] = "models",
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    points: Annotated[int, typer.Option(help="analytic points to time")] = 2_000_000,
+    seconds: Annotated[float, typer.Option(help="minimum timed seconds per measurement")] = 1.0,
+) -> None:
+    """Benchmarks: `models` (analytic points/s, Monte Carlo folios/s, and their baselines)."""
+    import json
+
+    if what != "models":
+        raise UserError(f"bench: unknown benchmark {what!r} (known: models)")
+    from models.bench import bench_models
+
+    result = bench_models(n_points=points, min_seconds=seconds)
+    if json_out:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:45s} {v:,.4g}" if isinstance(v, float) else f"{k:45s} {v}")
+
+
+def run_cmd(
+    profile: Annotated[str | None, typer.Option(help="hardware profile")] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("foliotune-out"),
+    serve: Annotated[bool, typer.Option(help="serve the explorer after the job")] = True,
+    port: Annotated[int, typer.Option(help="explorer port on 127.0.0.1")] = 8050,
+) -> None:
+    """The main job: default sweep, fit, recommendations, then the explorer (parts that exist)."""
+    from app.mainjob import run_main_job
+
+    run_main_job(profile=profile, out=out, serve=serve, port=port)
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command("profiles")(profiles_cmd)
+    cli.command("predict")(predict_cmd)
+    cli.command("bench")(bench_cmd)
+    cli.command("run")(run_cmd)

@@ -1,0 +1,464 @@
+"""Monte Carlo model: the phases of ``migrate_pages()`` with their random parts drawn.
+
+Each replica is one ``migrate_pages()`` call of ``n_folios`` folios. Drawn per replica:
+- which folios are busy on each pass (Bernoulli(busy_prob) per folio per attempt), hence the
+  number unmapped per pass, the flush rounds, the passes and the synchronous fallbacks;
+- each flush round's wait for the slowest of the ``target_cpus - 1`` remote acknowledgements
+  (heavy-tailed Lomax tail per CPU; the max is drawn exactly by inverting F^k with one uniform);
+- DMA/DSA completion jitter (the waiting part of a copy call scaled by a mean-1 factor);
+- the application's first touch of each unmapped folio (Poisson, ``access_rate_hz``), giving that
+  folio's stall ``max(0, W - E)``.
+
+Per point it reports the mean over replicas of the same outputs as the analytic model, with Monte
+Carlo standard errors (``*_se``); ratios (pages/s, mean window) are ratio estimators Σx/Σy with
+delta-method errors. Quantiles (p50, p99 of the unmapped window and of the stall) are taken over
+the folios of each call and then averaged over replicas.
+
+Reproducibility: each point's random stream is seeded from a hash of the sweep seed and the
+point's parameter values (profile by name), so a point's result depends only on the point and the
+seed, never on its position, its neighbours or the chunking.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numba as nb
+import numpy as np
+
+from models.params import OUTPUTS, PointArrays
+from models.phases import (
+    ACK_ALPHA,
+    ACK_SCALE,
+    ASYNC_BATCHED_PASSES,
+    BUSY_ATTEMPT,
+    CALL_SETUP,
+    ENGINE_MT,
+    IS_BROADCAST,
+    PAGE_KB,
+    SYNC_BATCHED_PASSES,
+    SYNC_SINGLE_PASSES,
+    copy_engine_costs,
+    copy_jitter_cv,
+    draw_max_lomax,
+    flush_fixed_s,
+    folios_per_batch,
+    is_full_flush,
+    remap_s,
+    remote_handler_s,
+    unmap_phase_s,
+    window_line,
+)
+
+#: Monte Carlo columns beyond OUTPUTS.
+MC_EXTRA: tuple[str, ...] = (
+    "time_s_se",
+    "pages_per_s_se",
+    "flush_rounds_se",
+    "ipis_se",
+    "cpu_time_s_se",
+    "window_mean_s_se",
+    "window_p50_s",
+    "window_p99_s_se",
+    "stall_p50_s",
+    "stall_p99_s_se",
+    "failed_folios_se",
+    "passes_se",
+    "replicas",
+)
+_COLUMNS = OUTPUTS + MC_EXTRA
+_C = {name: i for i, name in enumerate(_COLUMNS)}
+N_COLS = len(_COLUMNS)
+C_FLUSH_ROUNDS_SE = _C["flush_rounds_se"]
+C_IPIS_SE = _C["ipis_se"]
+C_CPU_TIME_S_SE = _C["cpu_time_s_se"]
+C_WINDOW_P99_S_SE = _C["window_p99_s_se"]
+C_STALL_P99_S_SE = _C["stall_p99_s_se"]
+C_FAILED_FOLIOS_SE = _C["failed_folios_se"]
+C_PASSES_SE = _C["passes_se"]
+C_TIME_S_SE = _C["time_s_se"]
+C_PAGES_PER_S_SE = _C["pages_per_s_se"]
+C_WINDOW_MEAN_S_SE = _C["window_mean_s_se"]
+C_WINDOW_P50_S = _C["window_p50_s"]
+C_STALL_P50_S = _C["stall_p50_s"]
+C_REPLICAS = _C["replicas"]
+
+_jit = nb.njit(cache=True, nogil=True, error_model="numpy")
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_INV53 = 1.0 / 9007199254740992.0
+_ONE = np.uint64(1)
+
+
+@_jit
+def _mix(z):
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@_jit
+def _uniform(state):
+    """SplitMix64 step on ``state[0]``; a uniform in (0, 1). ``state[1]`` counts the draws."""
+    state[0] += _GOLDEN
+    state[1] += _ONE
+    return (float(_mix(state[0]) >> _S11) + 0.5) * _INV53
+
+
+@_jit
+def _select(a, lo: int, hi: int, k: int) -> None:
+    """In-place quickselect: a[k] becomes the k-th smallest of a[lo:hi], smaller ones left of it."""
+    hi -= 1
+    while lo < hi:
+        pivot = a[(lo + hi) >> 1]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
+
+
+@_jit
+def _p50_p99(a, m: int):
+    """(p50, p99) of a[:m] by the inverted-CDF definition (rank ceil(q·m) - 1); reorders a."""
+    if m == 0:
+        return 0.0, 0.0
+    k99 = max(math.ceil(0.99 * m) - 1, 0)
+    k50 = max(math.ceil(0.50 * m) - 1, 0)
+    _select(a, 0, m, k99)
+    p99 = a[k99]
+    if k50 < k99:
+        _select(a, 0, k99, k50)
+    return a[k50], p99
+
+
+@_jit
+def _copy_call_s(state, call_s, cf, cf_wait, call_wait, c, cv):
+    """(duration, waiting part) of one copy call of c folios, the waiting part jittered (mean 1)."""
+    wait = call_wait + c * cf_wait
+    if cv > 0.0 and wait > 0.0:
+        # Shifted exponential factor: mean 1, standard deviation cv, never negative (cv <= 1).
+        j = (1.0 - cv) - cv * math.log(_uniform(state))
+        wait_j = wait * j
+    else:
+        wait_j = wait
+    return call_s + c * cf - wait + wait_j, wait_j
+
+
+@_jit
+def _flush_s(state, fixed, scale, alpha, remote):
+    if remote < 1.0:
+        return fixed
+    return fixed + scale * draw_max_lomax(remote, alpha, _uniform(state))
+
+
+@_jit
+def mc_point(
+    prof,
+    seed,
+    folio_kb,
+    n,
+    limit,
+    engine,
+    threads,
+    targets,
+    mapcount,
+    p,
+    rate,
+    sync,
+    replicas,
+    wbuf,
+    sbuf,
+    out,
+    col,
+):
+    """Simulate ``replicas`` calls of one point; write means and errors to ``out[:, col]``."""
+    state = np.zeros(2, dtype=np.uint64)
+    state[0] = seed
+    page_kb = prof[PAGE_KB]
+    fp = folio_kb / page_kb
+    folio_bytes = folio_kb * 1024.0
+    b = folios_per_batch(limit, fp, n)
+    n_batches = int(math.ceil(n / b))
+    b_last = n - (n_batches - 1) * b
+    u = unmap_phase_s(prof, fp, mapcount)
+    r = remap_s(prof, mapcount)
+    n_batched = ASYNC_BATCHED_PASSES if sync == 0 else SYNC_BATCHED_PASSES
+    full = is_full_flush(prof, b, fp)
+    full1 = is_full_flush(prof, 1.0, fp)
+    remote = targets - 1.0
+    flush_fixed = flush_fixed_s(prof, full, fp, targets)
+    flush1_fixed = flush_fixed_s(prof, full1, fp, targets)
+    scale = prof[ACK_SCALE]
+    alpha = prof[ACK_ALPHA]
+    call_s, cf, cf_wait, call_wait, progressive, t_used = copy_engine_costs(
+        prof, engine, threads, folio_bytes, b
+    )
+    call1, cf1, cf1_wait, call1_wait, _prog1, t1_used = copy_engine_costs(
+        prof, engine, threads, folio_bytes, 1.0
+    )
+    cv = copy_jitter_cv(prof, engine)
+    remote_ipis = remote if prof[IS_BROADCAST] < 0.5 else 0.0
+    h_full = remote_handler_s(prof, full)
+    h1 = remote_handler_s(prof, full1)
+    mt = engine == ENGINE_MT
+
+    # Sums over replicas (x) and of squares (x2) for the standard errors.
+    s_time = s_time2 = s_pages = s_pages2 = s_tp = 0.0
+    s_rounds = s_rounds2 = s_ipis = s_ipis2 = s_cpu = s_cpu2 = s_remote = 0.0
+    s_win = s_win2 = s_m = s_m2 = s_wm = 0.0
+    s_w50 = s_w99 = s_w99sq = s_s50 = s_s99 = s_s99sq = 0.0
+    s_failed = s_failed2 = s_passes = s_passes2 = 0.0
+    for _rep in range(replicas):
+        time = prof[CALL_SETUP]
+        rounds_b = 0.0
+        rounds_1 = 0.0
+        wait = 0.0
+        extra = 0.0
+        busy = 0.0
+        failed = 0.0
+        passes_sum = 0.0
+        win = 0.0
+        m = 0
+        for batch in range(n_batches):
+            B = b if batch < n_batches - 1 else b_last
+            pending = int(B)
+            passes = 0
+            for _k in range(n_batched):
+                if pending == 0:
+                    break
+                passes += 1
+                c = pending
+                if p > 0.0:
+                    for _f in range(pending):
+                        if _uniform(state) < p:
+                            c -= 1
+                    busy += pending - c
+                pending -= c
+                if c == 0:
+                    continue
+                fc = float(c)
+                flush = _flush_s(state, flush_fixed, scale, alpha, remote)
+                rounds_b += 1.0
+                copy, w = _copy_call_s(state, call_s, cf, cf_wait, call_wait, fc, cv)
+                wait += w
+                if mt:
+                    extra += (t_used - 1.0) * fc * cf
+                time += fc * (u + r) + flush + copy
+                if progressive:
+                    a, slope = window_line(fc, u, flush, 0.0, cf, r, True)
+                else:
+                    a = fc * u + flush + copy
+                    slope = r - u
+                for j in range(c):
+                    wj = a + slope * (j + 1.0)
+                    win += wj
+                    wbuf[m] = wj
+                    if rate > 0.0:
+                        e = -math.log(_uniform(state)) / rate
+                        sbuf[m] = wj - e if wj > e else 0.0
+                    else:
+                        sbuf[m] = 0.0
+                    m += 1
+            if sync != 0 and pending > 0:
+                # One-by-one synchronous fallback: each folio alone, flushed immediately.
+                most = 0
+                for _f in range(pending):
+                    done = False
+                    for attempt in range(SYNC_SINGLE_PASSES):
+                        if p > 0.0 and _uniform(state) < p:
+                            busy += 1.0
+                            continue
+                        flush = _flush_s(state, flush1_fixed, scale, alpha, remote)
+                        rounds_1 += 1.0
+                        copy, w = _copy_call_s(state, call1, cf1, cf1_wait, call1_wait, 1.0, cv)
+                        wait += w
+                        if mt:
+                            extra += (t1_used - 1.0) * cf1
+                        time += u + flush + copy + r
+                        wj = flush + copy + r
+                        win += wj
+                        wbuf[m] = wj
+                        if rate > 0.0:
+                            e = -math.log(_uniform(state)) / rate
+                            sbuf[m] = wj - e if wj > e else 0.0
+                        else:
+                            sbuf[m] = 0.0
+                        m += 1
+                        most = max(most, attempt + 1)
+                        done = True
+                        break
+                    if not done:
+                        failed += 1.0
+                        most = SYNC_SINGLE_PASSES
+                passes += most
+            elif pending > 0:
+                failed += pending
+            passes_sum += passes
+        time += busy * prof[BUSY_ATTEMPT]
+        pages = (n - failed) * fp
+        rounds = rounds_b + rounds_1
+        ipis = rounds * remote_ipis
+        cpu = time - wait + extra
+        remote_cpu = remote_ipis * (rounds_b * h_full + rounds_1 * h1)
+        w50, w99 = _p50_p99(wbuf, m)
+        st50, st99 = _p50_p99(sbuf, m)
+        passes_mean = passes_sum / n_batches
+        fm = float(m)
+        s_time += time
+        s_time2 += time * time
+        s_pages += pages
+        s_pages2 += pages * pages
+        s_tp += time * pages
+        s_rounds += rounds
+        s_rounds2 += rounds * rounds
+        s_ipis += ipis
+        s_ipis2 += ipis * ipis
+        s_cpu += cpu
+        s_cpu2 += cpu * cpu
+        s_remote += remote_cpu
+        s_win += win
+        s_win2 += win * win
+        s_m += fm
+        s_m2 += fm * fm
+        s_wm += win * fm
+        s_w50 += w50
+        s_w99 += w99
+        s_w99sq += w99 * w99
+        s_s50 += st50
+        s_s99 += st99
+        s_s99sq += st99 * st99
+        s_failed += failed
+        s_failed2 += failed * failed
+        s_passes += passes_mean
+        s_passes2 += passes_mean * passes_mean
+
+    R = float(replicas)
+
+    def mean_se(s, s2):
+        mu = s / R
+        var = (s2 / R - mu * mu) * R / (R - 1.0) if R > 1.0 else 0.0
+        return mu, math.sqrt(max(var, 0.0) / R)
+
+    def ratio_se(sx, sx2, sy, sy2, sxy):
+        # Ratio estimator Σx/Σy and its delta-method standard error.
+        if sy <= 0.0:
+            return 0.0, 0.0
+        ratio = sx / sy
+        if R <= 1.0:
+            return ratio, 0.0
+        # Σ (x - ratio·y)² = Σx² - 2·ratio·Σxy + ratio²·Σy²
+        ss = sx2 - 2.0 * ratio * sxy + ratio * ratio * sy2
+        ybar = sy / R
+        return ratio, math.sqrt(max(ss, 0.0) / (R * (R - 1.0))) / ybar
+
+    t_mu, t_se = mean_se(s_time, s_time2)
+    pps, pps_se = ratio_se(s_pages, s_pages2, s_time, s_time2, s_tp)
+    out[0, col] = t_mu
+    out[1, col] = pps
+    out[2, col] = pps * page_kb * 1024.0
+    out[3, col], out[C_FLUSH_ROUNDS_SE, col] = mean_se(s_rounds, s_rounds2)
+    out[4, col], out[C_IPIS_SE, col] = mean_se(s_ipis, s_ipis2)
+    out[5, col], out[C_CPU_TIME_S_SE, col] = mean_se(s_cpu, s_cpu2)
+    out[6, col] = s_remote / R
+    wm, wm_se = ratio_se(s_win, s_win2, s_m, s_m2, s_wm)
+    out[7, col] = wm
+    out[8, col], out[C_WINDOW_P99_S_SE, col] = mean_se(s_w99, s_w99sq)
+    out[9, col], out[C_STALL_P99_S_SE, col] = mean_se(s_s99, s_s99sq)
+    out[10, col], out[C_FAILED_FOLIOS_SE, col] = mean_se(s_failed, s_failed2)
+    out[11, col], out[C_PASSES_SE, col] = mean_se(s_passes, s_passes2)
+    out[C_TIME_S_SE, col] = t_se
+    out[C_PAGES_PER_S_SE, col] = pps_se
+    out[C_WINDOW_MEAN_S_SE, col] = wm_se
+    out[C_WINDOW_P50_S, col] = s_w50 / R
+    out[C_STALL_P50_S, col] = s_s50 / R
+    out[C_REPLICAS, col] = R
+    return state[1]
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def mc_kernel(
+    pidx, seeds, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, replicas, out
+):
+    nmax = 1
+    for i in range(n.shape[0]):
+        nmax = max(nmax, int(n[i]))
+    wbuf = np.empty(nmax, dtype=np.float64)
+    sbuf = np.empty(nmax, dtype=np.float64)
+    draws = 0
+    for i in range(folio_kb.shape[0]):
+        draws += mc_point(
+            table[pidx[i]], seeds[i], folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
+            mapcount[i], p[i], rate[i], sync[i], replicas, wbuf, sbuf, out, i,
+        )  # fmt: skip
+    return draws
+
+
+def _splitmix_np(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = x + _GOLDEN
+        z = (z ^ (z >> _S30)) * _M1
+        z = (z ^ (z >> _S27)) * _M2
+        return z ^ (z >> _S31)
+
+
+def point_seeds(arrays: PointArrays, profile_names: tuple[str, ...], seed: int) -> np.ndarray:
+    """Per-point 64-bit seeds from the sweep seed and the point's parameter values only."""
+    name_hash = np.array([zlib.crc32(nm.encode()) for nm in profile_names], dtype=np.uint64)
+    h = _splitmix_np(np.full(len(arrays), np.uint64(seed & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64))
+    cols = (
+        name_hash[arrays.profile_index],
+        arrays.folio_kb,
+        arrays.n_folios,
+        arrays.batch_limit_pages,
+        arrays.engine_code.astype(np.float64),
+        arrays.copy_threads,
+        arrays.target_cpus,
+        arrays.mapcount,
+        arrays.busy_prob,
+        arrays.access_rate_hz,
+        arrays.sync_mode.astype(np.float64),
+    )
+    for col in cols:
+        bits = col if col.dtype == np.uint64 else np.ascontiguousarray(col, dtype=np.float64).view(np.uint64)
+        with np.errstate(over="ignore"):
+            h = _splitmix_np(h ^ bits)
+    return h
+
+
+def montecarlo_outputs(
+    arrays: PointArrays, table: np.ndarray, *, seed: int = 0, replicas: int = 64
+) -> dict[str, np.ndarray]:
+    """Monte Carlo means, quantiles and standard errors for validated point arrays."""
+    from models.profiles import profile_names
+
+    if replicas < 2:
+        from models.errors import UserError
+
+        raise UserError(f"replicas: must be >= 2 to estimate errors (got {replicas})")
+    out = np.zeros((N_COLS, len(arrays)), dtype=np.float64)
+    seeds = point_seeds(arrays, profile_names(), seed)
+    mc_kernel(
+        arrays.profile_index, seeds, arrays.folio_kb, arrays.n_folios, arrays.batch_limit_pages,
+        arrays.engine_code, arrays.copy_threads, arrays.target_cpus, arrays.mapcount, arrays.busy_prob,
+        arrays.access_rate_hz, arrays.sync_mode, table, replicas, out,
+    )  # fmt: skip
+    return {name: out[i] for i, name in enumerate(_COLUMNS)}

@@ -1,0 +1,203 @@
+"""The phases of one ``migrate_pages()`` call as small compiled functions, shared by both models.
+
+One function per physical concept (set-up and unmap, TLB flush round, copy, remap), SI units in
+every name. The analytic model (``models.analytic``) combines their expectations in closed form; the
+Monte Carlo model (``models.montecarlo``) draws the random parts around the same means. Keeping
+the physics here, once, is what makes "Monte Carlo mean == analytic expectation" a meaningful test.
+
+Profile values come as one float64 row ``prof`` (see ``models.profiles.FIELD_INDEX``).
+
+Mechanism (Linux 6.3+, mm/migrate.c), as modeled:
+- folios per batch ``b = ceil(batch_limit_pages / pages_per_folio)`` (the batch may overrun the cap
+  by one folio minus a page); ``batch_limit_pages == 1`` is the unbatched path (b = 1);
+- per pass over a batch: unmap every non-busy folio, one flush round, copy, remap;
+- a batch of one folio flushes like the unbatched path (INVLPG per page up to the x86 ceiling of
+  33 pages, else a full flush); a batch of two or more does one full flush of the mm's CPUs;
+- busy folios return -EAGAIN and are retried on the next pass: ``async`` mode makes 10 batched
+  passes; ``sync`` mode makes 3 batched passes and then takes each still-failed folio alone for up
+  to 7 synchronous passes, flushing immediately;
+- copy engines: ``cpu`` copies folio by folio and remaps each right after its copy; ``mt-cpu``
+  splits the batch across threads (USL scaling, memory/interconnect ceiling) and ``dma``/``dsa``
+  submit one descriptor per folio; those copy the batch as a unit, then remap.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+
+from models.profiles import FIELD_INDEX as _F
+
+# Compile-time indices into a profile row.
+CALL_SETUP = _F["call_setup_us"]
+FOLIO_SETUP = _F["folio_setup_us"]
+PAGE_SETUP = _F["page_setup_ns"]
+UNMAP = _F["unmap_per_mapping_us"]
+REMAP = _F["remap_per_mapping_us"]
+BUSY_ATTEMPT = _F["busy_attempt_us"]
+LOCAL_PAGE_FLUSH = _F["local_page_flush_ns"]
+LOCAL_FULL_FLUSH = _F["local_full_flush_us"]
+FLUSH_CEILING = _F["single_flush_ceiling_pages"]
+IPI_BASE = _F["ipi_send_base_us"]
+IPI_PER_TARGET = _F["ipi_per_target_ns"]
+HANDLER_PAGE = _F["ack_handler_page_us"]
+HANDLER_FULL = _F["ack_handler_full_us"]
+ACK_SCALE = _F["ack_tail_scale_us"]
+ACK_ALPHA = _F["ack_tail_alpha"]
+SOCKET_HOP = _F["socket_hop_us"]
+SOCKETS = _F["sockets"]
+PAGE_KB = _F["page_kb"]
+CPU_BW = _F["cpu_copy_gbps"]
+CPU_FIXED = _F["cpu_copy_fixed_ns"]
+MT_SIGMA = _F["mt_sigma"]
+MT_KAPPA = _F["mt_kappa"]
+MT_DISPATCH = _F["mt_dispatch_us"]
+MT_MIN_CHUNK = _F["mt_min_chunk_kb"]
+MEM_CEILING = _F["mem_ceiling_gbps"]
+DMA_BW = _F["dma_channel_gbps"]
+DMA_DESC = _F["dma_desc_setup_us"]
+DMA_SUBMIT = _F["dma_submit_us"]
+DMA_COMPLETION = _F["dma_completion_us"]
+DMA_CV = _F["dma_jitter_cv"]
+DSA_OFFSET = _F["dsa_channel_gbps"] - _F["dma_channel_gbps"]
+IS_BROADCAST = _F["is_broadcast"]
+CPUS = _F["cpus"]
+
+ENGINE_CPU, ENGINE_MT, ENGINE_DMA, ENGINE_DSA = 0, 1, 2, 3
+ASYNC_BATCHED_PASSES = 10  # NR_MAX_MIGRATE_PAGES_RETRY, all batched, in MIGRATE_ASYNC mode
+SYNC_BATCHED_PASSES = 3  # NR_MAX_MIGRATE_ASYNC_RETRY before the one-by-one fallback
+SYNC_SINGLE_PASSES = 7  # NR_MAX_MIGRATE_SYNC_RETRY
+TOTAL_PASSES = 10
+
+_jit = nb.njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath=True)
+
+
+@_jit
+def folios_per_batch(batch_limit_pages: float, pages_per_folio: float, n_folios: float) -> float:
+    """Folios in a full batch: the kernel adds folios until the page count reaches the cap."""
+    if batch_limit_pages <= 1.0:
+        return 1.0
+    b = math.ceil(batch_limit_pages / pages_per_folio)
+    return min(max(b, 1.0), n_folios)
+
+
+@_jit
+def unmap_phase_s(prof, pages_per_folio: float, mapcount: float) -> float:
+    """Per-folio time of the unmap loop: isolate/allocate/lock plus unmapping every mapping."""
+    return prof[FOLIO_SETUP] + prof[PAGE_SETUP] * pages_per_folio + prof[UNMAP] * mapcount
+
+
+@_jit
+def remap_s(prof, mapcount: float) -> float:
+    """Per-folio time to restore the mappings (remove_migration_ptes) and unlock."""
+    return prof[REMAP] * mapcount
+
+
+@_jit
+def spanned_sockets(prof, target_cpus: float) -> float:
+    """Sockets the mm's CPUs span, threads packed socket by socket (an assumption)."""
+    per_socket = prof[CPUS] / prof[SOCKETS]
+    return min(prof[SOCKETS], math.ceil(target_cpus / per_socket))
+
+
+@_jit
+def is_full_flush(prof, folios_in_batch: float, pages_per_folio: float) -> bool:
+    """Batched flush (two or more folios) is a full flush; one folio flushes its pages up to the ceiling."""
+    return folios_in_batch >= 2.0 or pages_per_folio > prof[FLUSH_CEILING]
+
+
+@_jit
+def flush_fixed_s(prof, full: bool, pages_per_folio: float, target_cpus: float) -> float:
+    """Deterministic part of one flush round on the initiating CPU (everything but the ack tail)."""
+    if full:
+        t = prof[LOCAL_FULL_FLUSH]
+    else:
+        t = prof[LOCAL_PAGE_FLUSH] * pages_per_folio
+    if target_cpus > 1.0:
+        handler = prof[HANDLER_FULL] if full else prof[HANDLER_PAGE]
+        t += (
+            prof[IPI_BASE]
+            + prof[IPI_PER_TARGET] * (target_cpus - 1.0)
+            + handler
+            + prof[SOCKET_HOP] * (spanned_sockets(prof, target_cpus) - 1.0)
+        )
+    return t
+
+
+@_jit
+def remote_handler_s(prof, full: bool) -> float:
+    """CPU time one remote CPU spends handling one flush IPI (0 with broadcast TLBI)."""
+    if prof[IS_BROADCAST] > 0.5:
+        return 0.0
+    return prof[HANDLER_FULL] if full else prof[HANDLER_PAGE]
+
+
+@_jit
+def expected_max_lomax(k: float, alpha: float) -> float:
+    """E[max of k i.i.d. Lomax(alpha, scale 1)] = Γ(k+1)Γ(1-1/α)/Γ(k+1-1/α) - 1 (0 for k < 1)."""
+    if k < 1.0:
+        return 0.0
+    a = 1.0 / alpha
+    return math.exp(math.lgamma(k + 1.0) + math.lgamma(1.0 - a) - math.lgamma(k + 1.0 - a)) - 1.0
+
+
+@_jit
+def draw_max_lomax(k: float, alpha: float, u: float) -> float:
+    """One draw of the max of k Lomax(alpha) from one uniform u in (0, 1): F_max = F^k."""
+    if k < 1.0:
+        return 0.0
+    v = u ** (1.0 / k)
+    return (1.0 - v) ** (-1.0 / alpha) - 1.0
+
+
+@_jit
+def copy_engine_costs(prof, engine: int, threads: float, folio_bytes: float, unit_folios: float):
+    """Cost structure of one copy call of ``unit_folios`` folios (nominal size).
+
+    Returns ``(call_s, per_folio_s, per_folio_wait_s, call_wait_s, progressive, threads_used)``:
+    the fixed cost per copy call, the cost per folio, the parts of both during which the initiating
+    CPU only waits (DMA transfer and completion), whether folios are remapped one by one as they
+    are copied (``cpu``) or after the whole batch, and the threads really used.
+    """
+    ceiling = prof[MEM_CEILING]
+    one = min(prof[CPU_BW], ceiling)
+    if engine == ENGINE_CPU:
+        return 0.0, prof[CPU_FIXED] + folio_bytes / one, 0.0, 0.0, True, 1.0
+    if engine == ENGINE_MT:
+        chunks = max(1.0, math.floor(unit_folios * folio_bytes / prof[MT_MIN_CHUNK]))
+        t = min(threads, prof[CPUS], chunks)
+        if t <= 1.0:
+            return 0.0, prof[CPU_FIXED] + folio_bytes / one, 0.0, 0.0, True, 1.0
+        scale = t / (1.0 + prof[MT_SIGMA] * (t - 1.0) + prof[MT_KAPPA] * t * (t - 1.0))
+        bw = min(prof[CPU_BW] * scale, ceiling)
+        return prof[MT_DISPATCH], prof[CPU_FIXED] + folio_bytes / bw, 0.0, 0.0, False, t
+    off = 0 if engine == ENGINE_DMA else DSA_OFFSET
+    bw = min(threads * prof[DMA_BW + off], ceiling)
+    transfer = folio_bytes / bw
+    call = prof[DMA_SUBMIT + off] + prof[DMA_COMPLETION + off]
+    return call, prof[DMA_DESC + off] + transfer, transfer, prof[DMA_COMPLETION + off], False, threads
+
+
+@_jit
+def copy_jitter_cv(prof, engine: int) -> float:
+    if engine == ENGINE_DMA:
+        return prof[DMA_CV]
+    if engine == ENGINE_DSA:
+        return prof[DMA_CV + DSA_OFFSET]
+    return 0.0
+
+
+@_jit
+def window_line(
+    c: float, u: float, flush_s: float, call_s: float, per_folio_s: float, r: float, progressive: bool
+):
+    """Unmapped windows of the ``c`` folios of one pass: ``W_j = a + slope * (j + 1)``, j = 0..c-1.
+
+    Folio j's PTEs are cleared at the end of its unmap step, (j+1)·u; it is remapped at
+    c·u + flush + (j+1)·(copy + remap) when copied one by one, or after the whole copy call and
+    j+1 remaps when the batch is copied as a unit.
+    """
+    if progressive:
+        return c * u + flush_s, per_folio_s + r - u
+    return c * u + flush_s + call_s + c * per_folio_s, r - u
