@@ -110,10 +110,7 @@ def is_full_flush(prof, folios_in_batch: float, pages_per_folio: float) -> bool:
 @_jit
 def flush_fixed_s(prof, full: bool, pages_per_folio: float, target_cpus: float) -> float:
     """Deterministic part of one flush round on the initiating CPU (everything but the ack tail)."""
-    if full:
-        t = prof[LOCAL_FULL_FLUSH]
-    else:
-        t = prof[LOCAL_PAGE_FLUSH] * pages_per_folio
+    t = prof[LOCAL_FULL_FLUSH] if full else prof[LOCAL_PAGE_FLUSH] * pages_per_folio
     if target_cpus > 1.0:
         handler = prof[HANDLER_FULL] if full else prof[HANDLER_PAGE]
         t += (
