@@ -56,7 +56,7 @@ def evaluate(
     (sweeps count them instead of crashing). ``row_offset`` is the number of the first row in
     messages (2 for a CSV file with a header line).
     """
-    full = complete_points(points)
+    full = complete_points(points, row_offset=row_offset)
     arrays, reasons = check_points(full)
     if on_invalid == "raise":
         msg = first_error(reasons, row_offset=row_offset)

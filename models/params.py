@@ -118,26 +118,25 @@ def defaults_for(profile: HardwareProfile) -> dict[str, object]:
     }
 
 
-def complete_points(points: pd.DataFrame, default_profile: str | None = None) -> pd.DataFrame:
+def complete_points(
+    points: pd.DataFrame, default_profile: str | None = None, row_offset: int = 1
+) -> pd.DataFrame:
     """Return ``points`` with every parameter column present, missing ones taken from the profile.
 
     Cells that are empty (NaN) in a present column are filled the same way. Column order is the
     input's, followed by the added parameters in contract order.
     """
     out = points.copy()
-    if "profile" not in out.columns:
-        if default_profile is None:
-            from models.profiles import DEFAULT_PROFILE
+    if default_profile is None:
+        from models.profiles import DEFAULT_PROFILE
 
-            default_profile = DEFAULT_PROFILE
+        default_profile = DEFAULT_PROFILE
+    if "profile" not in out.columns:
         out["profile"] = default_profile
-    out["profile"] = out["profile"].astype(object)
-    missing_profile = out["profile"].isna()
-    if missing_profile.any():
-        raise PointError(f"row {int(np.flatnonzero(missing_profile)[0]) + 1}, column profile: empty")
+    out["profile"] = out["profile"].astype(object).where(~out["profile"].isna(), default_profile)
     for name in set(out["profile"]):
         if name not in profile_names():
-            row = int(np.flatnonzero(out["profile"].to_numpy() == name)[0]) + 1
+            row = int(np.flatnonzero(out["profile"].to_numpy() == name)[0]) + row_offset
             raise PointError(
                 f"row {row}, column profile: unknown profile {name!r} (known: {', '.join(profile_names())})"
             )

@@ -49,7 +49,12 @@ def _write_atomic_csv(df: object, out: Path) -> None:
         raise UserError(f"{out}: cannot write ({exc.strerror})") from None
 
 
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def _print_table(df: object, title: str) -> None:
+    """A rich table; few points are shown transposed (one row per column, with its unit)."""
     import pandas as pd
     from rich.console import Console
     from rich.table import Table
@@ -57,19 +62,21 @@ def _print_table(df: object, title: str) -> None:
     from models.params import UNITS
 
     assert isinstance(df, pd.DataFrame)
-    table = Table(title=title, show_lines=False)
-    for col in df.columns:
-        unit = UNITS.get(str(col))
-        table.add_column(f"{col}" + (f"\n[{unit}]" if unit else ""), justify="right")
-    for _, row in df.iterrows():
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                cells.append(f"{v:.4g}")
-            else:
-                cells.append(str(v))
-        table.add_row(*cells)
-    Console(width=200).print(table)
+    table = Table(title=title)
+    if len(df) <= 12:
+        table.add_column("quantity")
+        table.add_column("unit")
+        for i in range(len(df)):
+            table.add_column(f"#{i + 1}", justify="right")
+        for col in df.columns:
+            table.add_row(str(col), UNITS.get(str(col), ""), *[_fmt(v) for v in df[col]])
+    else:
+        for col in df.columns:
+            unit = UNITS.get(str(col))
+            table.add_column(f"{col}" + (f" [{unit}]" if unit else ""), justify="right")
+        for _, row in df.iterrows():
+            table.add_row(*[_fmt(v) for v in row])
+    Console(width=max(120, 24 + 14 * min(len(df), 12))).print(table)
 
 
 def profiles_cmd() -> None:
@@ -175,13 +182,9 @@ def predict_cmd(
         _write_atomic_csv(result, out)
         print(f"wrote {len(result)} rows to {out}", file=sys.stderr)
     else:
-        from models.params import OUTPUTS
+        from models.params import OUTPUTS, PARAMETERS
 
-        shown = [
-            c
-            for c in ("profile", "folio_kb", "batch_limit_pages", "copy_engine", "copy_threads", *OUTPUTS)
-            if c in result.columns
-        ]
+        shown = [c for c in (*PARAMETERS, *OUTPUTS) if c in result.columns]
         _print_table(result[shown], f"foliotune predict ({model})")
 
 
