@@ -129,7 +129,7 @@ class HardwareProfile:
     sources: MappingProxyType  # field -> source text or "assumed"
     path: str = ""
     provenance: str = ""
-    _vector: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    _vector: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __getattr__(self, item: str) -> Any:
         values = object.__getattribute__(self, "values")
@@ -161,6 +161,7 @@ class HardwareProfile:
             v = np.array([self.values[k] for k in FIELD_ORDER] + derived, dtype=np.float64)
             v.setflags(write=False)
             object.__setattr__(self, "_vector", v)
+            return v
         return self._vector
 
     def with_values(self, name: str, updates: dict[str, float], provenance: str) -> HardwareProfile:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from models.errors import UserError
 
 PREDICT_MODELS = ("analytic", "montecarlo", "regression")
 
 
-def _read_points(path: Path) -> tuple[object, int]:
+def _read_points(path: Path) -> tuple[pd.DataFrame, int]:
     """Read a points CSV; returns (DataFrame, row offset of its first data row in messages)."""
     import pandas as pd
 
@@ -173,7 +176,7 @@ def predict_cmd(
     if out is not None and out.parent and not out.parent.exists():
         raise UserError(f"--out: folder {out.parent} does not exist")
     if model == "regression":
-        from models.regression import predict_regression  # type: ignore[attr-defined]
+        from models.regression import predict_regression
 
         result = predict_regression(df, model_dir=model_dir)
     else:
