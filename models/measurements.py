@@ -348,7 +348,7 @@ def model_rows(data: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.D
 def data_hash(data: pd.DataFrame) -> str:
     """SHA-256 of the scored content of a loaded table (provenance of fitted models)."""
     cols = ["source", "profile", *PARAMETER_COLUMNS, "variant", "metric", "value", "sd"]
-    csv = data[cols].to_csv(index=False, float_format="%.10g")
+    csv = data[[c for c in cols if c in data.columns]].to_csv(index=False, float_format="%.10g")
     return hashlib.sha256(csv.encode()).hexdigest()
 
 
