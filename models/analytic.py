@@ -64,7 +64,7 @@ N_OUT = len(OUTPUTS)
 ) = range(N_OUT)
 Q = 0.99
 
-_jit = nb.njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath=True)
+_jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
 
 
 @_jit
@@ -82,22 +82,15 @@ def line_quantile(a: float, slope: float, count: float, q: float) -> float:
 
 
 @_jit
-def _stall_excess(s: float, w_lo: float, w_hi: float, lam: float, h: float, tail: float):
-    """P(S > s) - tail and its derivative, for W uniform on [w_lo, w_hi] (h = w_hi - w_lo)."""
-    if s <= w_lo:
-        ea = math.exp(-lam * (w_lo - s))
-        ec = math.exp(-lam * (w_hi - s))
-        return 1.0 - (ea - ec) / (lam * h) - tail, -(ea - ec) / h
-    ec = math.exp(-lam * (w_hi - s))
-    return ((w_hi - s) - (1.0 - ec) / lam) / h - tail, (ec - 1.0) / h
-
-
-@_jit
 def stall_quantile(w_lo: float, w_hi: float, rate_hz: float, q: float) -> float:
     """q-quantile of max(0, W - E), W uniform on [w_lo, w_hi], E ~ Exp(rate_hz).
 
-    Solves P(S > s) = 1 - q by Newton's method from s = 0; P(S > s) is convex and decreasing in s,
-    so the iterates rise monotonically to the root without overshooting.
+    With tail τ = 1 - q, L = λ·(w_hi - w_lo) and s the quantile, P(S > s) = τ has two regimes:
+    - s <= w_lo: P(S > s) = 1 - e^{λs}(e^{-λ w_lo} - e^{-λ w_hi})/L, solved in closed form;
+    - s >= w_lo: with x = λ(w_hi - s), P(S > s) = (x - 1 + e^{-x})/L, so x solves the one-parameter
+      equation x + expm1(-x) = τL (convex, increasing): Halley's method from the inverse series
+      (small τL) or from τL + 1 (large τL) reaches machine precision in two or three steps.
+    The regime follows from P(S > w_lo) = (L + expm1(-L))/L against τ.
     """
     tail = 1.0 - q
     if rate_hz <= 0.0 or w_hi <= 0.0:
@@ -107,30 +100,47 @@ def stall_quantile(w_lo: float, w_hi: float, rate_hz: float, q: float) -> float:
     if h < 1e-9 * w_hi:
         s = w_hi + math.log(1.0 - tail) / lam  # 1 - exp(-λ(W - s)) = tail
         return max(s, 0.0)
-    g, dg = _stall_excess(0.0, w_lo, w_hi, lam, h, tail)
-    if g <= 0.0:
-        return 0.0
-    s = 0.0
-    for _ in range(30):
-        step = -g / dg
-        s += step
-        if s >= w_hi:
-            return w_hi
-        g, dg = _stall_excess(s, w_lo, w_hi, lam, h, tail)
-        if abs(step) <= 1e-12 * w_hi or g <= 1e-12:
+    L = lam * h
+    em = math.expm1(-L)
+    c = tail * L
+    if L + em <= c:
+        s = w_lo + math.log((1.0 - tail) * L / -em) / lam
+        return max(s, 0.0)
+    if c < 1.0:
+        y = math.sqrt(2.0 * c)
+        x = y * (1.0 + y * (1.0 / 6.0 + y * (1.0 / 72.0)))
+    else:
+        x = c + 1.0
+    for _ in range(8):
+        # Halley's step (cubic convergence) on f(x) = x + expm1(-x) - c; f' = -expm1(-x), f'' = e^-x.
+        emx = math.expm1(-x)
+        f = x + emx - c
+        d1 = -emx
+        dx = 2.0 * f * d1 / (2.0 * d1 * d1 - f * (1.0 + emx))
+        x -= dx
+        if abs(dx) <= 1e-5 * x:  # cubic convergence: the next error is ~1e-15·x
             break
-    return s
+    return max(w_hi - x / lam, 0.0)
+
+
+# Moment cache: one row per distinct (folios in batch, busy probability, batched passes).
+CACHE_BITS = 10
+CACHE_SLOTS = 1 << CACHE_BITS
+K_B, K_P, K_NB, M_ROUNDS, M_EC, M_EC2, M_BUSY, M_PASSES = range(8)
+CACHE_WIDTH = 8
 
 
 @_jit
-def _batch_expectations(
-    B: float, p: float, n_batched: int, u: float, r: float, flush_s: float,
-    call_s: float, per_folio_s: float, progressive: bool,
-):  # fmt: skip
-    """Expected (rounds, unmapped folios, Σ windows, copy calls, busy attempts, passes) of one batch."""
+def batch_moments(B: float, p: float, n_batched: int):
+    """Expected (flush rounds, Σ E[c], Σ E[c²], busy attempts, passes) of one batch of B folios.
+
+    The number unmapped on pass k is c_k ~ Binomial(B, p^k (1-p)); a round (and a copy call) happens
+    when c_k >= 1. Σ windows of a pass is linear in c and c² (see ``window_line``), so these five
+    numbers give every expectation of the batched passes for any costs.
+    """
     rounds = 0.0
-    unmapped = 0.0
-    win_sum = 0.0
+    s_ec = 0.0
+    s_ec2 = 0.0
     busy = 0.0
     pk = 1.0  # p^k: probability a folio is still pending at pass k
     for _k in range(n_batched):
@@ -138,18 +148,10 @@ def _batch_expectations(
         if qk <= 0.0 and pk <= 0.0:
             break
         ec = B * qk
-        ec2 = B * qk * (1.0 - qk) + ec * ec
-        p_any = 1.0 - (1.0 - qk) ** B if qk < 1.0 else 1.0
-        rounds += p_any
-        unmapped += ec
+        s_ec += ec
+        s_ec2 += B * qk * (1.0 - qk) + ec * ec
+        rounds += 1.0 - (1.0 - qk) ** B if qk < 1.0 else 1.0
         busy += B * pk * p
-        slope = window_line(1.0, u, flush_s, call_s, per_folio_s, r, progressive)[1]
-        # Σ_j W_j for c folios, with the line's c-dependence made explicit:
-        # progressive: c·(c·u + F) + slope·c(c+1)/2; batch: c·(c·u + F + G + c·cf) + slope·c(c+1)/2
-        if progressive:
-            win_sum += ec2 * u + ec * flush_s + slope * 0.5 * (ec2 + ec)
-        else:
-            win_sum += ec2 * (u + per_folio_s) + ec * (flush_s + call_s) + slope * 0.5 * (ec2 + ec)
         pk *= p
     # Passes made over the batch: 1 + Σ_{k≥1} P(some folio needs more than k attempts)
     passes = 1.0
@@ -159,22 +161,56 @@ def _batch_expectations(
             break
         passes += 1.0 - (1.0 - pk) ** B
         pk *= p
-    return rounds, unmapped, win_sum, rounds, busy, passes
+    return rounds, s_ec, s_ec2, busy, passes
+
+
+@_jit
+def _cached_moments(cache, B: float, p: float, n_batched: int) -> int:
+    """Row of ``cache`` holding the moments of (B, p, n_batched), computed on a miss.
+
+    Open addressing with linear probing; row 0 of ``cache`` counts the filled rows (the table is
+    emptied when half full, so probes stay short).
+    """
+    h = (int(B) * -7046029254386353131) ^ (int(p * 1073741824.0) * -4417276706812531889) ^ n_batched
+    h = (h ^ (h >> 29)) * -4658895280553007687
+    slot = 1 + ((h >> 40) & (CACHE_SLOTS - 2))
+    while True:
+        if cache[slot, K_B] == B and cache[slot, K_P] == p and cache[slot, K_NB] == n_batched:
+            return slot
+        if cache[slot, K_B] < 0.0:
+            break
+        slot = slot + 1 if slot < CACHE_SLOTS - 1 else 1
+    if cache[0, 0] >= CACHE_SLOTS // 2:
+        cache[:, :] = -1.0
+        cache[0, 0] = 0.0
+    cache[0, 0] += 1.0
+    rounds, s_ec, s_ec2, busy, passes = batch_moments(B, p, n_batched)
+    cache[slot, K_B] = B
+    cache[slot, K_P] = p
+    cache[slot, K_NB] = n_batched
+    cache[slot, M_ROUNDS] = rounds
+    cache[slot, M_EC] = s_ec
+    cache[slot, M_EC2] = s_ec2
+    cache[slot, M_BUSY] = busy
+    cache[slot, M_PASSES] = passes
+    return slot
 
 
 @_jit
 def analytic_point(
-    prof, emax_row, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, out, i
+    prof, emax_row, folio_kb, n, limit, engine, threads, targets, mapcount, p, sync, cache, sf, sl, out, i
 ):
+    """Every output of point i but the stall quantile; ``sf``/``sl``: moment rows of a full/last batch.
+
+    Returns (w_lo, w_hi): the range of the unmapped windows of a full batch's first pass.
+    """
     page_bytes = prof[PAGE_KB] * 1024.0
     fp = folio_kb / prof[PAGE_KB]
     folio_bytes = folio_kb * 1024.0
     b = folios_per_batch(limit, fp, n)
     n_batches = math.ceil(n / b)
-    b_last = n - (n_batches - 1.0) * b
     u = unmap_phase_s(prof, fp, mapcount)
     r = remap_s(prof, mapcount)
-    n_batched = ASYNC_BATCHED_PASSES if sync == 0 else SYNC_BATCHED_PASSES
 
     # Flush rounds of the batched passes and of the single-folio fallback.
     full = is_full_flush(prof, b, fp)
@@ -190,30 +226,30 @@ def analytic_point(
         prof, engine, threads, folio_bytes, 1.0
     )
 
-    rf, uf, wf, cf_calls, bf, pf = _batch_expectations(
-        b, p, n_batched, u, r, flush_s, call_s, cf, progressive
-    )
     n_full = n_batches - 1.0
-    if b_last == b:
-        rl, ul, wl, cl_calls, bl, pl = rf, uf, wf, cf_calls, bf, pf
+    rounds_b = n_full * cache[sf, M_ROUNDS] + cache[sl, M_ROUNDS]
+    unmapped_b = n_full * cache[sf, M_EC] + cache[sl, M_EC]
+    ec2_b = n_full * cache[sf, M_EC2] + cache[sl, M_EC2]
+    calls_b = rounds_b
+    busy = n_full * cache[sf, M_BUSY] + cache[sl, M_BUSY]
+    passes = (n_full * cache[sf, M_PASSES] + cache[sl, M_PASSES]) / n_batches
+    # Σ windows of a pass of c folios is c²·w2 + c·w1 + slope·(c² + c)/2 (see ``window_line``).
+    slope = window_line(1.0, u, flush_s, call_s, cf, r, progressive)[1]
+    if progressive:
+        w2, w1 = u, flush_s
     else:
-        rl, ul, wl, cl_calls, bl, pl = _batch_expectations(
-            b_last, p, n_batched, u, r, flush_s, call_s, cf, progressive
-        )
-    rounds_b = n_full * rf + rl
-    unmapped_b = n_full * uf + ul
-    win_b = n_full * wf + wl
-    calls_b = n_full * cf_calls + cl_calls
-    busy = n_full * bf + bl
-    passes = (n_full * pf + pl) / n_batches
+        w2, w1 = u + cf, flush_s + call_s
+    win_b = ec2_b * w2 + unmapped_b * w1 + slope * 0.5 * (ec2_b + unmapped_b)
 
     # Synchronous one-by-one fallback: each folio pending after the batched passes, alone.
+    p3 = p * p * p
+    p7 = p3 * p3 * p
+    p10 = p7 * p3
     succ_sync = 0.0
     if sync != 0 and p > 0.0:
-        p3 = p**SYNC_BATCHED_PASSES
-        succ_sync = n * p3 * (1.0 - p**SYNC_SINGLE_PASSES)
-        busy += n * p3 * p * (1.0 - p**SYNC_SINGLE_PASSES) / (1.0 - p) if p < 1.0 else n * SYNC_SINGLE_PASSES
-    failed = n * p**TOTAL_PASSES
+        succ_sync = n * p3 * (1.0 - p7)
+        busy += n * p3 * p * (1.0 - p7) / (1.0 - p) if p < 1.0 else n * SYNC_SINGLE_PASSES
+    failed = n * p10
     win_sync = succ_sync * (flush1_s + call1_s + cf1 + r)
 
     time = (
@@ -227,7 +263,6 @@ def analytic_point(
     succeeded = n - failed
     rounds = rounds_b + succ_sync
     remote_targets = targets - 1.0 if prof[IS_BROADCAST] < 0.5 else 0.0
-    ipis = rounds * remote_targets
     remote_cpu = remote_targets * (
         rounds_b * remote_handler_s(prof, full) + succ_sync * remote_handler_s(prof, full1)
     )
@@ -238,32 +273,66 @@ def analytic_point(
         extra_threads = (t_used - 1.0) * unmapped_b * cf + (t1_used - 1.0) * succ_sync * cf1
 
     migrated = unmapped_b + succ_sync
+    inv_time = 1.0 / time
     out[O_TIME, i] = time
-    out[O_PAGES_PER_S, i] = succeeded * fp / time
-    out[O_BYTES_PER_S, i] = succeeded * fp * page_bytes / time
+    out[O_PAGES_PER_S, i] = succeeded * fp * inv_time
+    out[O_BYTES_PER_S, i] = succeeded * fp * page_bytes * inv_time
     out[O_FLUSH_ROUNDS, i] = rounds
-    out[O_IPIS, i] = ipis
+    out[O_IPIS, i] = rounds * remote_targets
     out[O_CPU_TIME, i] = time - wait + extra_threads
     out[O_REMOTE_CPU, i] = remote_cpu
     out[O_WINDOW_MEAN, i] = (win_b + win_sync) / migrated if migrated > 0.0 else 0.0
-    a, slope = window_line(b, u, flush_s, call_s, cf, r, progressive)
-    out[O_WINDOW_P99, i] = line_quantile(a, slope, b, Q)
-    w_first, w_last = a + slope, a + slope * b
-    out[O_STALL_P99, i] = stall_quantile(min(w_first, w_last), max(w_first, w_last), rate, Q)
+    a, slope_b = window_line(b, u, flush_s, call_s, cf, r, progressive)
+    out[O_WINDOW_P99, i] = line_quantile(a, slope_b, b, Q)
     out[O_FAILED, i] = failed
     out[O_PASSES, i] = passes
+    w_first, w_last = a + slope_b, a + slope_b * b
+    return min(w_first, w_last), max(w_first, w_last)
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
 def analytic_kernel(
     pidx, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, emax, out
 ):
-    for i in range(folio_kb.shape[0]):
-        pi = pidx[i]
-        analytic_point(
-            table[pi], emax[pi], folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
-            mapcount[i], p[i], rate[i], sync[i], out, i,
-        )  # fmt: skip
+    """All outputs of every point. Batch moments are computed once per distinct (B, p, mode) in
+    the call (a small direct-mapped cache); the rest is a few dozen flops per point."""
+    cache = np.full((CACHE_SLOTS, CACHE_WIDTH), -1.0)
+    cache[0, 0] = 0.0
+    order, start = _by_profile(pidx, table.shape[0])
+    for pi in range(table.shape[0]):
+        # One row view per profile, not per point: views cost two atomic reference counts.
+        prof = table[pi]
+        emax_row = emax[pi]
+        page_kb = prof[PAGE_KB]
+        for k in range(start[pi], start[pi + 1]):
+            i = order[k]
+            fp = folio_kb[i] / page_kb
+            b = folios_per_batch(limit[i], fp, n[i])
+            b_last = n[i] - (math.ceil(n[i] / b) - 1.0) * b
+            n_batched = ASYNC_BATCHED_PASSES if sync[i] == 0 else SYNC_BATCHED_PASSES
+            sf = _cached_moments(cache, b, p[i], n_batched)
+            sl = sf if b_last == b else _cached_moments(cache, b_last, p[i], n_batched)
+            w_lo, w_hi = analytic_point(
+                prof, emax_row, folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
+                mapcount[i], p[i], sync[i], cache, sf, sl, out, i,
+            )  # fmt: skip
+            out[O_STALL_P99, i] = stall_quantile(w_lo, w_hi, rate[i], Q) if rate[i] > 0.0 else 0.0
+
+
+@nb.njit(cache=True, nogil=True)
+def _by_profile(pidx, n_profiles: int):
+    """Point indices grouped by profile (stable counting sort): ``order[start[p]:start[p+1]]``."""
+    start = np.zeros(n_profiles + 1, dtype=np.int64)
+    for i in range(pidx.shape[0]):
+        start[pidx[i] + 1] += 1
+    for p in range(n_profiles):
+        start[p + 1] += start[p]
+    fill = start[:-1].copy()
+    order = np.empty(pidx.shape[0], dtype=np.int64)
+    for i in range(pidx.shape[0]):
+        order[fill[pidx[i]]] = i
+        fill[pidx[i]] += 1
+    return order, start
 
 
 def emax_table(table: np.ndarray) -> np.ndarray:
