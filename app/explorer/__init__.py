@@ -1,0 +1,257 @@
+"""The foliotune explorer: a Dash multi-page app over a sweep's results (DESIGN.md §4).
+
+:func:`create_app` builds a new app around an :class:`ExplorerState` (the results folders it may
+show, background sweeps, per-session regressions). Pages live in ``app.explorer.pages``: each owns
+its layout and registers its callbacks on the app it is given; callbacks are a few lines that load
+aggregated data (:mod:`app.data`) and call pure builders (:mod:`app.figures`,
+:mod:`app.recommend`). Importing this package does no work and keeps no global state.
+
+Security: the browser only ever names a results folder by its number in the server's list; uploads
+are read in memory with a size limit; exports are built in memory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tempfile
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.data import RegressionSource, Results, ResultsError, load_results, shipped_regression
+
+DEFAULT_UPLOAD_LIMIT = 5 * 1024 * 1024
+# Styles are inlined in the page (no assets folder to package or serve).
+CSS = """
+body { margin: 0; font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; color: #1d2330;
+       background: #f6f7f9; }
+.header { display: flex; align-items: center; gap: 28px; padding: 10px 24px; background: #1d2330; color: #fff; }
+.header .title { font-size: 20px; } .brand { font-weight: 700; }
+.header nav { display: flex; gap: 6px; }
+.nav { color: #d7dbe3; text-decoration: none; padding: 6px 12px; border-radius: 6px; }
+.nav:hover, .nav.active { background: #39414f; color: #fff; }
+.folder { margin-left: auto; display: flex; align-items: center; gap: 8px; color: #1d2330; }
+.folder label { color: #d7dbe3; }
+main { padding: 18px 24px; }
+.row { display: flex; gap: 18px; align-items: flex-start; flex-wrap: wrap; }
+.panel { background: #fff; border: 1px solid #e1e4ea; border-radius: 10px; padding: 14px 16px; }
+.controls { width: 300px; flex: none; }
+.controls label { display: block; font-size: 13px; color: #4a5263; margin: 10px 0 3px; }
+.controls input[type=number] { width: 100%; box-sizing: border-box; padding: 6px; border: 1px solid #c9ced8;
+       border-radius: 5px; font-size: 14px; }
+.grow { flex: 1; min-width: 520px; }
+.card h2 { margin: 0 0 6px; font-size: 20px; } .card .big { font-size: 26px; font-weight: 700; }
+.card .muted, .muted { color: #5d6677; font-size: 13px; }
+.card table, table.data { border-collapse: collapse; font-size: 13px; margin-top: 6px; }
+table.data td, table.data th, .card td, .card th { border-bottom: 1px solid #e6e8ec; padding: 4px 8px;
+       text-align: right; } table.data th { background: #f0f2f5; }
+.error { color: #a61b1b; background: #fdecec; border: 1px solid #f3b9b9; border-radius: 8px; padding: 10px 14px; }
+.ok { color: #17643a; background: #eaf7ef; border: 1px solid #b7e1c6; border-radius: 8px; padding: 10px 14px; }
+.warn { color: #7a5200; background: #fff6e0; border: 1px solid #f1d48a; border-radius: 8px; padding: 8px 12px; }
+.exports button, button.action { margin: 4px 6px 0 0; padding: 6px 12px; border-radius: 6px;
+       border: 1px solid #9aa3b5; background: #fff; cursor: pointer; font-size: 14px; }
+button.action.primary { background: #2456c8; color: #fff; border-color: #2456c8; }
+button:disabled { opacity: 0.5; cursor: default; }
+.upload { border: 2px dashed #9aa3b5; border-radius: 8px; padding: 14px; text-align: center; cursor: pointer; }
+progress { width: 260px; height: 14px; vertical-align: middle; }
+"""
+INDEX = """<!DOCTYPE html>
+<html lang="en"><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>/*CSS*/</style></head>
+<body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body></html>"""
+MAX_SESSIONS = 16
+
+
+@dataclass
+class Session:
+    rows: Any = None  # uploaded measurement rows (pandas DataFrame) or None
+    regression: RegressionSource | None = None
+    summary: str = ""
+
+
+@dataclass
+class ExplorerState:
+    """Everything the app's callbacks share; created per app, never a module global."""
+
+    folders: list[Path]
+    sweeps_dir: Path
+    upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    use_regression: bool = True
+    sweep_backend: str = "ray"
+    sweep_workers: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _sessions: OrderedDict[str, Session] = field(default_factory=OrderedDict, repr=False)
+    _jobs: Any = field(default=None, repr=False)
+
+    # ---- results folders (the browser names them by index only)
+    def folder_options(self) -> list[dict[str, str]]:
+        with self._lock:
+            return [{"label": f"{p.name}  ({p.parent})", "value": str(i)} for i, p in enumerate(self.folders)]
+
+    def folder(self, folder_id: Any) -> Path:
+        with self._lock:
+            try:
+                i = int(folder_id)
+            except (TypeError, ValueError):
+                i = 0
+            return self.folders[i] if 0 <= i < len(self.folders) else self.folders[0]
+
+    def add_folder(self, path: Path) -> str:
+        with self._lock:
+            p = Path(path).resolve()
+            for i, f in enumerate(self.folders):
+                if f.resolve() == p:
+                    return str(i)
+            self.folders.append(p)
+            return str(len(self.folders) - 1)
+
+    def results(self, folder_id: Any) -> Results:
+        return load_results(self.folder(folder_id))
+
+    # ---- background sweeps
+    @property
+    def jobs(self) -> Any:
+        with self._lock:
+            if self._jobs is None:
+                from app.explorer.jobs import SweepJobs
+
+                self._jobs = SweepJobs(
+                    self.sweeps_dir, backend=self.sweep_backend, workers=self.sweep_workers
+                )
+            return self._jobs
+
+    # ---- per-session regression (refitted on an upload)
+    def session(self, sid: Any) -> Session:
+        key = str(sid or "")
+        with self._lock:
+            s = self._sessions.get(key)
+            if s is None:
+                s = Session()
+                self._sessions[key] = s
+                while len(self._sessions) > MAX_SESSIONS:
+                    self._sessions.popitem(last=False)
+            else:
+                self._sessions.move_to_end(key)
+            return s
+
+    def regression(self, sid: Any) -> RegressionSource | None:
+        if not self.use_regression:
+            return RegressionSource(
+                note="regression disabled (--no-regression); intervals are Monte Carlo only"
+            )
+        s = self.session(sid)
+        if s.regression is not None:
+            return s.regression
+        return shipped_regression()
+
+    def session_model_dir(self, sid: str) -> Path:
+        safe = "".join(ch for ch in sid if ch.isalnum())[:32] or "anon"
+        return self.sweeps_dir / ".sessions" / safe
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(
+    results_dir: str | Path | list[str | Path],
+    *,
+    sweeps_dir: str | Path | None = None,
+    upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+    use_regression: bool = True,
+    sweep_backend: str = "ray",
+    sweep_workers: int | None = None,
+) -> Any:
+    """A new Dash app showing ``results_dir`` (or several folders; the first is shown first)."""
+    import dash
+    from dash import dcc, html
+
+    from app.explorer import pages
+
+    dirs = results_dir if isinstance(results_dir, list) else [results_dir]
+    folders = [Path(d).expanduser().resolve() for d in dirs]
+    if sweeps_dir is None:
+        sweeps_dir = Path(tempfile.gettempdir()) / "foliotune-explorer-sweeps"
+    state = ExplorerState(
+        folders=folders,
+        sweeps_dir=Path(sweeps_dir).resolve(),
+        upload_limit=upload_limit,
+        use_regression=use_regression,
+        sweep_backend=sweep_backend,
+        sweep_workers=sweep_workers,
+    )
+    app = dash.Dash(
+        __name__,
+        title="foliotune explorer",
+        suppress_callback_exceptions=True,
+        update_title="",
+        assets_ignore=".*",
+    )
+    app.index_string = INDEX.replace("/*CSS*/", CSS)
+    # Uploads arrive base64-encoded in a callback request: cap the request size (4/3 + slack).
+    app.server.config["MAX_CONTENT_LENGTH"] = int(upload_limit * 4 / 3) + 2 * 1024 * 1024
+
+    def layout() -> Any:
+        return html.Div(
+            [
+                dcc.Location(id="url"),
+                dcc.Store(id="session", data=uuid.uuid4().hex),
+                dcc.Store(id="selection", storage_type="memory"),
+                html.Header(
+                    [
+                        html.Div(
+                            [html.Span("foliotune", className="brand"), html.Span(" explorer")],
+                            className="title",
+                        ),
+                        html.Nav(
+                            [
+                                dcc.Link("Choose", href="/", id="nav-choose", className="nav"),
+                                dcc.Link("Landscape", href="/landscape", id="nav-landscape", className="nav"),
+                                dcc.Link("Evidence", href="/evidence", id="nav-evidence", className="nav"),
+                                dcc.Link("Sweeps", href="/sweeps", id="nav-sweeps", className="nav"),
+                            ]
+                        ),
+                        html.Div(
+                            [
+                                html.Label("results", htmlFor="folder"),
+                                dcc.Dropdown(
+                                    id="folder",
+                                    options=state.folder_options(),  # type: ignore[arg-type]
+                                    value="0",
+                                    clearable=False,
+                                    searchable=False,
+                                    style={"minWidth": "360px"},
+                                ),
+                            ],
+                            className="folder",
+                        ),
+                    ],
+                    className="header",
+                ),
+                html.Main(id="page"),
+            ]
+        )
+
+    app.layout = layout
+    pages.register(app, state)
+    app.server.extensions["foliotune_state"] = state
+    return app
+
+
+def results_or_error(state: ExplorerState, folder_id: Any) -> tuple[Results | None, str]:
+    try:
+        return state.results(folder_id), ""
+    except ResultsError as exc:
+        return None, str(exc)
+    except Exception as exc:  # never a traceback in the browser
+        return None, f"{state.folder(folder_id)}: cannot be read ({type(exc).__name__}: {exc})"
+
+
+__all__ = ["ExplorerState", "create_app", "is_loopback", "results_or_error"]

@@ -1,0 +1,193 @@
+"""Background sweeps started from the explorer (a region of the landscape, refined).
+
+One worker thread runs the sweeps one after another through :func:`sweep.runner.run_sweep` (Ray:
+the process's Ray if one is running, else embedded Ray; or the serial backend). Progress is read
+from the sweep folder's manifest, so the page only polls a small dictionary. Output folders are
+chosen here, under the explorer's sweeps folder, named by the spec hash; the browser never sends a
+path.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.data import Results
+from app.recommend import WORKLOAD
+from models.errors import UserError
+
+MAX_REGION_POINTS = 200_000
+REFINE_VALUES = 5
+
+
+@dataclass
+class Job:
+    id: str
+    out_dir: Path
+    n_points: int
+    description: str
+    started: float = field(default_factory=time.time)
+    future: Future[Any] | None = None
+    error: str = ""
+    finished: float | None = None
+
+
+def _refine(param: str, values: Sequence[Any]) -> list[Any]:
+    vals = sorted(set(values), key=lambda v: (isinstance(v, str), v))
+    if param in ("profile", "mode") or len(vals) < 2:
+        return list(vals)
+    lo, hi = float(vals[0]), float(vals[-1])
+    if param == "folio_kb":
+        return [2**e for e in range(int(math.log2(lo)), int(math.log2(hi)) + 1)]
+    if param == "busy_prob":
+        grid = np.linspace(lo, hi, REFINE_VALUES)
+        return sorted({float(round(v, 6)) for v in grid} | {float(v) for v in vals})
+    grid = np.geomspace(max(lo, 1e-9), hi, REFINE_VALUES)
+    if param == "access_rate_hz":
+        return sorted({float(f"{v:.4g}") for v in grid} | {float(v) for v in vals})
+    return sorted({int(round(v)) for v in grid} | {int(v) for v in vals})
+
+
+def region_spec(
+    results: Results,
+    profile: str,
+    workload: Mapping[str, Any],
+    axes: Mapping[str, Sequence[Any]],
+    model: str | None = None,
+) -> dict[str, Any]:
+    """A sweep spec (as a dict) refining the selected cells: finer axes and batch limits."""
+    m = model or results.default_model
+    spec0 = results.manifest.get("spec", {}) or {}
+    sel_profiles = list(axes.get("profile", [profile]))
+    frame = results.frame
+    rows = frame[frame["profile"].astype(str).isin(sel_profiles)]
+    existing_bl = sorted({int(v) for v in rows["batch_limit_pages"].unique()})
+    bl_max = max(existing_bl) if existing_bl else 4096
+    batch = sorted(set(existing_bl) | {2**e for e in range(0, int(math.log2(bl_max)) + 1)} | {512})
+    engines = sorted({str(v) for v in rows["copy_engine"].unique()})
+    threads = sorted({int(v) for v in rows["copy_threads"].unique()})
+    fixed: dict[str, Any] = {}
+    ax: dict[str, Any] = {}
+    if "profile" in axes:
+        ax["profile"] = sel_profiles
+    else:
+        fixed["profile"] = profile
+    for k in WORKLOAD:
+        if k in axes:
+            ax[k] = _refine(k, axes[k])
+        elif "profile" not in axes or k not in ("target_cpus",):
+            v = workload.get(k)
+            if v is not None:
+                fixed[k] = v.item() if isinstance(v, np.generic) else v
+    ax["batch_limit_pages"] = batch
+    ax["copy_engine"] = engines
+    ax["copy_threads"] = threads
+    n = math.prod(len(v) for v in ax.values())
+    if n > MAX_REGION_POINTS:
+        ax["batch_limit_pages"] = existing_bl
+        n = math.prod(len(v) for v in ax.values())
+    if n > MAX_REGION_POINTS:
+        raise UserError(
+            f"the selected region needs {n:,} points (limit {MAX_REGION_POINTS:,}); select fewer cells"
+        )
+    models = [mm for mm in spec0.get("models", [m]) if mm in ("analytic", "montecarlo")] or [m]
+    sweep = {
+        "seed": int(spec0.get("seed", 7)),
+        "models": models,
+        "replicas": int(spec0.get("replicas", 32)),
+        "sampler": "grid",
+        "name": f"explorer region: {', '.join(f'{k}={v}' for k, v in axes.items())}"[:200],
+    }
+    return {"sweep": sweep, "fixed": fixed, "axes": ax}
+
+
+class SweepJobs:
+    """Sweeps running in one background thread; progress read from their folders."""
+
+    def __init__(self, sweeps_dir: Path, backend: str = "ray", workers: int | None = None) -> None:
+        self.sweeps_dir = Path(sweeps_dir)
+        self.backend = backend
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="foliotune-sweep")
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def launch(self, spec_dict: Mapping[str, Any]) -> Job:
+        from sweep.spec import spec_from_dict
+
+        spec = spec_from_dict(dict(spec_dict), source="explorer region")
+        out = self.sweeps_dir / f"region-{spec.hash}"
+        with self._lock:
+            job = self._jobs.get(spec.hash)
+            if job is not None and (job.future is None or not job.future.done() or not job.error):
+                return job
+            job = Job(id=spec.hash, out_dir=out, n_points=spec.n_points, description=spec.name)
+            self._jobs[spec.hash] = job
+        self.sweeps_dir.mkdir(parents=True, exist_ok=True)
+        job.future = self._pool.submit(self._run, job, spec)
+        return job
+
+    def _run(self, job: Job, spec: Any) -> None:
+        from sweep.runner import run_sweep
+
+        try:
+            run_sweep(spec, job.out_dir, workers=self.workers, progress=False, yes=True, backend=self.backend)
+        except UserError as exc:
+            job.error = str(exc)
+        except Exception as exc:  # shown on the Sweeps page; the app goes on
+            job.error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        finally:
+            job.finished = time.time()
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.started, reverse=True)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def progress(self, job: Job) -> dict[str, Any]:
+        """{state, done, total, fraction, error} for a job (state: queued, running, done, failed)."""
+        from sweep.storage import sweep_status
+
+        done = 0
+        try:
+            if job.out_dir.is_dir():
+                done = int(sweep_status(job.out_dir)["points_done"])
+        except Exception:
+            done = 0
+        fut = job.future
+        if job.error:
+            state = "failed"
+        elif fut is not None and fut.done():
+            state = "done"
+            done = job.n_points
+        elif fut is not None and fut.running():
+            state = "running"
+        else:
+            state = "queued"
+        total = max(job.n_points, 1)
+        return {
+            "state": state,
+            "done": done,
+            "total": job.n_points,
+            "fraction": min(done / total, 1.0),
+            "error": job.error,
+        }
+
+    def running(self) -> bool:
+        return any(j.future is not None and not j.future.done() for j in self.jobs())
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,244 @@
+"""Evidence: measurements over the model, residuals, the validation table, Sobol sensitivity; upload."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import pandas as pd
+
+from app.data import (
+    Results,
+    evidence_metrics,
+    evidence_tables,
+    evidence_x_options,
+    parse_measurement_upload,
+    recommend_for,
+    regression_with,
+    residual_table,
+    sensitivity,
+    shipped_measurements,
+    validation_table,
+)
+from app.figures import LABELS, empty_figure, evidence_figure, residual_figure, sobol_figure
+from models.errors import UserError
+
+
+def measurements_for(state: Any, session: Any) -> pd.DataFrame:
+    s = state.session(session)
+    base = shipped_measurements()
+    if s.rows is not None and len(s.rows):
+        return pd.concat([base, s.rows], ignore_index=True)
+    return base
+
+
+def _table(df: pd.DataFrame) -> Any:
+    from dash import html
+
+    head = html.Tr([html.Th(str(c)) for c in df.columns])
+    body = [html.Tr([html.Td(str(v)) for v in row]) for row in df.itertuples(index=False)]
+    return html.Table([head, *body], className="data", id="ev-validation")
+
+
+def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
+    from dash import dcc, html
+
+    meas = shipped_measurements()
+    profiles = sorted(p for p in meas["profile"].unique() if evidence_metrics(meas, p))
+    want = selection.get("profile")
+    profile = want if want in profiles else (profiles[0] if profiles else None)
+    metrics = evidence_metrics(meas, profile) if profile else []
+    limit_mb = state.upload_limit / 2**20
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.Div(
+                        [
+                            html.Label("profile with measurements", htmlFor="ev-profile"),
+                            dcc.Dropdown(
+                                id="ev-profile",
+                                options=profiles,
+                                value=profile,
+                                clearable=False,
+                                style={"width": "260px"},
+                            ),
+                        ]
+                    ),
+                    html.Div(
+                        [
+                            html.Label("metric", htmlFor="ev-metric"),
+                            dcc.Dropdown(
+                                id="ev-metric",
+                                options=metrics,
+                                value=metrics[0] if metrics else None,
+                                clearable=False,
+                                style={"width": "220px"},
+                            ),
+                        ]
+                    ),
+                    html.Div(
+                        [
+                            html.Label("x axis", htmlFor="ev-x"),
+                            dcc.Dropdown(
+                                id="ev-x", options=[], value=None, clearable=False, style={"width": "220px"}
+                            ),
+                        ]
+                    ),
+                    html.Div(
+                        [
+                            dcc.Upload(
+                                html.Div(
+                                    [
+                                        "Drop or click to upload a measurement file (CSV or Parquet, schema of ",
+                                        html.Code("models/data/MEASUREMENTS.md"),
+                                        f", up to {limit_mb:g} MiB); the regression is refitted for this session.",
+                                    ]
+                                ),
+                                id="ev-upload",
+                                className="upload",
+                                multiple=False,
+                            ),
+                            html.Div(id="ev-upload-status"),
+                        ],
+                        style={"flex": 1, "minWidth": "360px"},
+                    ),
+                ],
+                className="row panel",
+            ),
+            html.Div(
+                [
+                    html.Div(
+                        dcc.Graph(id="ev-measured", config={"displaylogo": False}), className="panel grow"
+                    ),
+                    html.Div(dcc.Graph(id="ev-resid", config={"displaylogo": False}), className="panel grow"),
+                ],
+                className="row",
+                style={"marginTop": "14px"},
+            ),
+            html.Div(
+                [
+                    html.Div(
+                        [
+                            html.H3("Validation: error per source", style={"marginTop": 0}),
+                            html.P(
+                                "Analytic: out of sample (no fitting). Regression: in sample (fitted on these rows); "
+                                "`foliotune validate` reports the cross-validated error.",
+                                className="muted",
+                            ),
+                            html.Div(id="ev-validation-box"),
+                        ],
+                        className="panel",
+                        style={"flex": "0 1 640px"},
+                    ),
+                    html.Div(dcc.Graph(id="ev-sobol", config={"displaylogo": False}), className="panel grow"),
+                ],
+                className="row",
+                style={"marginTop": "14px"},
+            ),
+        ]
+    )
+
+
+def register(app: Any, state: Any) -> None:
+    from dash import Input, Output, State, html
+
+    @app.callback(
+        Output("ev-metric", "options"),
+        Output("ev-metric", "value"),
+        Input("ev-profile", "value"),
+        State("ev-metric", "value"),
+        State("session", "data"),
+        prevent_initial_call=True,
+    )
+    def metrics(profile: Any, current: Any, session: Any) -> Any:
+        ms = evidence_metrics(measurements_for(state, session), profile) if profile else []
+        return ms, (current if current in ms else (ms[0] if ms else None))
+
+    @app.callback(
+        Output("ev-measured", "figure"),
+        Output("ev-x", "options"),
+        Output("ev-x", "value"),
+        Input("ev-profile", "value"),
+        Input("ev-metric", "value"),
+        Input("ev-x", "value"),
+        Input("ev-upload-status", "children"),
+        State("session", "data"),
+    )
+    def measured(profile: Any, metric: Any, x: Any, _status: Any, session: Any) -> Any:
+        if not profile or not metric:
+            return empty_figure("no measurements for this profile"), [], None
+        meas = measurements_for(state, session)
+        opts = evidence_x_options(meas, profile, metric)
+        pts, curves, x = evidence_tables(meas, profile, metric, x)
+        options = [{"label": LABELS.get(o, o), "value": o} for o in opts]
+        return evidence_figure(pts, curves, metric, x), options, x
+
+    @app.callback(
+        Output("ev-resid", "figure"),
+        Output("ev-validation-box", "children"),
+        Input("ev-upload-status", "children"),
+        State("session", "data"),
+    )
+    def residuals(_status: Any, session: Any) -> Any:
+        resid = residual_table(measurements_for(state, session), state.regression(session))
+        resid["model"] = resid["model"].replace({"regression": "regression (in sample)"})
+        return residual_figure(resid), _table(validation_table(resid))
+
+    @app.callback(
+        Output("ev-sobol", "figure"),
+        Input("ev-upload-status", "children"),
+        State("selection", "data"),
+        State("folder", "value"),
+        State("session", "data"),
+    )
+    def sobol(_status: Any, selection: Any, folder_id: Any, session: Any) -> Any:
+        from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
+
+        sel = selection or {}
+        try:
+            results = state.results(folder_id)
+            cons = constraints_from(
+                sel.get("budget_us", DEFAULT_BUDGET_US), sel.get("cpu_ms"), sel.get("remote_ms")
+            )
+            rec = recommend_for(results, sel.get("profile"), sel.get("workload"), cons, sel.get("model"))
+        except UserError as exc:
+            return empty_figure(str(exc))
+        c = rec.choice
+        choice = {
+            "batch_limit_pages": c.batch_limit_pages,
+            "copy_engine": c.copy_engine,
+            "copy_threads": c.copy_threads,
+        }
+        si, names, label = sensitivity(rec.profile, rec.workload, choice, state.regression(session))
+        return sobol_figure(si, names, f"{label}: {c.label()} on {rec.profile}")
+
+    @app.callback(
+        Output("ev-upload-status", "children"),
+        Input("ev-upload", "contents"),
+        State("ev-upload", "filename"),
+        State("session", "data"),
+        prevent_initial_call=True,
+    )
+    def upload(contents: Any, filename: Any, session: Any) -> Any:
+        if not contents:
+            return html.Div("empty upload", className="error", id="ev-upload-error")
+        name = str(filename or "upload.csv")
+        try:
+            _kind, _, b64 = str(contents).partition(",")
+            if len(b64) > state.upload_limit * 4 // 3 + 8:
+                raise UserError(f"{name}: above the upload limit of {state.upload_limit:,} bytes")
+            raw = base64.b64decode(b64, validate=True)
+            rows, summary = parse_measurement_upload(raw, name, state.upload_limit)
+            reg = regression_with(rows, state.session_model_dir(str(session)))
+        except (UserError, binascii.Error, ValueError) as exc:
+            return html.Div(f"Upload refused: {exc}", className="error", id="ev-upload-error")
+        s = state.session(session)
+        s.rows, s.regression, s.summary = rows, reg, summary
+        return html.Div(
+            f"{summary}. Regression refitted on shipped + uploaded measurements for this session "
+            f"({reg.version}); Choose now uses it for intervals.",
+            className="ok",
+            id="ev-upload-ok",
+        )
