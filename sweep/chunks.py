@@ -128,12 +128,35 @@ def extra_columns(models: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def chunk_points_frame(spec: SweepSpec, start: int, stop: int) -> pd.DataFrame:
-    """The points ``[start, stop)`` as a parameter table (fixed values broadcast, axes decoded)."""
+    """The points ``[start, stop)`` as a complete parameter table, contract column order.
+
+    Fixed values are broadcast and axes decoded; parameters the spec leaves out take each point's
+    profile defaults (what :func:`models.params.complete_points` does, done here per profile code
+    because that is much faster on large chunks; a test checks both agree).
+    """
+    from models.params import PARAMETERS, defaults_for
+    from models.profiles import DEFAULT_PROFILE, get_profile
+
     n = stop - start
+    given: dict[str, object] = {name: value for name, value in spec.fixed}
+    given.update(axis_columns(spec, start, stop))
+    prof = given.get("profile", DEFAULT_PROFILE)
     cols: dict[str, object] = {}
-    for name, value in spec.fixed:
-        cols[name] = np.full(n, value, dtype=object if isinstance(value, str) else None)
-    cols.update(axis_columns(spec, start, stop))
+    if isinstance(prof, np.ndarray):
+        codes, names = pd.factorize(prof, sort=False)
+        table = [defaults_for(get_profile(str(p))) for p in names]
+    for name in PARAMETERS:
+        if name in given:
+            v = given[name]
+        elif isinstance(prof, np.ndarray):
+            v = np.asarray([d[name] for d in table], dtype=object if name in STRING_PARAMETERS else None)[
+                codes
+            ]
+        else:
+            v = defaults_for(get_profile(str(prof)))[name]
+        if not isinstance(v, np.ndarray):
+            v = np.full(n, v, dtype=object if isinstance(v, str) else None)
+        cols[name] = v
     return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
 
@@ -141,23 +164,24 @@ def evaluate_points(spec: SweepSpec, start: int, stop: int) -> tuple[pa.Table, i
     """Evaluate points ``[start, stop)`` with every model of the spec; return the rows and the number
     of infeasible points."""
     from models.evaluate import run_kernel
-    from models.params import INTEGER_PARAMETERS, OUTPUTS, PARAMETERS, check_points, complete_points
+    from models.params import INTEGER_PARAMETERS, OUTPUTS, PARAMETERS, check_points
 
     n = stop - start
     k = len(spec.models)
-    full = complete_points(chunk_points_frame(spec, start, stop))
+    full = chunk_points_frame(spec, start, stop)
     arrays, reasons = check_points(full)
     bad = reasons != ""
 
     rows = n * k
     columns: dict[str, pa.Array] = {}
     columns["point"] = pa.array(np.repeat(np.arange(start, stop, dtype=np.int64), k))
-    columns["model"] = pa.array(np.tile(np.array(spec.models, dtype=object), n), type=pa.string())
+    columns["model"] = pa.array(list(spec.models), type=pa.string()).take(pa.array(np.tile(np.arange(k), n)))
     for name in PARAMETERS:
         col = full[name]
         if name in STRING_PARAMETERS:
-            values = np.asarray(col.astype(str).to_numpy(dtype=object))
-            columns[name] = pa.array(np.repeat(values, k), type=pa.string())
+            codes, uniques = pd.factorize(col.astype(str), sort=False)
+            labels = pa.array(np.asarray(uniques, dtype=object), type=pa.string())
+            columns[name] = labels.take(pa.array(np.repeat(codes, k)))
         elif name in INTEGER_PARAMETERS:
             num = pd.to_numeric(col).to_numpy(dtype=np.float64)
             columns[name] = pa.array(np.repeat(np.round(num).astype(np.int64), k))
@@ -176,7 +200,9 @@ def evaluate_points(spec: SweepSpec, start: int, stop: int) -> tuple[pa.Table, i
             outs[name][m::k] = np.where(bad, np.nan, v) if bad.any() else v
     for name in out_names:
         columns[name] = pa.array(outs[name])
-    columns["infeasible"] = pa.array(np.repeat(reasons.astype(str).astype(object), k), type=pa.string())
+    codes, uniques = pd.factorize(reasons.astype(str), sort=False)
+    reason_labels = pa.array(np.asarray(uniques, dtype=object), type=pa.string())
+    columns["infeasible"] = reason_labels.take(pa.array(np.repeat(codes, k)))
     return pa.table(columns), int(bad.sum())
 
 
