@@ -200,9 +200,9 @@ def evaluate_points(spec: SweepSpec, start: int, stop: int) -> tuple[pa.Table, i
             outs[name][m::k] = np.where(bad, np.nan, v) if bad.any() else v
     for name in out_names:
         columns[name] = pa.array(outs[name])
-    codes, uniques = pd.factorize(reasons.astype(str), sort=False)
-    reason_labels = pa.array(np.asarray(uniques, dtype=object), type=pa.string())
-    columns["infeasible"] = reason_labels.take(pa.array(np.repeat(codes, k)))
+    r_codes, r_uniques = pd.factorize(reasons.astype(str), sort=False)
+    reason_labels = pa.array(np.asarray(r_uniques, dtype=object), type=pa.string())
+    columns["infeasible"] = reason_labels.take(pa.array(np.repeat(r_codes, k)))
     return pa.table(columns), int(bad.sum())
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -28,6 +28,11 @@ from sweep.spec import SweepSpec
 MAX_RETRIES = 5
 
 
+def _chunk_task(spec: SweepSpec, spec_hash: str, chunk: int, chunk_points: int) -> tuple[ChunkResult, str]:
+    """What a Ray task runs: the plain chunk evaluator, plus the id of the node it ran on."""
+    return compute_chunk(spec, spec_hash, chunk, chunk_points), ray.get_runtime_context().get_node_id()
+
+
 @dataclass
 class RaySession:
     """How this run reached Ray: parallelism available and whether we must shut Ray down."""
@@ -35,6 +40,7 @@ class RaySession:
     parallelism: int
     started_here: bool
     address: str
+    nodes: set[str] = field(default_factory=set)  # ids of the nodes that ran chunks
 
     def close(self) -> None:
         if self.started_here and ray.is_initialized():
@@ -81,7 +87,9 @@ def run_chunks(
     try:
         if on_start is not None:
             on_start(session)
-        task = ray.remote(num_cpus=1, max_retries=max_retries)(compute_chunk)
+        task = ray.remote(num_cpus=1, max_retries=max_retries)(_chunk_task).options(
+            name="compute_chunk", scheduling_strategy="SPREAD"
+        )
         spec_ref = ray.put(spec)
         inflight = max(2, 2 * session.parallelism)
         pending: dict[Any, int] = {}
@@ -101,10 +109,11 @@ def run_chunks(
                 for ref in ready:
                     c = pending.pop(ref)
                     try:
-                        result = ray.get(ref)
+                        result, node = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         raise RuntimeError(f"chunk {c} failed: {exc}") from exc
                     del ref
+                    session.nodes.add(node)
                     on_result(result)
         finally:
             for ref in pending:

@@ -60,6 +60,7 @@ class SweepSummary:
     seconds: float
     points_per_s: float
     backend: str
+    nodes: int  # Ray nodes that ran chunks in this run (1 for the serial backend, 0 if nothing ran)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,12 +242,16 @@ def run_sweep(
             bar.advance(res.points)
 
         used = "serial"
+        nodes = 1 if missing else 0
         try:
             if missing and backend == "ray":
                 from sweep.ray_backend import run_chunks
 
                 session = run_chunks(spec, missing, cp, on_result, address=address, workers=workers)
-                used = f"ray {session.address}, {session.parallelism} worker(s)"
+                nodes = len(session.nodes)
+                used = (
+                    f"ray {session.address}, {session.parallelism} worker(s) on {len(session.nodes)} node(s)"
+                )
             else:
                 for c in missing:
                     on_result(compute_chunk(spec, spec.hash, c, cp))
@@ -270,6 +275,7 @@ def run_sweep(
             seconds=seconds,
             points_per_s=run_points / seconds if seconds > 0 else 0.0,
             backend=used,
+            nodes=nodes,
         )
     finally:
         store.flush(force=True, quiet=True)
