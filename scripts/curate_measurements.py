@@ -4,7 +4,8 @@ import pandas as pd
 
 import pathlib
 
-SRC = sys.argv[1] if len(sys.argv) > 1 else str(pathlib.Path(__file__).resolve().parents[2] / 'shared/data/published_measurements.csv')
+# usage: python scripts/curate_measurements.py [OUT_CSV]  (reads ../shared/data/published_measurements.csv)
+SRC = str(pathlib.Path(__file__).resolve().parents[2] / 'shared/data/published_measurements.csv')
 pub = pd.read_csv(SRC, dtype=str, keep_default_na=False)
 rows = []
 
@@ -194,5 +195,5 @@ def si(row):
         row['unit'] = '1'
     return row
 out = out.apply(si, axis=1)
-out.to_csv(sys.argv[1], index=False)
+out.to_csv(sys.argv[1] if len(sys.argv) > 1 else 'models/data/measurements.csv', index=False)
 print(len(out), out.groupby(['source', 'metric']).size())
