@@ -187,7 +187,9 @@ def predict_cmd(
     else:
         from models.params import OUTPUTS, PARAMETERS
 
-        shown = [c for c in (*PARAMETERS, *OUTPUTS) if c in result.columns]
+        shown = [c for c in PARAMETERS if c in result.columns]
+        for c in OUTPUTS:  # each output with its error or interval, where the model gives one
+            shown += [x for x in (c, f"{c}_se", f"{c}_lo", f"{c}_hi") if x in result.columns]
         _print_table(result[shown], f"foliotune predict ({model})")
 
 
