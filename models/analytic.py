@@ -64,7 +64,7 @@ N_OUT = len(OUTPUTS)
 ) = range(N_OUT)
 Q = 0.99
 
-_jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
+_jit = nb.njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath=True, _nrt=False)
 
 
 @_jit
@@ -290,49 +290,57 @@ def analytic_point(
     return min(w_first, w_last), max(w_first, w_last)
 
 
+BLOCK = 256  # points per stage: scratch stays in L1
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
+def _analytic_block(
+    pidx, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, emax, out,
+    cache, slot_f, slot_l, w_lo, w_hi, s, e,
+):  # fmt: skip
+    """Points s..e-1 in three stages: moment lookup (scalar, cached), the closed forms (straight-line
+    code over the block), the stall quantile (only where access_rate_hz > 0).
+
+    Compiled without the reference-counting runtime: a row view per point would otherwise cost
+    two atomic operations per view and helper call.
+    """
+    for i in range(s, e):
+        fp = folio_kb[i] / table[pidx[i], PAGE_KB]
+        b = folios_per_batch(limit[i], fp, n[i])
+        b_last = n[i] - (math.ceil(n[i] / b) - 1.0) * b
+        n_batched = ASYNC_BATCHED_PASSES if sync[i] == 0 else SYNC_BATCHED_PASSES
+        sf = _cached_moments(cache, b, p[i], n_batched)
+        slot_f[i - s] = sf
+        slot_l[i - s] = sf if b_last == b else _cached_moments(cache, b_last, p[i], n_batched)
+    for i in range(s, e):
+        pi = pidx[i]
+        w_lo[i - s], w_hi[i - s] = analytic_point(
+            table[pi], emax[pi], folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
+            mapcount[i], p[i], sync[i], cache, slot_f[i - s], slot_l[i - s], out, i,
+        )  # fmt: skip
+    for i in range(s, e):
+        r = rate[i]
+        out[O_STALL_P99, i] = stall_quantile(w_lo[i - s], w_hi[i - s], r, Q) if r > 0.0 else 0.0
+
+
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
 def analytic_kernel(
     pidx, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, emax, out
 ):
     """All outputs of every point. Batch moments are computed once per distinct (B, p, mode) in
-    the call (a small direct-mapped cache); the rest is a few dozen flops per point."""
+    the call (a small open-addressing cache); the rest is a few dozen flops per point."""
     cache = np.full((CACHE_SLOTS, CACHE_WIDTH), -1.0)
     cache[0, 0] = 0.0
-    order, start = _by_profile(pidx, table.shape[0])
-    for pi in range(table.shape[0]):
-        # One row view per profile, not per point: views cost two atomic reference counts.
-        prof = table[pi]
-        emax_row = emax[pi]
-        page_kb = prof[PAGE_KB]
-        for k in range(start[pi], start[pi + 1]):
-            i = order[k]
-            fp = folio_kb[i] / page_kb
-            b = folios_per_batch(limit[i], fp, n[i])
-            b_last = n[i] - (math.ceil(n[i] / b) - 1.0) * b
-            n_batched = ASYNC_BATCHED_PASSES if sync[i] == 0 else SYNC_BATCHED_PASSES
-            sf = _cached_moments(cache, b, p[i], n_batched)
-            sl = sf if b_last == b else _cached_moments(cache, b_last, p[i], n_batched)
-            w_lo, w_hi = analytic_point(
-                prof, emax_row, folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
-                mapcount[i], p[i], sync[i], cache, sf, sl, out, i,
-            )  # fmt: skip
-            out[O_STALL_P99, i] = stall_quantile(w_lo, w_hi, rate[i], Q) if rate[i] > 0.0 else 0.0
-
-
-@nb.njit(cache=True, nogil=True)
-def _by_profile(pidx, n_profiles: int):
-    """Point indices grouped by profile (stable counting sort): ``order[start[p]:start[p+1]]``."""
-    start = np.zeros(n_profiles + 1, dtype=np.int64)
-    for i in range(pidx.shape[0]):
-        start[pidx[i] + 1] += 1
-    for p in range(n_profiles):
-        start[p + 1] += start[p]
-    fill = start[:-1].copy()
-    order = np.empty(pidx.shape[0], dtype=np.int64)
-    for i in range(pidx.shape[0]):
-        order[fill[pidx[i]]] = i
-        fill[pidx[i]] += 1
-    return order, start
+    slot_f = np.empty(BLOCK, dtype=np.int64)
+    slot_l = np.empty(BLOCK, dtype=np.int64)
+    w_lo = np.empty(BLOCK, dtype=np.float64)
+    w_hi = np.empty(BLOCK, dtype=np.float64)
+    N = folio_kb.shape[0]
+    for s in range(0, N, BLOCK):
+        _analytic_block(
+            pidx, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, emax, out,
+            cache, slot_f, slot_l, w_lo, w_hi, s, min(s + BLOCK, N),
+        )  # fmt: skip
 
 
 def emax_table(table: np.ndarray) -> np.ndarray:

@@ -70,7 +70,7 @@ SYNC_BATCHED_PASSES = 3  # NR_MAX_MIGRATE_ASYNC_RETRY before the one-by-one fall
 SYNC_SINGLE_PASSES = 7  # NR_MAX_MIGRATE_SYNC_RETRY
 TOTAL_PASSES = 10
 
-_jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
+_jit = nb.njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath=True, _nrt=False)
 
 
 @_jit
