@@ -124,7 +124,7 @@ def stall_quantile(w_lo: float, w_hi: float, rate_hz: float, q: float) -> float:
 
 
 # Moment cache: one row per distinct (folios in batch, busy probability, batched passes).
-CACHE_BITS = 10
+CACHE_BITS = 12
 CACHE_SLOTS = 1 << CACHE_BITS
 K_B, K_P, K_NB, M_ROUNDS, M_EC, M_EC2, M_BUSY, M_PASSES = range(8)
 CACHE_WIDTH = 8
@@ -168,8 +168,9 @@ def batch_moments(B: float, p: float, n_batched: int):
 def _cached_moments(cache, B: float, p: float, n_batched: int) -> int:
     """Row of ``cache`` holding the moments of (B, p, n_batched), computed on a miss.
 
-    Open addressing with linear probing; row 0 of ``cache`` counts the filled rows (the table is
-    emptied when half full, so probes stay short).
+    Open addressing with linear probing; row 0 of ``cache`` counts the filled rows. The caller
+    empties the table between blocks when it is nearly half full, so probes stay short and the
+    slots handed out for a block stay valid for that block.
     """
     h = (int(B) * -7046029254386353131) ^ (int(p * 1073741824.0) * -4417276706812531889) ^ n_batched
     h = (h ^ (h >> 29)) * -4658895280553007687
@@ -180,9 +181,6 @@ def _cached_moments(cache, B: float, p: float, n_batched: int) -> int:
         if cache[slot, K_B] < 0.0:
             break
         slot = slot + 1 if slot < CACHE_SLOTS - 1 else 1
-    if cache[0, 0] >= CACHE_SLOTS // 2:
-        cache[:, :] = -1.0
-        cache[0, 0] = 0.0
     cache[0, 0] += 1.0
     rounds, s_ec, s_ec2, busy, passes = batch_moments(B, p, n_batched)
     cache[slot, K_B] = B
@@ -304,6 +302,9 @@ def _analytic_block(
     Compiled without the reference-counting runtime: a row view per point would otherwise cost
     two atomic operations per view and helper call.
     """
+    if cache[0, 0] > CACHE_SLOTS // 2 - 2 * BLOCK:
+        cache[:, :] = -1.0
+        cache[0, 0] = 0.0
     for i in range(s, e):
         fp = folio_kb[i] / table[pidx[i], PAGE_KB]
         b = folios_per_batch(limit[i], fp, n[i])
