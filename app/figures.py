@@ -124,6 +124,7 @@ def choice_figure(
                         x=np.concatenate([x, x[::-1]]),
                         y=np.concatenate([y + se, (y - se)[::-1]]),
                         fill="toself",
+                        mode="lines",
                         fillcolor=_rgba(color, 0.18),
                         line={"width": 0},
                         hoverinfo="skip",
@@ -174,6 +175,7 @@ def choice_figure(
                 x=np.concatenate([x, x[::-1]]),
                 y=np.concatenate([g["pages_per_s_hi"].to_numpy(), g["pages_per_s_lo"].to_numpy()[::-1]]),
                 fill="toself",
+                mode="lines",
                 fillcolor="rgba(120,120,120,0.10)",
                 line={"color": "rgba(90,90,90,0.6)", "width": 1, "dash": "dash"},
                 name="regression 90 % interval",
@@ -264,13 +266,22 @@ def pareto_figure(cands: pd.DataFrame, rec: Recommendation | None, constraints: 
             hoverinfo="skip",
         )
     )
-    fig.add_vline(
-        x=max(constraints.stall_p99_s * 1e6, floor),
-        line={"color": "#c0392b", "dash": "dash"},
-        annotation_text="stall budget",
-        annotation_position="bottom right",
-        annotation_font={"color": "#c0392b", "size": 11},
+    budget_us = max(constraints.stall_p99_s * 1e6, floor)
+    top = float(np.nanmax(df["pages_per_s"].to_numpy(dtype=float))) * 1.05 if len(df) else 1.0
+    fig.add_trace(
+        go.Scatter(
+            x=[budget_us, budget_us],
+            y=[0, top],
+            mode="lines",
+            name=f"stall budget {constraints.stall_p99_s * 1e6:g} µs",
+            line={"color": "#c0392b", "dash": "dash", "width": 1.5},
+            hoverinfo="skip",
+        )
     )
+    finite = stall_us[np.isfinite(stall_us)]
+    lo = min(float(finite.min()) if finite.size else floor, budget_us)
+    hi = max(float(finite.max()) if finite.size else 1.0, budget_us)
+    xrange = [math.log10(lo) - 0.2, math.log10(hi) + 0.2]
     if rec is not None:
         c = rec.choice
         fig.add_trace(
@@ -300,7 +311,7 @@ def pareto_figure(cands: pd.DataFrame, rec: Recommendation | None, constraints: 
                     hovertemplate="kernel default: 512 pages, cpu ×1<extra></extra>",
                 )
             )
-    fig.update_xaxes(type="log", title_text="p99 stall per access (µs, log scale)")
+    fig.update_xaxes(type="log", title_text="p99 stall per access (µs, log scale)", range=xrange)
     fig.update_yaxes(title_text="throughput (base pages/s)", rangemode="tozero")
     return _base_layout(fig, "Pareto front: throughput against p99 stall", 460)
 

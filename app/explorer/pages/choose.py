@@ -74,7 +74,9 @@ def card(rec: Recommendation) -> Any:
                 ]
             ),
         ]
+    context = f"{rec.profile} · " + ", ".join(f"{k}={v}" for k, v in rec.workload.items())
     lines = [
+        html.Div(context, className="muted", id="ch-rec-context"),
         html.Div(
             f"throughput {_fmt_rate(c.pages_per_s)} base pages/s "
             f"(90 %: {_fmt_rate(rec.pages_per_s_lo)} – {_fmt_rate(rec.pages_per_s_hi)} Monte Carlo"

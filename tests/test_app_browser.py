@@ -1,0 +1,351 @@
+"""The explorer in a real browser: Debian chromium driven by Playwright (no `playwright install`).
+
+One Dash server (in a thread of this process, on 127.0.0.1 and a free port) and one browser serve
+every test of the module. The server knows three results folders: a good one, one with a damaged
+chunk file and one with a missing chunk file. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (make chromium)"),
+]
+
+SPEC = """
+[sweep]
+name = "test: explorer"
+seed = 5
+models = ["analytic", "montecarlo"]
+replicas = 16
+sampler = "grid"
+[fixed]
+n_folios = 1024
+mode = "sync"
+busy_prob = 0.01
+[axes]
+profile = ["epyc-zen3-2s", "xeon-e5-2650v3-2s"]
+batch_limit_pages = [1, 16, 64, 256, 512, 1024, 4096]
+folio_kb = [4, 64]
+target_cpus = [4, 16]
+copy_engine = ["cpu", "mt-cpu", "dma"]
+copy_threads = [1, 4]
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from sweep.runner import run_sweep
+    from sweep.spec import spec_from_toml
+
+    base = tmp_path_factory.mktemp("explorer")
+    good = base / "good"
+    run_sweep(spec_from_toml(SPEC, "explorer-test.toml"), good, progress=False, backend="serial")
+    damaged = base / "damaged"
+    shutil.copytree(good, damaged)
+    part = sorted(damaged.glob("part-*.parquet"))[0]
+    part.write_bytes(b"PAR1 this is not parquet")
+    missing = base / "missing"
+    shutil.copytree(good, missing)
+    sorted(missing.glob("part-*.parquet"))[-1].unlink()
+    return {"good": good, "damaged": damaged, "missing": missing, "sweeps": base / "sweeps"}
+
+
+@pytest.fixture(scope="module")
+def server(folders: dict[str, Path], ray_embedded: Any) -> Iterator[str]:
+    from werkzeug.serving import make_server
+
+    from app.commands.explore import warm_up
+    from app.explorer import create_app
+
+    warm_up(folders["good"], True)
+    app = create_app(
+        [folders["good"], folders["damaged"], folders["missing"]],
+        sweeps_dir=folders["sweeps"],
+        sweep_backend="ray",
+    )
+    port = _free_port()
+    srv = make_server("127.0.0.1", port, app.server, threaded=True)
+    t = threading.Thread(target=srv.serve_forever, name="dash-test-server", daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{port}"
+    srv.shutdown()
+    t.join(timeout=10)
+    app.server.extensions["foliotune_state"].jobs.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser: Any, server: str) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(30_000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.errors = errors
+    yield pg
+    ctx.close()
+    assert not errors, errors
+
+
+def _idle(pg: Any) -> None:
+    pg.wait_for_function("() => !document.querySelector('[data-dash-is-loading=\"true\"]')")
+
+
+def _shot(pg: Any, artifacts: Path, name: str) -> None:
+    _idle(pg)
+    pg.wait_for_timeout(400)
+    pg.screenshot(path=str(artifacts / f"app-{name}.png"), full_page=True)
+
+
+def _pick(pg: Any, dropdown_id: str, label: str) -> None:
+    pg.click(f"#{dropdown_id}")
+    pg.click(f"[role=option]:has-text('{label}')")
+
+
+def _stamp(pg: Any) -> str:
+    return str(pg.text_content("#ch-stamp") or "")
+
+
+def _wait_stamp(pg: Any, old: str) -> None:
+    pg.wait_for_function(
+        "(old) => { const s = document.getElementById('ch-stamp'); return s && s.textContent && s.textContent !== old; }",
+        arg=old,
+    )
+    _idle(pg)
+
+
+def _wait_text(pg: Any, selector: str, text: str, timeout: int = 30_000) -> None:
+    pg.wait_for_function(
+        "([sel, text]) => { const e = document.querySelector(sel); return e && e.textContent.includes(text); }",
+        arg=[selector, text],
+        timeout=timeout,
+    )
+
+
+def _curve_y(pg: Any) -> list[float]:
+    return pg.evaluate(
+        "() => document.querySelector('#ch-curves .js-plotly-plot').data.map(t => t.y && t.y[0])"
+    )
+
+
+def test_pages_open(page: Any, server: str, artifacts_dir: Path) -> None:
+    t0 = time.perf_counter()
+    page.goto(server + "/")
+    page.wait_for_selector("#ch-rec-batch")
+    first = time.perf_counter() - t0
+    _wait_text(page, "#ch-curves", "throughput (base pages/s)")  # axis titles with units
+    _wait_text(page, "#ch-pareto", "p99 stall per access (µs")
+    _shot(page, artifacts_dir, "choose")
+    page.click("#nav-landscape")
+    _wait_text(page, "#ls-heat-batch", "folio size (KiB)")
+    _wait_text(page, "#ls-heat-gain", "gain over")
+    _shot(page, artifacts_dir, "landscape")
+    page.click("#nav-evidence")
+    page.wait_for_selector("#ev-validation")
+    _wait_text(page, "#ev-sobol", "Sobol index")
+    _wait_text(page, "#ev-measured", "migration bandwidth (GB/s)")
+    _wait_text(page, "#ev-resid", "log10(measured / predicted)")
+    _shot(page, artifacts_dir, "evidence")
+    page.click("#nav-sweeps")
+    _wait_text(page, "#sw-folders", "damaged chunk file")
+    _shot(page, artifacts_dir, "sweeps")
+    (artifacts_dir / "app-first-page.json").write_text(json.dumps({"first_page_s": first}))
+
+
+def test_choose_reacts_to_profile_and_budget(page: Any, server: str, artifacts_dir: Path) -> None:
+    page.goto(server + "/")
+    page.wait_for_selector("#ch-rec-batch")
+    _idle(page)
+    times = []
+    batch0 = int(page.inner_text("#ch-rec-batch"))
+    y0 = _curve_y(page)
+    old = _stamp(page)
+    t = time.perf_counter()
+    page.fill("#ch-budget", "20")
+    page.press("#ch-budget", "Enter")
+    _wait_stamp(page, old)
+    times.append(time.perf_counter() - t)
+    batch1 = int(page.inner_text("#ch-rec-batch"))
+    assert batch1 < batch0, (batch0, batch1)
+    _wait_text(page, "#ch-curves", "budget 20 µs")
+    old = _stamp(page)
+    t = time.perf_counter()
+    _pick(page, "ch-profile", "xeon-e5-2650v3-2s")
+    _wait_stamp(page, old)
+    times.append(time.perf_counter() - t)
+    assert _curve_y(page) != y0
+    assert "xeon-e5-2650v3-2s" in page.inner_text("#ch-card")
+    old = _stamp(page)
+    t = time.perf_counter()
+    _pick(page, "ch-wl-target_cpus", "4")
+    _wait_stamp(page, old)
+    times.append(time.perf_counter() - t)
+    _shot(page, artifacts_dir, "choose-changed")
+    (artifacts_dir / "app-interactions.json").write_text(json.dumps({"interaction_s": times}))
+    assert max(times) < 3.0  # the benchmark holds the real bar; this only catches a broken app
+
+
+def test_exports_match_cli(page: Any, server: str, folders: dict[str, Path], tmp_path: Path) -> None:
+    from app.commands.explore import recommend_export
+
+    page.goto(server + "/")
+    page.wait_for_selector("#ch-rec-batch")
+    _idle(page)
+    old = _stamp(page)
+    page.fill("#ch-budget", "300")
+    page.press("#ch-budget", "Enter")
+    _wait_stamp(page, old)
+    old = _stamp(page)
+    _pick(page, "ch-wl-folio_kb", "64")
+    _wait_stamp(page, old)
+    got = {}
+    for fmt in ("json", "csv", "yaml", "kernel"):
+        with page.expect_download() as dl:
+            page.click(f"#ch-exp-{fmt}")
+        path = tmp_path / f"app.{fmt}"
+        dl.value.save_as(path)
+        got[fmt] = path.read_bytes()
+    wl = json.loads(got["json"])["recommendations"][0]["workload"]
+    assert wl["folio_kb"] == 64
+    for fmt, data in got.items():
+        want, _rec = recommend_export(
+            folders["good"], profile="epyc-zen3-2s", workload=wl, stall_p99_us=300, fmt=fmt
+        )
+        assert data == want, fmt
+    # and the real command line, once
+    args = ["--results", str(folders["good"]), "--stall-p99-us", "300", "--profile", "epyc-zen3-2s"]
+    args += [f"--{k.replace('_', '-')}={v}" for k, v in wl.items()]
+    p = subprocess.run(
+        [sys.executable, "-m", "app.cli", "recommend", *args, "--format", "json"],
+        capture_output=True,
+        timeout=180,
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == got["json"]
+
+
+def test_landscape_region_starts_a_sweep(page: Any, server: str, artifacts_dir: Path) -> None:
+    page.goto(server + "/landscape")
+    _wait_text(page, "#ls-heat-batch", "folio size (KiB)")
+    _idle(page)
+    box = page.locator("#ls-heat-batch .nsewdrag").first.bounding_box()
+    assert box is not None
+    # Drag over the whole plot area: every cell is selected.
+    page.mouse.move(box["x"] + 3, box["y"] + 3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] - 3, steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => document.getElementById('ls-selected').textContent.includes('cell(s)')")
+    assert not page.is_disabled("#ls-launch")
+    page.click("#ls-launch")
+    page.wait_for_selector("#ls-job-status")
+    _shot(page, artifacts_dir, "landscape-sweep-started")
+    page.wait_for_function(
+        "() => /finished|failed/.test(document.getElementById('ls-job-status').textContent)", timeout=120_000
+    )
+    text = page.inner_text("#ls-job-status")
+    assert "finished" in text, text
+    _shot(page, artifacts_dir, "landscape-sweep-finished")
+    page.click("#nav-sweeps")
+    page.wait_for_selector("#sw-jobs")
+    assert "done" in page.inner_text("#sw-jobs")
+
+
+def test_bad_upload_shows_error_and_app_goes_on(page: Any, server: str, artifacts_dir: Path) -> None:
+    page.goto(server + "/evidence")
+    page.wait_for_selector("#ev-upload")
+    _idle(page)
+    page.set_input_files(
+        "#ev-upload input[type=file]",
+        files=[
+            {"name": "broken.csv", "mimeType": "text/csv", "buffer": b"this,is\nnot,a measurement file\n"}
+        ],
+    )
+    page.wait_for_selector("#ev-upload-error")
+    assert "missing required column" in page.inner_text("#ev-upload-error")
+    page.set_input_files(
+        "#ev-upload input[type=file]",
+        files=[
+            {"name": "binary.parquet", "mimeType": "application/octet-stream", "buffer": b"\x00\x01garbage"}
+        ],
+    )
+    page.wait_for_function(
+        "() => document.getElementById('ev-upload-error').textContent.includes('binary.parquet')"
+    )
+    _shot(page, artifacts_dir, "evidence-upload-error")
+    page.click("#nav-choose")
+    page.wait_for_selector("#ch-rec-batch")
+    assert "NR_MAX_BATCHED_MIGRATION" in page.inner_text("#ch-card")
+
+
+def test_good_upload_refits_for_the_session(page: Any, server: str) -> None:
+    from models.measurements import SHIPPED_PATH
+
+    lines = SHIPPED_PATH.read_text().splitlines()
+    content = "\n".join(lines[:40]) + "\n"
+    page.goto(server + "/evidence")
+    page.wait_for_selector("#ev-upload")
+    _idle(page)
+    page.set_input_files(
+        "#ev-upload input[type=file]",
+        files=[{"name": "mine.csv", "mimeType": "text/csv", "buffer": content.encode()}],
+    )
+    page.wait_for_selector("#ev-upload-ok, #ev-upload-error", timeout=120_000)
+    assert page.query_selector("#ev-upload-ok") is not None, page.inner_text("#ev-upload-status")
+
+
+def test_broken_results_folders_explain_themselves(page: Any, server: str, artifacts_dir: Path) -> None:
+    page.goto(server + "/")
+    page.wait_for_selector("#ch-rec-batch")
+    _pick(page, "folder", "damaged")
+    page.wait_for_selector("#results-problem")
+    assert "damaged chunk file" in page.inner_text("#results-problem")
+    assert "Traceback" not in page.content()
+    _shot(page, artifacts_dir, "damaged-folder")
+    _pick(page, "folder", "missing")
+    page.wait_for_function("() => document.getElementById('results-problem').textContent.includes('missing')")
+    page.click("#nav-landscape")
+    page.wait_for_selector("#results-problem")
+    _pick(page, "folder", "good")
+    page.wait_for_selector("#ls-heat-batch")
