@@ -42,6 +42,7 @@ from models.phases import (
     copy_engine_costs,
     copy_jitter_cv,
     draw_max_lomax,
+    fast_log,
     flush_fixed_s,
     folios_per_batch,
     is_full_flush,
@@ -84,7 +85,7 @@ C_WINDOW_P50_S = _C["window_p50_s"]
 C_STALL_P50_S = _C["stall_p50_s"]
 C_REPLICAS = _C["replicas"]
 
-_jit = nb.njit(cache=True, nogil=True, error_model="numpy")
+_jit = nb.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -95,6 +96,7 @@ _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0
 _ONE = np.uint64(1)
+_TAIL_SALT = np.uint64(0x5851F42D4C957F2D)
 
 
 @_jit
@@ -110,6 +112,51 @@ def _uniform(state):
     state[0] += _GOLDEN
     state[1] += _ONE
     return (float(_mix(state[0]) >> _S11) + 0.5) * _INV53
+
+
+_vec = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
+
+
+@_vec
+def _count_busy(s0, pending: int, p: float) -> int:
+    """Busy folios among ``pending``, one Bernoulli(p) each: the next ``pending`` uniforms of the
+    SplitMix64 stream at state ``s0`` (counter-based, so the loop vectorizes)."""
+    busy = 0
+    for j in range(pending):
+        u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        busy += 1 if u < p else 0
+    return busy
+
+
+@_vec
+def _pass_windows(s0, c: int, a: float, slope: float, rate: float, wbuf, sbuf, m: int) -> float:
+    """Windows W_j = a + slope·(j+1) of the c folios of one pass into ``wbuf[m:m+c]`` and their
+    stalls max(0, W_j - E_j), E_j = -log(U_j)/rate, into ``sbuf`` (the next c uniforms of the stream
+    at ``s0`` when rate > 0, none otherwise). Returns Σ W_j."""
+    win = 0.0
+    if rate > 0.0:
+        inv_rate = 1.0 / rate
+        for j in range(c):
+            w = a + slope * (j + 1.0)
+            win += w
+            wbuf[m + j] = w
+            u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+            st = w + fast_log(u) * inv_rate
+            sbuf[m + j] = st if st > 0.0 else 0.0
+    else:
+        for j in range(c):
+            w = a + slope * (j + 1.0)
+            win += w
+            wbuf[m + j] = w
+            sbuf[m + j] = 0.0
+    return win
+
+
+@_jit
+def _skip(state, k: int) -> None:
+    """Advance the stream by k draws (after a counter-based loop consumed them)."""
+    state[0] += np.uint64(k) * _GOLDEN
+    state[1] += np.uint64(k)
 
 
 @_jit
@@ -156,18 +203,42 @@ def _copy_call_s(state, call_s, cf, cf_wait, call_wait, c, cv):
     wait = call_wait + c * cf_wait
     if cv > 0.0 and wait > 0.0:
         # Shifted exponential factor: mean 1, standard deviation cv, never negative (cv <= 1).
-        j = (1.0 - cv) - cv * math.log(_uniform(state))
+        j = (1.0 - cv) - cv * fast_log(_uniform(state))
         wait_j = wait * j
     else:
         wait_j = wait
     return call_s + c * cf - wait + wait_j, wait_j
 
 
+TAIL_POOL = 64  # acknowledgement tails drawn ahead, in one vectorized loop
+
+
+@_vec
+def _fill_tails(s0, remote: float, alpha: float, pool) -> None:
+    """``pool[j]`` = max of ``remote`` Lomax(alpha) tails from the j+1-th uniform of the stream at s0."""
+    for j in range(pool.shape[0]):
+        u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        pool[j] = draw_max_lomax(remote, alpha, u)
+
+
 @_jit
-def _flush_s(state, fixed, scale, alpha, remote):
+def _flush_s(state, pool, fixed, scale, alpha, remote):
+    """One flush round: the fixed part plus the slowest of ``remote`` acknowledgement tails.
+
+    Tails come from their own stream (``state[2]``, seeded from the point's seed), drawn
+    ``TAIL_POOL`` at a time; ``state[3]`` is the next unused pool entry. Every drawn uniform is
+    counted in ``state[1]``.
+    """
     if remote < 1.0:
         return fixed
-    return fixed + scale * draw_max_lomax(remote, alpha, _uniform(state))
+    i = np.int64(state[3])
+    if i >= TAIL_POOL:
+        _fill_tails(state[2], remote, alpha, pool)
+        state[2] += np.uint64(TAIL_POOL) * _GOLDEN
+        state[1] += np.uint64(TAIL_POOL)
+        i = np.int64(0)
+    state[3] = np.uint64(i + 1)
+    return fixed + scale * pool[i]
 
 
 @_jit
@@ -187,12 +258,20 @@ def mc_point(
     replicas,
     wbuf,
     sbuf,
+    state,
+    pool,
     out,
     col,
 ):
-    """Simulate ``replicas`` calls of one point; write means and errors to ``out[:, col]``."""
-    state = np.zeros(2, dtype=np.uint64)
+    """Simulate ``replicas`` calls of one point; write means and errors to ``out[:, col]``.
+
+    ``state`` is a scratch array of four uint64 (SplitMix64 state, draw counter, tail-stream state,
+    tail-pool position) and ``pool`` one of ``TAIL_POOL`` floats, both reset here.
+    """
     state[0] = seed
+    state[1] = 0
+    state[2] = _mix(seed ^ _TAIL_SALT)
+    state[3] = TAIL_POOL
     page_kb = prof[PAGE_KB]
     fp = folio_kb / page_kb
     folio_bytes = folio_kb * 1024.0
@@ -248,15 +327,15 @@ def mc_point(
                 passes += 1
                 c = pending
                 if p > 0.0:
-                    for _f in range(pending):
-                        if _uniform(state) < p:
-                            c -= 1
-                    busy += pending - c
+                    nbusy = _count_busy(state[0], pending, p)
+                    _skip(state, pending)
+                    c -= nbusy
+                    busy += nbusy
                 pending -= c
                 if c == 0:
                     continue
                 fc = float(c)
-                flush = _flush_s(state, flush_fixed, scale, alpha, remote)
+                flush = _flush_s(state, pool, flush_fixed, scale, alpha, remote)
                 rounds_b += 1.0
                 copy, w = _copy_call_s(state, call_s, cf, cf_wait, call_wait, fc, cv)
                 wait += w
@@ -268,16 +347,10 @@ def mc_point(
                 else:
                     a = fc * u + flush + copy
                     slope = r - u
-                for j in range(c):
-                    wj = a + slope * (j + 1.0)
-                    win += wj
-                    wbuf[m] = wj
-                    if rate > 0.0:
-                        e = -math.log(_uniform(state)) / rate
-                        sbuf[m] = wj - e if wj > e else 0.0
-                    else:
-                        sbuf[m] = 0.0
-                    m += 1
+                win += _pass_windows(state[0], c, a, slope, rate, wbuf, sbuf, m)
+                if rate > 0.0:
+                    _skip(state, c)
+                m += c
             if sync != 0 and pending > 0:
                 # One-by-one synchronous fallback: each folio alone, flushed immediately.
                 most = 0
@@ -287,7 +360,7 @@ def mc_point(
                         if p > 0.0 and _uniform(state) < p:
                             busy += 1.0
                             continue
-                        flush = _flush_s(state, flush1_fixed, scale, alpha, remote)
+                        flush = _flush_s(state, pool, flush1_fixed, scale, alpha, remote)
                         rounds_1 += 1.0
                         copy, w = _copy_call_s(state, call1, cf1, cf1_wait, call1_wait, 1.0, cv)
                         wait += w
@@ -298,7 +371,7 @@ def mc_point(
                         win += wj
                         wbuf[m] = wj
                         if rate > 0.0:
-                            e = -math.log(_uniform(state)) / rate
+                            e = -fast_log(_uniform(state)) / rate
                             sbuf[m] = wj - e if wj > e else 0.0
                         else:
                             sbuf[m] = 0.0
@@ -403,11 +476,13 @@ def mc_kernel(
         nmax = max(nmax, int(n[i]))
     wbuf = np.empty(nmax, dtype=np.float64)
     sbuf = np.empty(nmax, dtype=np.float64)
+    state = np.zeros(4, dtype=np.uint64)
+    pool = np.empty(TAIL_POOL, dtype=np.float64)
     draws = 0
     for i in range(folio_kb.shape[0]):
         draws += mc_point(
             table[pidx[i]], seeds[i], folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
-            mapcount[i], p[i], rate[i], sync[i], replicas, wbuf, sbuf, out, i,
+            mapcount[i], p[i], rate[i], sync[i], replicas, wbuf, sbuf, state, pool, out, i,
         )  # fmt: skip
     return draws
 

@@ -26,6 +26,9 @@ from __future__ import annotations
 import math
 
 import numba as nb
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from models.profiles import FIELD_INDEX as _F
 
@@ -139,13 +142,92 @@ def expected_max_lomax(k: float, alpha: float) -> float:
     return math.exp(math.lgamma(k + 1.0) + math.lgamma(1.0 - a) - math.lgamma(k + 1.0 - a)) - 1.0
 
 
+@intrinsic
+def _as_bits(typingctx, x):
+    """The IEEE-754 bits of a float64 as an int64 (a register move, no memory)."""
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _from_bits(typingctx, b):
+    """The float64 whose IEEE-754 bits are the int64 ``b``."""
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+# fdlibm's e_log.c / e_exp.c reductions and minimax coefficients, branch-free so that loops calling
+# them vectorize (libm calls do not without SVML). Both are within 2 ulp of the correctly rounded
+# result: log for positive normal x, exp for -708 <= x <= 709 (clamped outside); checked against
+# numpy in tests/test_kernel_equivalence.py.
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e00
+_LG = (
+    6.666666666666735130e-01,
+    3.999999999940941908e-01,
+    2.857142874366239149e-01,
+    2.222219843214978396e-01,
+    1.818357216161805012e-01,
+    1.531383769920937332e-01,
+    1.479819860511658591e-01,
+)
+_P = (
+    1.66666666666666019037e-01,
+    -2.77777777770155933842e-03,
+    6.61375632143793436117e-05,
+    -1.65339022054652515390e-06,
+    4.13813679705723846039e-08,
+)
+
+
+@_jit
+def fast_log(x: float) -> float:
+    """Natural log of a positive normal float64, branch-free (vectorizable), < 2 ulp error."""
+    bits = _as_bits(x)
+    e = (bits >> 52) - 1023
+    m = _from_bits((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
+    big = m > 1.4142135623730951
+    m = m * 0.5 if big else m
+    dk = float(e + 1 if big else e)
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    r = w * (_LG[1] + w * (_LG[3] + w * _LG[5])) + z * (_LG[0] + w * (_LG[2] + w * (_LG[4] + w * _LG[6])))
+    hfsq = 0.5 * f * f
+    return dk * _LN2_HI - ((hfsq - (s * (hfsq + r) + dk * _LN2_LO)) - f)
+
+
+@_jit
+def fast_exp(x: float) -> float:
+    """e**x for -708 <= x <= 709 (clamped outside), branch-free (vectorizable), < 2 ulp error."""
+    x = min(max(x, -708.0), 709.0)
+    k = math.floor(x * _INV_LN2 + 0.5)
+    hi = x - k * _LN2_HI
+    lo = k * _LN2_LO
+    r = hi - lo
+    t = r * r
+    c = r - t * (_P[0] + t * (_P[1] + t * (_P[2] + t * (_P[3] + t * _P[4]))))
+    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    return y * _from_bits((int(k) + 1023) << 52)
+
+
 @_jit
 def draw_max_lomax(k: float, alpha: float, u: float) -> float:
     """One draw of the max of k Lomax(alpha) from one uniform u in (0, 1): F_max = F^k."""
     if k < 1.0:
         return 0.0
-    v = u ** (1.0 / k)
-    return (1.0 - v) ** (-1.0 / alpha) - 1.0
+    # The max is M^(-1/alpha) - 1 with M = 1 - u^(1/k) the min of k uniforms, written with exp/log
+    # (cheaper than two pow() calls). The absolute error is a few ulps of 1, nothing on a flush time.
+    m = max(1.0 - fast_exp(fast_log(u) / k), 1e-300)
+    return fast_exp(-fast_log(m) / alpha) - 1.0
 
 
 @_jit
