@@ -183,18 +183,88 @@ def _select(a, lo: int, hi: int, k: int) -> None:
             return
 
 
+SAMPLE = 256  # sample size of the bracketing selection
+SMALL = 4 * SAMPLE  # below this many values, plain quickselect
+
+
+@_vec
+def _gather_between2(a, m: int, lo1: float, hi1: float, lo2: float, hi2: float, tmp1, tmp2):
+    """For two brackets at once: (# of a[:m] below lo1, # in [lo1, hi1], # below lo2, # in [lo2, hi2]);
+    the values inside each bracket are copied to tmp1/tmp2 (branch-free, one pass)."""
+    below1 = 0
+    n1 = 0
+    below2 = 0
+    n2 = 0
+    for i in range(m):
+        x = a[i]
+        below1 += 1 if x < lo1 else 0
+        below2 += 1 if x < lo2 else 0
+        tmp1[n1] = x
+        n1 += 1 if (x >= lo1 and x <= hi1) else 0
+        tmp2[n2] = x
+        n2 += 1 if (x >= lo2 and x <= hi2) else 0
+    return below1, n1, below2, n2
+
+
 @_jit
-def _p50_p99(a, m: int):
-    """(p50, p99) of a[:m] by the inverted-CDF definition (rank ceil(q·m) - 1); reorders a."""
+def _bracket(samp, m: int, k: int):
+    """Values of the sample ranks that bracket rank k of m with overwhelming probability."""
+    q = (k + 0.5) / m
+    pos = q * SAMPLE
+    d = 3.0 * math.sqrt(SAMPLE * q * (1.0 - q)) + 2.0
+    r_lo = int(pos - d)
+    r_hi = int(pos + d) + 1
+    lo = -math.inf
+    hi = math.inf
+    if r_lo >= 0:
+        _select(samp, 0, SAMPLE, r_lo)
+        lo = samp[r_lo]
+    if r_hi < SAMPLE:
+        _select(samp, 0, SAMPLE, r_hi)
+        hi = samp[r_hi]
+    return lo, hi
+
+
+@_jit
+def _finish(a, m: int, k: int, lo: float, hi: float, below: int, n_in: int, tmp) -> float:
+    """k-th smallest of a[:m] given the bracket [lo, hi] and its gathered values tmp[:n_in]."""
+    if below <= k < below + n_in:
+        if lo == hi:
+            return lo
+        _select(tmp, 0, n_in, k - below)
+        return tmp[k - below]
+    _select(a, 0, m, k)  # the bracket missed: exact, slower
+    return a[k]
+
+
+@_jit
+def _p50_p99(a, m: int, samp, tmp1, tmp2):
+    """(p50, p99) of a[:m] by the inverted-CDF definition (rank ceil(q·m) - 1), exact; may reorder a.
+
+    Floyd-Rivest style for large m: ranks of a strided sample bracket each answer ([lo, hi] holds it
+    with overwhelming probability); one branch-free pass counts the values below each bracket and
+    copies those inside, and a quickselect among the few copied ones finishes exactly. Should a
+    bracket miss, a quickselect over everything gives the same result, slower.
+    """
     if m == 0:
         return 0.0, 0.0
     k99 = max(math.ceil(0.99 * m) - 1, 0)
     k50 = max(math.ceil(0.50 * m) - 1, 0)
-    _select(a, 0, m, k99)
-    p99 = a[k99]
-    if k50 < k99:
-        _select(a, 0, k99, k50)
-    return a[k50], p99
+    if m <= SMALL:
+        _select(a, 0, m, k99)
+        p99 = a[k99]
+        if k50 < k99:
+            _select(a, 0, k99, k50)
+        return a[k50], p99
+    stride = m // SAMPLE
+    for j in range(SAMPLE):
+        samp[j] = a[j * stride]
+    lo50, hi50 = _bracket(samp, m, k50)
+    lo99, hi99 = _bracket(samp, m, k99)
+    below50, n50, below99, n99 = _gather_between2(a, m, lo50, hi50, lo99, hi99, tmp1, tmp2)
+    p50 = _finish(a, m, k50, lo50, hi50, below50, n50, tmp1)
+    p99 = _finish(a, m, k99, lo99, hi99, below99, n99, tmp2)
+    return p50, p99
 
 
 @_jit
@@ -260,6 +330,9 @@ def mc_point(
     sbuf,
     state,
     pool,
+    samp,
+    tmp1,
+    tmp2,
     out,
     col,
 ):
@@ -392,8 +465,8 @@ def mc_point(
         ipis = rounds * remote_ipis
         cpu = time - wait + extra
         remote_cpu = remote_ipis * (rounds_b * h_full + rounds_1 * h1)
-        w50, w99 = _p50_p99(wbuf, m)
-        st50, st99 = _p50_p99(sbuf, m)
+        w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
+        st50, st99 = _p50_p99(sbuf, m, samp, tmp1, tmp2)
         passes_mean = passes_sum / n_batches
         fm = float(m)
         s_time += time
@@ -478,11 +551,14 @@ def mc_kernel(
     sbuf = np.empty(nmax, dtype=np.float64)
     state = np.zeros(4, dtype=np.uint64)
     pool = np.empty(TAIL_POOL, dtype=np.float64)
+    samp = np.empty(SAMPLE, dtype=np.float64)
+    tmp1 = np.empty(nmax + 1, dtype=np.float64)
+    tmp2 = np.empty(nmax + 1, dtype=np.float64)
     draws = 0
     for i in range(folio_kb.shape[0]):
         draws += mc_point(
             table[pidx[i]], seeds[i], folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
-            mapcount[i], p[i], rate[i], sync[i], replicas, wbuf, sbuf, state, pool, out, i,
+            mapcount[i], p[i], rate[i], sync[i], replicas, wbuf, sbuf, state, pool, samp, tmp1, tmp2, out, i,
         )  # fmt: skip
     return draws
 
