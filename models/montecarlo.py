@@ -189,21 +189,22 @@ SMALL = 4 * SAMPLE  # below this many values, plain quickselect
 
 @_vec
 def _gather_between2(a, m: int, lo1: float, hi1: float, lo2: float, hi2: float, tmp1, tmp2):
-    """For two brackets at once: (# of a[:m] below lo1, # in [lo1, hi1], # below lo2, # in [lo2, hi2]);
-    the values inside each bracket are copied to tmp1/tmp2 (branch-free, one pass)."""
-    below1 = 0
-    n1 = 0
-    below2 = 0
-    n2 = 0
+    """Two brackets in one branch-free pass: for each, (# of a[:m] < lo, # <= lo, # in (lo, hi]),
+    the values in (lo, hi] copied to tmp1/tmp2. Ties at lo (e.g. many zero stalls) are counted,
+    not copied."""
+    lt1 = le1 = n1 = 0
+    lt2 = le2 = n2 = 0
     for i in range(m):
         x = a[i]
-        below1 += 1 if x < lo1 else 0
-        below2 += 1 if x < lo2 else 0
+        lt1 += 1 if x < lo1 else 0
+        le1 += 1 if x <= lo1 else 0
+        lt2 += 1 if x < lo2 else 0
+        le2 += 1 if x <= lo2 else 0
         tmp1[n1] = x
-        n1 += 1 if (x >= lo1 and x <= hi1) else 0
+        n1 += 1 if (x > lo1 and x <= hi1) else 0
         tmp2[n2] = x
-        n2 += 1 if (x >= lo2 and x <= hi2) else 0
-    return below1, n1, below2, n2
+        n2 += 1 if (x > lo2 and x <= hi2) else 0
+    return lt1, le1, n1, lt2, le2, n2
 
 
 @_jit
@@ -226,13 +227,13 @@ def _bracket(samp, m: int, k: int):
 
 
 @_jit
-def _finish(a, m: int, k: int, lo: float, hi: float, below: int, n_in: int, tmp) -> float:
-    """k-th smallest of a[:m] given the bracket [lo, hi] and its gathered values tmp[:n_in]."""
-    if below <= k < below + n_in:
-        if lo == hi:
-            return lo
-        _select(tmp, 0, n_in, k - below)
-        return tmp[k - below]
+def _finish(a, m: int, k: int, lo: float, lt: int, le: int, n_in: int, tmp) -> float:
+    """k-th smallest of a[:m] given a bracket's counts (< lo, <= lo) and its values in (lo, hi]."""
+    if lt <= k < le:
+        return lo
+    if le <= k < le + n_in:
+        _select(tmp, 0, n_in, k - le)
+        return tmp[k - le]
     _select(a, 0, m, k)  # the bracket missed: exact, slower
     return a[k]
 
@@ -244,7 +245,8 @@ def _p50_p99(a, m: int, samp, tmp1, tmp2):
     Floyd-Rivest style for large m: ranks of a strided sample bracket each answer ([lo, hi] holds it
     with overwhelming probability); one branch-free pass counts the values below each bracket and
     copies those inside, and a quickselect among the few copied ones finishes exactly. Should a
-    bracket miss, a quickselect over everything gives the same result, slower.
+    bracket miss, a quickselect over everything gives the same result, slower. With lo = -inf the
+    counts below it are zero, so the same logic covers brackets open at either end.
     """
     if m == 0:
         return 0.0, 0.0
@@ -261,9 +263,9 @@ def _p50_p99(a, m: int, samp, tmp1, tmp2):
         samp[j] = a[j * stride]
     lo50, hi50 = _bracket(samp, m, k50)
     lo99, hi99 = _bracket(samp, m, k99)
-    below50, n50, below99, n99 = _gather_between2(a, m, lo50, hi50, lo99, hi99, tmp1, tmp2)
-    p50 = _finish(a, m, k50, lo50, hi50, below50, n50, tmp1)
-    p99 = _finish(a, m, k99, lo99, hi99, below99, n99, tmp2)
+    lt50, le50, n50, lt99, le99, n99 = _gather_between2(a, m, lo50, hi50, lo99, hi99, tmp1, tmp2)
+    p50 = _finish(a, m, k50, lo50, lt50, le50, n50, tmp1)
+    p99 = _finish(a, m, k99, lo99, lt99, le99, n99, tmp2)
     return p50, p99
 
 
