@@ -73,11 +73,25 @@ class Results:
     n_rows_total: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _baselines: dict[tuple[Any, ...], pd.DataFrame] = field(default_factory=dict, repr=False)
+    _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
+
+    def _cached(self, key: tuple[Any, ...], make: Any) -> Any:
+        """Memoize small derived values (profile lists, workload values) of this immutable dataset."""
+        with self._lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = make()
+        with self._lock:
+            self._memo[key] = value
+        return value
 
     # ---- what is in the sweep
     @property
     def models(self) -> tuple[str, ...]:
-        present = set(self.frame["model"].unique())
+        return self._cached(("models",), self._models)  # type: ignore[no-any-return]
+
+    def _models(self) -> tuple[str, ...]:
+        present = {k[0] for k in self.index}
         return tuple(m for m in ("montecarlo", "analytic") if m in present) + tuple(
             sorted(str(m) for m in present - {"montecarlo", "analytic"})
         )
@@ -88,19 +102,24 @@ class Results:
 
     def profiles(self, model: str | None = None) -> tuple[str, ...]:
         m = model or self.default_model
-        return tuple(sorted({k[1] for k in self.index if k[0] == m}))
-
-    def _keys(self, model: str, profile: str) -> list[tuple[Any, ...]]:
-        return [k for k in self.index if k[0] == model and k[1] == profile]
+        return self._cached(  # type: ignore[no-any-return]
+            ("profiles", m), lambda: tuple(sorted({k[1] for k in self.index if k[0] == m}))
+        )
 
     def workload_values(self, profile: str, model: str | None = None) -> dict[str, list[Any]]:
-        """Distinct values of each workload parameter in the sweep for ``profile``."""
-        keys = self._keys(model or self.default_model, profile)
-        out: dict[str, list[Any]] = {}
-        for i, name in enumerate(WORKLOAD):
-            vals = {_py(k[2 + i]) for k in keys}
-            out[name] = sorted(vals, key=lambda v: (isinstance(v, str), v))
-        return out
+        """Distinct values of each workload parameter in the sweep for ``profile`` (a fresh copy)."""
+        m = model or self.default_model
+
+        def make() -> dict[str, list[Any]]:
+            keys = [k for k in self.index if k[0] == m and k[1] == profile]
+            out: dict[str, list[Any]] = {}
+            for i, name in enumerate(WORKLOAD):
+                vals = {_py(k[2 + i]) for k in keys}
+                out[name] = sorted(vals, key=lambda v: (isinstance(v, str), v))
+            return out
+
+        cached = self._cached(("values", m, profile), make)
+        return {k: list(v) for k, v in cached.items()}
 
     def default_workload(self, profile: str, model: str | None = None) -> dict[str, Any]:
         """The profile's own workload defaults where the sweep has them, else the first swept value."""

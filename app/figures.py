@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from app.recommend import Z90, Constraints, Recommendation
 
@@ -40,6 +40,27 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+@lru_cache(maxsize=1)
+def _template() -> go.layout.Template:
+    """A small white template (plotly_white's look without copying its full definition per figure)."""
+    axis = {
+        "gridcolor": "#EBF0F8",
+        "linecolor": "#EBF0F8",
+        "zerolinecolor": "#EBF0F8",
+        "ticks": "",
+        "automargin": True,
+    }
+    return go.layout.Template(
+        layout={
+            "paper_bgcolor": "white",
+            "plot_bgcolor": "white",
+            "xaxis": axis,
+            "yaxis": axis,
+            "colorway": list(ENGINE_COLORS.values()),
+        }
+    )
+
+
 def _base_layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     fig.update_layout(
         title={
@@ -51,7 +72,7 @@ def _base_layout(fig: go.Figure, title: str, height: int) -> go.Figure:
             "yanchor": "top",
             "font": {"size": 15},
         },
-        template="plotly_white",
+        template=_template(),
         font=FONT,
         height=height,
         margin={"l": 70, "r": 20, "t": 96, "b": 60},
@@ -89,136 +110,224 @@ PANELS: tuple[tuple[str, str, float, str, str], ...] = (
 )
 
 
+def _layout_dict(title: str, height: int) -> dict[str, Any]:
+    """The layout of :func:`_base_layout` as a plain dict (the Choose figures skip plotly's object model:
+    building them as dicts is ~20x faster, which keeps each interaction well under the latency bar)."""
+    return {
+        "title": {
+            "text": title,
+            "x": 0.01,
+            "xanchor": "left",
+            "y": 0.985,
+            "yref": "container",
+            "yanchor": "top",
+            "font": {"size": 15},
+        },
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "font": FONT,
+        "height": height,
+        "margin": {"l": 70, "r": 20, "t": 96, "b": 60},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.03, "xanchor": "left", "x": 0},
+        "hoverlabel": {"namelength": -1},
+    }
+
+
+_GRID = {
+    "gridcolor": "#EBF0F8",
+    "linecolor": "#EBF0F8",
+    "zerolinecolor": "#EBF0F8",
+}  # no automargin: it redraws
+
+
+def _list(a: Any) -> list[Any]:
+    return [None if isinstance(v, float) and not math.isfinite(v) else v for v in np.asarray(a).tolist()]
+
+
 def choice_figure(
     curves: pd.DataFrame,
     rec: Recommendation | None,
     constraints: Constraints,
     regression_band: pd.DataFrame | None = None,
-) -> go.Figure:
+) -> dict[str, Any]:
     """Throughput, IPIs, CPU time and p50/p99 stall against batch limit, one line per copy engine.
 
     ``curves`` holds, per engine, the rows of one thread count (see :func:`app.data.engine_curves`).
     ``regression_band``: rows of the recommended engine/threads with ``pages_per_s_lo``/``_hi``.
+    Returns a plotly figure as a plain dict (2 × 2 panels).
     """
-    fig = make_subplots(
-        rows=2,
-        cols=2,
-        subplot_titles=[p[3] for p in PANELS],
-        horizontal_spacing=0.11,
-        vertical_spacing=0.16,
+    xd = [(0.0, 0.445), (0.555, 1.0), (0.0, 0.445), (0.555, 1.0)]
+    yd = [(0.58, 1.0), (0.58, 1.0), (0.0, 0.42), (0.0, 0.42)]
+    layout = _layout_dict(
+        "Against batch limit, per copy engine (best thread count each; bands: 90 % intervals)", 700
     )
-    for (col, se_col, scale, _title, ytitle), (r, c) in zip(
-        PANELS, [(1, 1), (1, 2), (2, 1), (2, 2)], strict=True
-    ):
+    layout["margin"]["t"] = 120
+    layout["legend"]["y"] = 1.09
+    annotations: list[dict[str, Any]] = []
+    shapes: list[dict[str, Any]] = []
+    data: list[dict[str, Any]] = []
+    for k, (col, se_col, scale, title, ytitle) in enumerate(PANELS):
+        n = "" if k == 0 else str(k + 1)
+        layout[f"xaxis{n}"] = {
+            **_GRID,
+            "domain": list(xd[k]),
+            "anchor": f"y{n}",
+            "type": "log",
+            "dtick": math.log10(4),
+            "title": {"text": "batch limit (base pages)"},
+        }
+        layout[f"yaxis{n}"] = {
+            **_GRID,
+            "domain": list(yd[k]),
+            "anchor": f"x{n}",
+            "title": {"text": ytitle},
+            **({"type": "log"} if col == "ipis" else {"rangemode": "tozero"}),
+        }
+        annotations.append(
+            {
+                "text": title,
+                "x": (xd[k][0] + xd[k][1]) / 2,
+                "y": yd[k][1],
+                "xref": "paper",
+                "yref": "paper",
+                "xanchor": "center",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "font": {"size": 14},
+            }
+        )
+        ax = {"xaxis": f"x{n}", "yaxis": f"y{n}"}
         for eng, g in curves.groupby("copy_engine", sort=False):
             g = g.sort_values("batch_limit_pages")
             color = ENGINE_COLORS.get(str(eng), "#555")
-            threads = int(g["copy_threads"].iloc[0])
-            name = f"{eng} ×{threads}"
-            x = g["batch_limit_pages"].to_numpy()
+            name = f"{eng} ×{int(g['copy_threads'].iloc[0])}"
+            x = g["batch_limit_pages"].to_numpy(dtype=float)
             y = g[col].to_numpy(dtype=float) * scale
             if se_col in g.columns and np.isfinite(g[se_col].to_numpy(dtype=float)).any():
                 se = np.nan_to_num(g[se_col].to_numpy(dtype=float)) * scale * Z90
-                fig.add_trace(
-                    go.Scatter(
-                        x=np.concatenate([x, x[::-1]]),
-                        y=np.concatenate([y + se, (y - se)[::-1]]),
-                        fill="toself",
-                        mode="lines",
-                        fillcolor=_rgba(color, 0.18),
-                        line={"width": 0},
-                        hoverinfo="skip",
-                        showlegend=False,
-                        legendgroup=name,
-                    ),
-                    row=r,
-                    col=c,
+                data.append(
+                    {
+                        "type": "scatter",
+                        "mode": "lines",
+                        "x": _list(np.concatenate([x, x[::-1]])),
+                        "y": _list(np.concatenate([y + se, (y - se)[::-1]])),
+                        "fill": "toself",
+                        "fillcolor": _rgba(color, 0.18),
+                        "line": {"width": 0},
+                        "hoverinfo": "skip",
+                        "showlegend": False,
+                        "legendgroup": name,
+                        **ax,
+                    }
                 )
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    mode="lines+markers",
-                    name=name,
-                    legendgroup=name,
-                    showlegend=(r, c) == (1, 1),
-                    line={"color": color, "width": 2},
-                    marker={"size": 5},
-                    hovertemplate=f"{name}<br>batch %{{x}} pages<br>%{{y:.4g}}<extra></extra>",
-                ),
-                row=r,
-                col=c,
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",  # markers cost ~15 ms of drawing per update; the Pareto plot shows points
+                    "x": _list(x),
+                    "y": _list(y),
+                    "name": name,
+                    "legendgroup": name,
+                    "showlegend": k == 0,
+                    "line": {"color": color, "width": 2},
+                    "marker": {"size": 5, "color": color},
+                    "hovertemplate": f"{name}<br>batch %{{x}} pages<br>%{{y:.4g}}<extra></extra>",
+                    **ax,
+                }
             )
             if col == "stall_p99_s" and "stall_p50_s" in g.columns and np.isfinite(g["stall_p50_s"]).any():
-                fig.add_trace(
-                    go.Scatter(
-                        x=x,
-                        y=g["stall_p50_s"].to_numpy(dtype=float) * scale,
-                        mode="lines",
-                        name=f"{name} p50",
-                        legendgroup=name,
-                        showlegend=False,
-                        line={"color": color, "width": 1.5, "dash": "dot"},
-                        hovertemplate=f"{name} p50<br>batch %{{x}} pages<br>%{{y:.4g}} µs<extra></extra>",
-                    ),
-                    row=r,
-                    col=c,
+                data.append(
+                    {
+                        "type": "scatter",
+                        "mode": "lines",
+                        "x": _list(x),
+                        "y": _list(g["stall_p50_s"].to_numpy(dtype=float) * scale),
+                        "name": f"{name} p50",
+                        "legendgroup": name,
+                        "showlegend": False,
+                        "line": {"color": color, "width": 1.5, "dash": "dot"},
+                        "hovertemplate": f"{name} p50<br>batch %{{x}} pages<br>%{{y:.4g}} µs<extra></extra>",
+                        **ax,
+                    }
                 )
-        fig.update_xaxes(type="log", dtick=math.log10(4), title_text="batch limit (base pages)", row=r, col=c)
-        fig.update_yaxes(title_text=ytitle, row=r, col=c, rangemode="tozero" if col != "ipis" else None)
-    fig.update_yaxes(type="log", row=1, col=2)
     if regression_band is not None and len(regression_band):
         g = regression_band.sort_values("batch_limit_pages")
-        x = g["batch_limit_pages"].to_numpy()
-        fig.add_trace(
-            go.Scatter(
-                x=np.concatenate([x, x[::-1]]),
-                y=np.concatenate([g["pages_per_s_hi"].to_numpy(), g["pages_per_s_lo"].to_numpy()[::-1]]),
-                fill="toself",
-                mode="lines",
-                fillcolor="rgba(120,120,120,0.10)",
-                line={"color": "rgba(90,90,90,0.6)", "width": 1, "dash": "dash"},
-                name="regression 90 % interval",
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=1,
+        x = g["batch_limit_pages"].to_numpy(dtype=float)
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": _list(np.concatenate([x, x[::-1]])),
+                "y": _list(
+                    np.concatenate(
+                        [
+                            g["pages_per_s_hi"].to_numpy(dtype=float),
+                            g["pages_per_s_lo"].to_numpy(dtype=float)[::-1],
+                        ]
+                    )
+                ),
+                "fill": "toself",
+                "fillcolor": "rgba(120,120,120,0.10)",
+                "line": {"color": "rgba(90,90,90,0.6)", "width": 1, "dash": "dash"},
+                "name": "regression 90 % interval",
+                "hoverinfo": "skip",
+                "xaxis": "x",
+                "yaxis": "y",
+            }
         )
-    fig.add_hline(
-        y=constraints.stall_p99_s * 1e6,
-        line={"color": "#c0392b", "dash": "dash", "width": 1.5},
-        annotation_text=f"budget {constraints.stall_p99_s * 1e6:g} µs",
-        annotation_position="top left",
-        annotation_font={"color": "#c0392b", "size": 11},
-        row=2,
-        col=2,
+    budget_us = constraints.stall_p99_s * 1e6
+    shapes.append(
+        {
+            "type": "line",
+            "xref": "x4 domain",
+            "x0": 0,
+            "x1": 1,
+            "yref": "y4",
+            "y0": budget_us,
+            "y1": budget_us,
+            "line": {"color": "#c0392b", "dash": "dash", "width": 1.5},
+        }
+    )
+    annotations.append(
+        {
+            "text": f"budget {budget_us:g} µs",
+            "xref": "x4 domain",
+            "x": 0,
+            "xanchor": "left",
+            "yref": "y4",
+            "y": budget_us,
+            "yanchor": "bottom",
+            "showarrow": False,
+            "font": {"color": "#c0392b", "size": 11},
+        }
     )
     if rec is not None:
         rc = rec.choice
-        for (r, cc), yv in (((1, 1), rc.pages_per_s), ((2, 2), rc.stall_p99_s * 1e6)):
-            fig.add_trace(
-                go.Scatter(
-                    x=[rc.batch_limit_pages],
-                    y=[yv],
-                    mode="markers",
-                    marker={
+        for k, yv in ((0, rc.pages_per_s), (3, rc.stall_p99_s * 1e6)):
+            n = "" if k == 0 else str(k + 1)
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "x": [rc.batch_limit_pages],
+                    "y": [yv],
+                    "marker": {
                         "symbol": "star",
                         "size": 16,
                         "color": "#111",
                         "line": {"color": "white", "width": 1},
                     },
-                    name="recommended",
-                    legendgroup="recommended",
-                    showlegend=(r, cc) == (1, 1),
-                    hovertemplate=f"recommended: {rc.label()}<extra></extra>",
-                ),
-                row=r,
-                col=cc,
+                    "name": "recommended",
+                    "legendgroup": "recommended",
+                    "showlegend": k == 0,
+                    "hovertemplate": f"recommended: {rc.label()}<extra></extra>",
+                    "xaxis": f"x{n}",
+                    "yaxis": f"y{n}",
+                }
             )
-    title = "Against batch limit, per copy engine (best thread count each; bands: 90 % intervals)"
-    _base_layout(fig, title, 700)
-    fig.update_layout(margin={"t": 120}, legend={"y": 1.09})
-    return fig
+    layout["annotations"] = annotations
+    layout["shapes"] = shapes
+    return {"data": data, "layout": layout}
 
 
 def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
@@ -233,87 +342,104 @@ def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
     return d.loc[keep]
 
 
-def pareto_figure(cands: pd.DataFrame, rec: Recommendation | None, constraints: Constraints) -> go.Figure:
-    """Every choice as pages/s against p99 stall, the Pareto front, the budget and the recommendation."""
+def pareto_figure(
+    cands: pd.DataFrame, rec: Recommendation | None, constraints: Constraints
+) -> dict[str, Any]:
+    """Every choice as pages/s against p99 stall, the Pareto front, the budget and the recommendation
+    (a plotly figure as a plain dict)."""
     df = cands.copy()
     df["copy_engine"] = df["copy_engine"].astype(str)
-    fig = go.Figure()
+    data: list[dict[str, Any]] = []
     floor = 0.05  # µs: a zero stall is drawn at this floor on the log axis
     stall_us = np.maximum(df["stall_p99_s"].to_numpy(dtype=float) * 1e6, floor)
-    for eng in [e for e in ENGINE_COLORS if e in set(df["copy_engine"])]:
-        m = (df["copy_engine"] == eng).to_numpy()
+    eng_col = df["copy_engine"].to_numpy()
+    for eng in [e for e in ENGINE_COLORS if e in set(eng_col)]:
+        m = eng_col == eng
         g = df[m]
-        fig.add_trace(
-            go.Scatter(
-                x=stall_us[m],
-                y=g["pages_per_s"],
-                mode="markers",
-                name=eng,
-                marker={"color": ENGINE_COLORS[eng], "size": 7, "opacity": 0.75},
-                customdata=np.stack([g["batch_limit_pages"], g["copy_threads"]], axis=1),
-                hovertemplate=f"{eng} ×%{{customdata[1]}}, batch %{{customdata[0]}}<br>p99 stall %{{x:.3g}} µs"
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": _list(stall_us[m]),
+                "y": _list(g["pages_per_s"].to_numpy(dtype=float)),
+                "name": eng,
+                "marker": {"color": ENGINE_COLORS[eng], "size": 7, "opacity": 0.75},
+                "customdata": np.stack(
+                    [g["batch_limit_pages"].to_numpy(dtype=int), g["copy_threads"].to_numpy(dtype=int)],
+                    axis=1,
+                ).tolist(),
+                "hovertemplate": f"{eng} ×%{{customdata[1]}}, batch %{{customdata[0]}}<br>p99 stall %{{x:.3g}} µs"
                 "<br>%{y:.4g} pages/s<extra></extra>",
-            )
+            }
         )
     front = pareto_front(df)
-    fig.add_trace(
-        go.Scatter(
-            x=np.maximum(front["stall_p99_s"].to_numpy(dtype=float) * 1e6, floor),
-            y=front["pages_per_s"],
-            mode="lines",
-            name="Pareto front",
-            line={"color": "#444", "width": 1.5, "shape": "hv"},
-            hoverinfo="skip",
-        )
+    data.append(
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "x": _list(np.maximum(front["stall_p99_s"].to_numpy(dtype=float) * 1e6, floor)),
+            "y": _list(front["pages_per_s"].to_numpy(dtype=float)),
+            "name": "Pareto front",
+            "line": {"color": "#444", "width": 1.5, "shape": "hv"},
+            "hoverinfo": "skip",
+        }
     )
     budget_us = max(constraints.stall_p99_s * 1e6, floor)
     top = float(np.nanmax(df["pages_per_s"].to_numpy(dtype=float))) * 1.05 if len(df) else 1.0
-    fig.add_trace(
-        go.Scatter(
-            x=[budget_us, budget_us],
-            y=[0, top],
-            mode="lines",
-            name=f"stall budget {constraints.stall_p99_s * 1e6:g} µs",
-            line={"color": "#c0392b", "dash": "dash", "width": 1.5},
-            hoverinfo="skip",
-        )
+    data.append(
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "x": [budget_us, budget_us],
+            "y": [0, top],
+            "name": f"stall budget {constraints.stall_p99_s * 1e6:g} µs",
+            "line": {"color": "#c0392b", "dash": "dash", "width": 1.5},
+            "hoverinfo": "skip",
+        }
     )
     finite = stall_us[np.isfinite(stall_us)]
     lo = min(float(finite.min()) if finite.size else floor, budget_us)
     hi = max(float(finite.max()) if finite.size else 1.0, budget_us)
-    xrange = [math.log10(lo) - 0.2, math.log10(hi) + 0.2]
     if rec is not None:
         c = rec.choice
-        fig.add_trace(
-            go.Scatter(
-                x=[max(c.stall_p99_s * 1e6, floor)],
-                y=[c.pages_per_s],
-                mode="markers",
-                name="recommended",
-                marker={
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": [max(c.stall_p99_s * 1e6, floor)],
+                "y": [c.pages_per_s],
+                "name": "recommended",
+                "marker": {
                     "symbol": "star",
                     "size": 18,
                     "color": "#111",
                     "line": {"color": "white", "width": 1},
                 },
-                hovertemplate=f"recommended: {c.label()}<extra></extra>",
-            )
+                "hovertemplate": f"recommended: {c.label()}<extra></extra>",
+            }
         )
         if rec.baseline is not None:
             b = rec.baseline
-            fig.add_trace(
-                go.Scatter(
-                    x=[max(b.stall_p99_s * 1e6, floor)],
-                    y=[b.pages_per_s],
-                    mode="markers",
-                    name="kernel default (512, cpu)",
-                    marker={"symbol": "x", "size": 12, "color": "#c0392b"},
-                    hovertemplate="kernel default: 512 pages, cpu ×1<extra></extra>",
-                )
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "x": [max(b.stall_p99_s * 1e6, floor)],
+                    "y": [b.pages_per_s],
+                    "name": "kernel default (512, cpu)",
+                    "marker": {"symbol": "x", "size": 12, "color": "#c0392b"},
+                    "hovertemplate": "kernel default: 512 pages, cpu ×1<extra></extra>",
+                }
             )
-    fig.update_xaxes(type="log", title_text="p99 stall per access (µs, log scale)", range=xrange)
-    fig.update_yaxes(title_text="throughput (base pages/s)", rangemode="tozero")
-    return _base_layout(fig, "Pareto front: throughput against p99 stall", 460)
+    layout = _layout_dict("Pareto front: throughput against p99 stall", 460)
+    layout["xaxis"] = {
+        **_GRID,
+        "type": "log",
+        "title": {"text": "p99 stall per access (µs, log scale)"},
+        "range": [math.log10(lo) - 0.2, math.log10(hi) + 0.2],
+    }
+    layout["yaxis"] = {**_GRID, "title": {"text": "throughput (base pages/s)"}, "rangemode": "tozero"}
+    return {"data": data, "layout": layout}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -276,8 +276,16 @@ def register(app: Any, state: Any) -> None:
         except UserError as exc:
             msg = html.Div(str(exc), className="error", id="ch-error")
             return (*[no_update] * (2 * n), msg, no_update, no_update, f"error {time.time()}", no_update)
-        values = results.workload_values(rec.profile, model)
-        options = [[{"label": str(v), "value": v} for v in values[k]] for k in WORKLOAD]
+        # Only touch the workload dropdowns when their options or values change (fewer re-renders).
+        if ctx.triggered_id in ("ch-profile", "ch-model", None):
+            values = results.workload_values(rec.profile, model)
+            options: list[Any] = [[{"label": str(v), "value": v} for v in values[k]] for k in WORKLOAD]
+        else:
+            options = [no_update] * n
+        new_values = [
+            no_update if rec.workload[k] == v else rec.workload[k]
+            for k, v in zip(WORKLOAD, wl_values, strict=True)
+        ]
         cands = results.candidates(rec.profile, rec.workload, model)
         curves = engine_curves(cands, cons)
         band = None
@@ -308,7 +316,7 @@ def register(app: Any, state: Any) -> None:
         )
         return (
             *options,
-            *[rec.workload[k] for k in WORKLOAD],
+            *new_values,
             card(rec),
             choice_figure(curves, rec, cons, band),
             pareto_figure(cands, rec, cons),
