@@ -159,3 +159,26 @@ def test_montecarlo_depends_only_on_point_and_seed(table: np.ndarray) -> None:
         np.testing.assert_array_equal(values, np.concatenate(parts[name]), err_msg=name)
     other = montecarlo_outputs(arrays_of(points), table, seed=10, replicas=8)
     assert not np.array_equal(whole["time_s"], other["time_s"])
+
+
+def test_branch_free_log_and_exp_are_within_2_ulp() -> None:
+    import numba as nb
+
+    from models.phases import fast_exp, fast_log
+
+    @nb.njit
+    def apply(xs: np.ndarray, which: int) -> np.ndarray:
+        out = np.empty_like(xs)
+        for i in range(xs.shape[0]):
+            out[i] = fast_log(xs[i]) if which == 0 else fast_exp(xs[i])
+        return out
+
+    rng = np.random.default_rng(0)
+    xs = np.concatenate(
+        [rng.random(100_000), 10.0 ** rng.uniform(-300, 300, 100_000), [1.0, 0.5, 2.0, 2.0**0.5]]
+    )
+    got, want = apply(xs, 0), np.log(xs)
+    assert np.all(np.abs(got - want) <= 2.0 * np.spacing(np.abs(want)) + 1e-300)
+    ys = np.concatenate([rng.uniform(-700, 700, 100_000), rng.uniform(-1, 1, 100_000), [0.0, -1e-12, 1e-12]])
+    got, want = apply(ys, 1), np.exp(ys)
+    assert np.all(np.abs(got - want) <= 2.0 * np.spacing(want))
