@@ -152,6 +152,15 @@ def _pass_windows(s0, c: int, a: float, slope: float, rate: float, wbuf, sbuf, m
     return win
 
 
+@_vec
+def _count_positive(a, m: int) -> int:
+    """Number of a[:m] above zero."""
+    k = 0
+    for i in range(m):
+        k += 1 if a[i] > 0.0 else 0
+    return k
+
+
 @_jit
 def _skip(state, k: int) -> None:
     """Advance the stream by k draws (after a counter-based loop consumed them)."""
@@ -468,7 +477,10 @@ def mc_point(
         cpu = time - wait + extra
         remote_cpu = remote_ipis * (rounds_b * h_full + rounds_1 * h1)
         w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
-        st50, st99 = _p50_p99(sbuf, m, samp, tmp1, tmp2)
+        # Stalls are often mostly zero (no touch inside the window): then both quantiles are 0.
+        st50 = st99 = 0.0
+        if rate > 0.0 and _count_positive(sbuf, m) >= m - max(math.ceil(0.99 * m) - 1, 0):
+            st50, st99 = _p50_p99(sbuf, m, samp, tmp1, tmp2)
         passes_mean = passes_sum / n_batches
         fm = float(m)
         s_time += time
