@@ -1,0 +1,214 @@
+"""Explorer benchmark: first page and Choose interactions, measured in a real browser.
+
+    .venv/bin/python bench/bench_app.py [--results DIR] [--interactions 60] [--json OUT]
+
+Without ``--results`` it sweeps SPEC below (analytic model, about 2.7 million points, over a million
+feasible) into ``/tmp/foliotune-bench-app`` first (resumed if already there). Then it serves the
+explorer in this process on 127.0.0.1, opens it in Debian chromium (Playwright) and measures
+
+* first page usable: from navigation start to the recommendation card and both Choose figures drawn;
+* each Choose interaction (stall budget, profile, workload dropdowns): from the committing input event
+  (Enter in the budget field, the click on a dropdown option) to the new recommendation and both
+  figures drawn with no request pending, p50/p95/max. Times include Playwright's own round trips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SPEC = """
+[sweep]
+name = "bench: explorer, >= 1e6 points"
+seed = 11
+models = ["analytic"]
+sampler = "grid"
+[fixed]
+n_folios = 4096
+[axes]
+profile = ["xeon-e5-2650v3-2s", "epyc-zen3-2s", "xeon-8260l-2s", "kunpeng920-2s", "grace-2s", "spr-dsa-2s"]
+batch_limit_pages = { log2_start = 0, log2_stop = 12 }
+folio_kb = [4, 16, 64, 512, 2048]
+copy_engine = ["cpu", "mt-cpu", "dma", "dsa"]
+copy_threads = [1, 2, 4, 8]
+target_cpus = [2, 4, 8, 16, 32, 64]
+access_rate_hz = [100.0, 1000.0, 10000.0, 100000.0]
+busy_prob = [0.0, 0.01, 0.05]
+mapcount = [1, 2, 4]
+mode = ["sync", "async"]
+"""
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_DRAWN = """() => {
+  const s = document.getElementById('ch-stamp');
+  const ok = s && s.textContent && !s.textContent.startsWith('error');
+  const drawn = document.querySelector('#ch-curves .scatterlayer .trace') &&
+                document.querySelector('#ch-pareto .scatterlayer .trace');
+  return ok && drawn && !document.querySelector('[data-dash-is-loading="true"]');
+}"""
+
+
+def ensure_sweep(out: Path) -> dict[str, Any]:
+    from sweep.runner import run_sweep
+    from sweep.spec import spec_from_toml
+    from sweep.storage import read_manifest
+
+    spec = spec_from_toml(SPEC, "bench/bench_app.py")
+    m = read_manifest(out) if out.is_dir() else None
+    if m is not None and m.get("complete") and m.get("spec_hash") == spec.hash:
+        return {"points": spec.n_points, "seconds": None, "backend": f"reused ({m.get('code_version')})"}
+    t = time.perf_counter()
+    s = run_sweep(spec, out, progress=True, yes=True)
+    return {"points": spec.n_points, "seconds": time.perf_counter() - t, "backend": s.backend}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    k = max(0, min(len(xs) - 1, int(round(q * (len(xs) - 1)))))
+    return xs[k]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", type=Path, default=None)
+    ap.add_argument("--interactions", type=int, default=60)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    a = ap.parse_args()
+    out: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    }
+    results = a.results or Path("/tmp/foliotune-bench-app")
+    if a.results is None:
+        out["sweep"] = ensure_sweep(results)
+
+    from werkzeug.serving import make_server
+
+    from app.commands.explore import warm_up
+    from app.data import load_results
+    from app.explorer import create_app
+
+    t = time.perf_counter()
+    r = load_results(results)
+    out["load_s"] = time.perf_counter() - t
+    out["rows_total"] = r.n_rows_total
+    out["rows_feasible"] = len(r.frame)
+    out["points"] = int(r.manifest["n_points"])
+    t = time.perf_counter()
+    warm_up(results, True)
+    out["warm_up_s"] = time.perf_counter() - t
+    app = create_app(results, sweeps_dir=Path("/tmp/foliotune-bench-app-sweeps"))
+    port = _free_port()
+    srv = make_server("127.0.0.1", port, app.server, threaded=True)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    base = f"http://127.0.0.1:{port}/"
+
+    from playwright.sync_api import sync_playwright
+
+    firsts: list[float] = []
+    times: dict[str, list[float]] = {}
+    payload: list[int] = []
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=a.chromium, args=ARGS)
+        for _ in range(3):
+            ctx = b.new_context(viewport={"width": 1400, "height": 1000})
+            pg = ctx.new_page()
+            t = time.perf_counter()
+            pg.goto(base)
+            pg.wait_for_function(WAIT_DRAWN, timeout=60_000)
+            firsts.append(time.perf_counter() - t)
+            ctx.close()
+        ctx = b.new_context(viewport={"width": 1400, "height": 1000})
+        pg = ctx.new_page()
+        pg.on(
+            "response",
+            lambda resp: payload.append(len(resp.body())) if "_dash-update-component" in resp.url else None,
+        )
+        pg.goto(base)
+        pg.wait_for_function(WAIT_DRAWN, timeout=60_000)
+        values = r.workload_values("epyc-zen3-2s", r.default_model)
+        budgets = ["50", "200", "500", "1000", "2000", "100", "5000"]
+        profiles = ["xeon-8260l-2s", "epyc-zen3-2s", "kunpeng920-2s", "epyc-zen3-2s"]
+        actions: list[tuple[str, str, str]] = []
+        i = 0
+        while len(actions) < a.interactions:
+            actions.append(("budget", "ch-budget", budgets[i % len(budgets)]))
+            for k in ("folio_kb", "target_cpus", "access_rate_hz", "busy_prob", "mapcount", "mode"):
+                opts = values.get(k, [])
+                if len(opts) > 1:
+                    actions.append((k, f"ch-wl-{k}", str(opts[(i + 1) % len(opts)])))
+            if i % 3 == 0:
+                actions.append(("profile", "ch-profile", profiles[(i // 3) % len(profiles)]))
+            i += 1
+        payload.clear()
+        for kind, cid, value in actions[: a.interactions]:
+            old = pg.text_content("#ch-stamp")
+            # The clock starts at the committing input event (Enter in the budget field, the click on
+            # a dropdown option), not when the dropdown is opened.
+            if kind == "budget":
+                pg.fill(f"#{cid}", value)
+                t = time.perf_counter()
+                pg.press(f"#{cid}", "Enter")
+            else:
+                pg.click(f"#{cid}")
+                opt = pg.locator(f"[role=option]:has-text('{value}')").first
+                if opt.count() == 0 or opt.get_attribute("aria-selected") == "true":
+                    pg.keyboard.press("Escape")
+                    continue
+                opt.wait_for(state="visible")
+                t = time.perf_counter()
+                opt.click()
+            pg.wait_for_function(
+                "(old) => document.getElementById('ch-stamp').textContent !== old", arg=old, timeout=30_000
+            )
+            pg.wait_for_function(WAIT_DRAWN, timeout=30_000)
+            times.setdefault(kind, []).append(time.perf_counter() - t)
+        b.close()
+    srv.shutdown()
+    all_t = [x for v in times.values() for x in v]
+    out["first_page_s"] = {"runs": firsts, "max": max(firsts)}
+    out["interactions"] = {
+        "n": len(all_t),
+        "p50_ms": 1e3 * statistics.median(all_t),
+        "p95_ms": 1e3 * _pct(all_t, 0.95),
+        "max_ms": 1e3 * max(all_t),
+        "by_kind_p95_ms": {k: 1e3 * _pct(v, 0.95) for k, v in times.items()},
+    }
+    out["callback_payload_kb"] = {
+        "median": statistics.median(payload) / 1e3 if payload else 0,
+        "max": max(payload, default=0) / 1e3,
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    if a.json:
+        a.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
