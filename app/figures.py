@@ -157,7 +157,7 @@ def choice_figure(
     Returns a plotly figure as a plain dict (2 × 2 panels).
     """
     xd = [(0.0, 0.445), (0.555, 1.0), (0.0, 0.445), (0.555, 1.0)]
-    yd = [(0.58, 1.0), (0.58, 1.0), (0.0, 0.42), (0.0, 0.42)]
+    yd = [(0.61, 1.0), (0.61, 1.0), (0.0, 0.39), (0.0, 0.39)]
     layout = _layout_dict(
         "Against batch limit, per copy engine (best thread count each; bands: 90 % intervals)", 700
     )
