@@ -163,6 +163,9 @@ def _wait_text(pg: Any, selector: str, text: str, timeout: int = 30_000) -> None
 
 
 def _curve_y(pg: Any) -> list[float]:
+    pg.wait_for_function(
+        "() => { const g = document.querySelector('#ch-curves .js-plotly-plot'); return g && g.data && g.data.length; }"
+    )
     return pg.evaluate(
         "() => document.querySelector('#ch-curves .js-plotly-plot').data.map(t => t.y && t.y[0])"
     )
@@ -213,7 +216,11 @@ def test_choose_reacts_to_profile_and_budget(page: Any, server: str, artifacts_d
     _pick(page, "ch-profile", "xeon-e5-2650v3-2s")
     _wait_stamp(page, old)
     times.append(time.perf_counter() - t)
-    assert _curve_y(page) != y0
+    page.wait_for_function(
+        "(y0) => JSON.stringify(document.querySelector('#ch-curves .js-plotly-plot').data.map(t => t.y && t.y[0]))"
+        " !== JSON.stringify(y0)",
+        arg=y0,
+    )
     assert "xeon-e5-2650v3-2s" in page.inner_text("#ch-card")
     old = _stamp(page)
     t = time.perf_counter()
