@@ -208,7 +208,7 @@ def analytic_point(
     b = folios_per_batch(limit, fp, n)
     n_batches = math.ceil(n / b)
     u = unmap_phase_s(prof, fp, mapcount)
-    r = remap_s(prof, mapcount)
+    r = remap_s(prof, fp, mapcount)
 
     # Flush rounds of the batched passes and of the single-folio fallback.
     full = is_full_flush(prof, b, fp)

@@ -363,7 +363,7 @@ def mc_point(
     n_batches = int(math.ceil(n / b))
     b_last = n - (n_batches - 1) * b
     u = unmap_phase_s(prof, fp, mapcount)
-    r = remap_s(prof, mapcount)
+    r = remap_s(prof, fp, mapcount)
     n_batched = ASYNC_BATCHED_PASSES if sync == 0 else SYNC_BATCHED_PASSES
     full = is_full_flush(prof, b, fp)
     full1 = is_full_flush(prof, 1.0, fp)

@@ -38,6 +38,8 @@ FOLIO_SETUP = _F["folio_setup_us"]
 PAGE_SETUP = _F["page_setup_ns"]
 UNMAP = _F["unmap_per_mapping_us"]
 REMAP = _F["remap_per_mapping_us"]
+UNMAP_PTE = _F["unmap_per_pte_ns"]
+REMAP_PTE = _F["remap_per_pte_ns"]
 BUSY_ATTEMPT = _F["busy_attempt_us"]
 LOCAL_PAGE_FLUSH = _F["local_page_flush_ns"]
 LOCAL_FULL_FLUSH = _F["local_full_flush_us"]
@@ -86,15 +88,27 @@ def folios_per_batch(batch_limit_pages: float, pages_per_folio: float, n_folios:
 
 
 @_jit
-def unmap_phase_s(prof, pages_per_folio: float, mapcount: float) -> float:
-    """Per-folio time of the unmap loop: isolate/allocate/lock plus unmapping every mapping."""
-    return prof[FOLIO_SETUP] + prof[PAGE_SETUP] * pages_per_folio + prof[UNMAP] * mapcount
+def entries_per_mapping(prof, pages_per_folio: float) -> float:
+    """Page-table entries mapping one folio once: one PMD for a PMD-sized THP, else one PTE per page."""
+    pmd_pages = prof[PAGE_KB] * 1024.0 / 8.0  # entries per page-table page
+    return 1.0 if pages_per_folio >= pmd_pages else pages_per_folio
 
 
 @_jit
-def remap_s(prof, mapcount: float) -> float:
-    """Per-folio time to restore the mappings (remove_migration_ptes) and unlock."""
-    return prof[REMAP] * mapcount
+def unmap_phase_s(prof, pages_per_folio: float, mapcount: float) -> float:
+    """Per-folio time of the unmap loop: isolate/allocate/lock plus clearing every mapping's entries."""
+    entries = entries_per_mapping(prof, pages_per_folio)
+    return (
+        prof[FOLIO_SETUP]
+        + prof[PAGE_SETUP] * pages_per_folio
+        + (prof[UNMAP] + prof[UNMAP_PTE] * entries) * mapcount
+    )
+
+
+@_jit
+def remap_s(prof, pages_per_folio: float, mapcount: float) -> float:
+    """Per-folio time to restore every mapping's entries (remove_migration_ptes) and unlock."""
+    return (prof[REMAP] + prof[REMAP_PTE] * entries_per_mapping(prof, pages_per_folio)) * mapcount
 
 
 @_jit

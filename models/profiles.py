@@ -55,6 +55,8 @@ FIELDS: dict[str, tuple[float, float, float]] = {
     "page_setup_ns": (_NS, 0, 1e4),
     "unmap_per_mapping_us": (_US, 0, 1e3),
     "remap_per_mapping_us": (_US, 0, 1e3),
+    "unmap_per_pte_ns": (_NS, 0, 1e5),  # per PTE of a PTE-mapped folio (a PMD-mapped THP has one PMD)
+    "remap_per_pte_ns": (_NS, 0, 1e5),
     "busy_attempt_us": (_US, 0, 1e3),
     # TLB flush
     "local_page_flush_ns": (_NS, 0, 1e4),
