@@ -22,6 +22,7 @@ import math
 
 import numba as nb
 import numpy as np
+from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from models.params import OUTPUTS, PointArrays
 from models.phases import (
@@ -38,6 +39,8 @@ from models.phases import (
     TOTAL_PASSES,
     copy_engine_costs,
     expected_max_lomax,
+    fast_expm1,
+    fast_log,
     flush_fixed_s,
     folios_per_batch,
     is_full_flush,
@@ -46,6 +49,7 @@ from models.phases import (
     unmap_phase_s,
     window_line,
 )
+from models.profiles import FIELD_INDEX
 
 N_OUT = len(OUTPUTS)
 (
@@ -82,6 +86,15 @@ def line_quantile(a: float, slope: float, count: float, q: float) -> float:
 
 
 @_jit
+def _halley_step(x: float, c: float) -> float:
+    """Halley's step (cubic convergence) on f(x) = x + expm1(-x) - c; f' = -expm1(-x), f'' = e^-x."""
+    emx = fast_expm1(-x)
+    f = x + emx - c
+    d1 = -emx
+    return x - 2.0 * f * d1 / (2.0 * d1 * d1 - f * (1.0 + emx))
+
+
+@_jit
 def stall_quantile(w_lo: float, w_hi: float, rate_hz: float, q: float) -> float:
     """q-quantile of max(0, W - E), W uniform on [w_lo, w_hi], E ~ Exp(rate_hz).
 
@@ -89,38 +102,26 @@ def stall_quantile(w_lo: float, w_hi: float, rate_hz: float, q: float) -> float:
     - s <= w_lo: P(S > s) = 1 - e^{λs}(e^{-λ w_lo} - e^{-λ w_hi})/L, solved in closed form;
     - s >= w_lo: with x = λ(w_hi - s), P(S > s) = (x - 1 + e^{-x})/L, so x solves the one-parameter
       equation x + expm1(-x) = τL (convex, increasing): Halley's method from the inverse series
-      (small τL) or from τL + 1 (large τL) reaches machine precision in two or three steps.
-    The regime follows from P(S > w_lo) = (L + expm1(-L))/L against τ.
+      (small τL) or from τL + 1 (large τL) is within 6e-14 of the root after two steps.
+    The regime follows from P(S > w_lo) = (L + expm1(-L))/L against τ. Branch-free (every regime
+    computed, then selected; two Halley steps: from these starting points, at most 6e-14 from the root for any τL) so that a loop over points vectorizes.
     """
     tail = 1.0 - q
-    if rate_hz <= 0.0 or w_hi <= 0.0:
-        return 0.0
     lam = rate_hz
     h = w_hi - w_lo
-    if h < 1e-9 * w_hi:
-        s = w_hi + math.log(1.0 - tail) / lam  # 1 - exp(-λ(W - s)) = tail
-        return max(s, 0.0)
     L = lam * h
-    em = math.expm1(-L)
+    em = fast_expm1(-L)
     c = tail * L
-    if L + em <= c:
-        s = w_lo + math.log((1.0 - tail) * L / -em) / lam
-        return max(s, 0.0)
-    if c < 1.0:
-        y = math.sqrt(2.0 * c)
-        x = y * (1.0 + y * (1.0 / 6.0 + y * (1.0 / 72.0)))
-    else:
-        x = c + 1.0
-    for _ in range(8):
-        # Halley's step (cubic convergence) on f(x) = x + expm1(-x) - c; f' = -expm1(-x), f'' = e^-x.
-        emx = math.expm1(-x)
-        f = x + emx - c
-        d1 = -emx
-        dx = 2.0 * f * d1 / (2.0 * d1 * d1 - f * (1.0 + emx))
-        x -= dx
-        if abs(dx) <= 1e-5 * x:  # cubic convergence: the next error is ~1e-15·x
-            break
-    return max(w_hi - x / lam, 0.0)
+    # All windows equal: 1 - exp(-λ(W - s)) = tail.
+    s_equal = w_hi + fast_log(1.0 - tail) / lam
+    s_low = w_lo + fast_log((1.0 - tail) * L / -em) / lam
+    y = math.sqrt(2.0 * c)
+    x = y * (1.0 + y * (1.0 / 6.0 + y * (1.0 / 72.0))) if c < 1.0 else c + 1.0
+    # Two Halley steps, written out (a counted loop here would keep the caller's loop scalar).
+    x = _halley_step(_halley_step(x, c), c)
+    s_high = w_hi - x / lam
+    s = s_equal if h < 1e-9 * w_hi else (s_low if L + em <= c else s_high)
+    return max(s, 0.0) if (rate_hz > 0.0 and w_hi > 0.0) else 0.0
 
 
 # Moment cache: one row per distinct (folios in batch, busy probability, batched passes).
@@ -195,24 +196,34 @@ def _cached_moments(cache, B: float, p: float, n_batched: int) -> int:
 
 
 @_jit
-def analytic_point(
-    prof, emax_row, folio_kb, n, limit, engine, threads, targets, mapcount, p, sync, cache, sf, sl, out, i
-):
-    """Every output of point i but the stall quantile; ``sf``/``sl``: moment rows of a full/last batch.
+def _combine(cache, sf: int, sl: int, col: int, n_full: float) -> float:
+    """A moment summed over the call: ``n_full`` full batches (row ``sf``) and the last (row ``sl``)."""
+    return n_full * cache[sf, col] + cache[sl, col]
 
-    Returns (w_lo, w_hi): the range of the unmapped windows of a full batch's first pass.
+
+@_jit
+def closed_forms(
+    prof, tail_mean, folio_kb, n, limit, engine, threads, targets, mapcount, p, sync, rounds_b, unmapped_b,
+    ec2_b, busy_b,
+):  # fmt: skip
+    """Every output of one point but the passes and the stall quantile, from its batch moments summed
+    over the call (``rounds_b``, ``unmapped_b``, ``ec2_b``, ``busy_b``) and the mean acknowledgement
+    tail of a flush round (``tail_mean``).
+
+    Straight-line code (selects, no loads but ``prof``'s constant fields), so that a loop calling
+    it over a block of points vectorizes. Returns the outputs in ``OUTPUTS`` order (without
+    ``stall_p99_s`` and ``passes``) and (w_lo, w_hi), the range of the unmapped windows of a full
+    batch's first pass.
     """
     page_bytes = prof[PAGE_KB] * 1024.0
     fp = folio_kb / prof[PAGE_KB]
     folio_bytes = folio_kb * 1024.0
     b = folios_per_batch(limit, fp, n)
-    n_batches = math.ceil(n / b)
     u = unmap_phase_s(prof, fp, mapcount)
     r = remap_s(prof, fp, mapcount)
 
     # Flush rounds of the batched passes and of the single-folio fallback.
     full = is_full_flush(prof, b, fp)
-    tail_mean = prof[ACK_SCALE] * emax_row[int(targets) - 1] if targets > 1.0 else 0.0
     flush_s = flush_fixed_s(prof, full, fp, targets) + tail_mean
     full1 = is_full_flush(prof, 1.0, fp)
     flush1_s = flush_fixed_s(prof, full1, fp, targets) + tail_mean
@@ -224,29 +235,22 @@ def analytic_point(
         prof, engine, threads, folio_bytes, 1.0
     )
 
-    n_full = n_batches - 1.0
-    rounds_b = n_full * cache[sf, M_ROUNDS] + cache[sl, M_ROUNDS]
-    unmapped_b = n_full * cache[sf, M_EC] + cache[sl, M_EC]
-    ec2_b = n_full * cache[sf, M_EC2] + cache[sl, M_EC2]
     calls_b = rounds_b
-    busy = n_full * cache[sf, M_BUSY] + cache[sl, M_BUSY]
-    passes = (n_full * cache[sf, M_PASSES] + cache[sl, M_PASSES]) / n_batches
+    busy = busy_b
     # Σ windows of a pass of c folios is c²·w2 + c·w1 + slope·(c² + c)/2 (see ``window_line``).
-    slope = window_line(1.0, u, flush_s, call_s, cf, r, progressive)[1]
-    if progressive:
-        w2, w1 = u, flush_s
-    else:
-        w2, w1 = u + cf, flush_s + call_s
-    win_b = ec2_b * w2 + unmapped_b * w1 + slope * 0.5 * (ec2_b + unmapped_b)
+    a, slope_b = window_line(b, u, flush_s, call_s, cf, r, progressive)
+    w2 = u if progressive else u + cf
+    w1 = flush_s if progressive else flush_s + call_s
+    win_b = ec2_b * w2 + unmapped_b * w1 + slope_b * 0.5 * (ec2_b + unmapped_b)
 
     # Synchronous one-by-one fallback: each folio pending after the batched passes, alone.
     p3 = p * p * p
     p7 = p3 * p3 * p
     p10 = p7 * p3
-    succ_sync = 0.0
-    if sync != 0 and p > 0.0:
-        succ_sync = n * p3 * (1.0 - p7)
-        busy += n * p3 * p * (1.0 - p7) / (1.0 - p) if p < 1.0 else n * SYNC_SINGLE_PASSES
+    fallback = sync != 0 and p > 0.0
+    succ_sync = n * p3 * (1.0 - p7) if fallback else 0.0
+    busy_sync = n * p3 * p * (1.0 - p7) / (1.0 - p) if p < 1.0 else n * SYNC_SINGLE_PASSES
+    busy += busy_sync if fallback else 0.0
     failed = n * p10
     win_sync = succ_sync * (flush1_s + call1_s + cf1 + r)
 
@@ -266,38 +270,81 @@ def analytic_point(
     )
     wait = unmapped_b * cf_wait + calls_b * call_wait + succ_sync * (cf1_wait + call1_wait)
     # Helper threads of a multi-threaded copy burn CPU for the copy's duration too.
-    extra_threads = 0.0
-    if engine == ENGINE_MT:
-        extra_threads = (t_used - 1.0) * unmapped_b * cf + (t1_used - 1.0) * succ_sync * cf1
+    extra_threads = (t_used - 1.0) * unmapped_b * cf + (t1_used - 1.0) * succ_sync * cf1
+    extra_threads = extra_threads if engine == ENGINE_MT else 0.0
 
     migrated = unmapped_b + succ_sync
     inv_time = 1.0 / time
-    out[O_TIME, i] = time
-    out[O_PAGES_PER_S, i] = succeeded * fp * inv_time
-    out[O_BYTES_PER_S, i] = succeeded * fp * page_bytes * inv_time
-    out[O_FLUSH_ROUNDS, i] = rounds
-    out[O_IPIS, i] = rounds * remote_targets
-    out[O_CPU_TIME, i] = time - wait + extra_threads
-    out[O_REMOTE_CPU, i] = remote_cpu
-    out[O_WINDOW_MEAN, i] = (win_b + win_sync) / migrated if migrated > 0.0 else 0.0
-    a, slope_b = window_line(b, u, flush_s, call_s, cf, r, progressive)
-    out[O_WINDOW_P99, i] = line_quantile(a, slope_b, b, Q)
-    out[O_FAILED, i] = failed
-    out[O_PASSES, i] = passes
+    window_mean = (win_b + win_sync) / migrated if migrated > 0.0 else 0.0
     w_first, w_last = a + slope_b, a + slope_b * b
-    return min(w_first, w_last), max(w_first, w_last)
+    return (
+        time,
+        succeeded * fp * inv_time,
+        succeeded * fp * page_bytes * inv_time,
+        rounds,
+        rounds * remote_targets,
+        time - wait + extra_threads,
+        remote_cpu,
+        window_mean,
+        line_quantile(a, slope_b, b, Q),
+        failed,
+        min(w_first, w_last),
+        max(w_first, w_last),
+    )
 
 
 BLOCK = 256  # points per stage: scratch stays in L1
+NF = len(FIELD_INDEX)  # fields of a profile row
+# Rows of the block scratch (one flat array, row k at k·BLOCK, so that the vectorizer sees constant
+# distances between rows and needs no run-time alias checks): inputs, moments, then outputs.
+(
+    S_FOLIO, S_N, S_LIMIT, S_ENGINE, S_THREADS, S_TARGETS, S_MAPCOUNT, S_P, S_SYNC, S_TAIL, S_ROUNDS,
+    S_UNMAPPED, S_EC2, S_BUSY, S_TIME, S_PAGES_PER_S, S_BYTES_PER_S, S_FLUSH_ROUNDS, S_IPIS, S_CPU_TIME,
+    S_REMOTE_CPU, S_WINDOW_MEAN, S_WINDOW_P99, S_FAILED, S_WLO, S_WHI, S_RATE, S_STALL,
+) = range(28)  # fmt: skip
+S_ROWS = 28
+# The outputs held in the scratch: S_TIME + k holds output row k, k < O_STALL_P99, or k + 1 beyond.
+N_COPIED = S_FAILED - S_TIME + 1
+
+
+@_jit
+def _at(row: int, j: int):
+    """Flat scratch index of (row, j), unsigned so that indexing skips the negative-index fix-up."""
+    return np.uint64(row * BLOCK + j)
+
+
+@_jit
+def _closed_forms_run(prof, sc, j0: int, j1: int) -> None:
+    """Closed forms of the block's points j0..j1-1, which share the profile ``prof`` (a tuple)."""
+    for j in range(j0, j1):
+        res = closed_forms(
+            prof, sc[_at(S_TAIL, j)], sc[_at(S_FOLIO, j)], sc[_at(S_N, j)], sc[_at(S_LIMIT, j)],
+            sc[_at(S_ENGINE, j)], sc[_at(S_THREADS, j)], sc[_at(S_TARGETS, j)], sc[_at(S_MAPCOUNT, j)],
+            sc[_at(S_P, j)], sc[_at(S_SYNC, j)], sc[_at(S_ROUNDS, j)], sc[_at(S_UNMAPPED, j)],
+            sc[_at(S_EC2, j)], sc[_at(S_BUSY, j)],
+        )  # fmt: skip
+        sc[_at(S_TIME, j)] = res[0]
+        sc[_at(S_PAGES_PER_S, j)] = res[1]
+        sc[_at(S_BYTES_PER_S, j)] = res[2]
+        sc[_at(S_FLUSH_ROUNDS, j)] = res[3]
+        sc[_at(S_IPIS, j)] = res[4]
+        sc[_at(S_CPU_TIME, j)] = res[5]
+        sc[_at(S_REMOTE_CPU, j)] = res[6]
+        sc[_at(S_WINDOW_MEAN, j)] = res[7]
+        sc[_at(S_WINDOW_P99, j)] = res[8]
+        sc[_at(S_FAILED, j)] = res[9]
+        sc[_at(S_WLO, j)] = res[10]
+        sc[_at(S_WHI, j)] = res[11]
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
 def _analytic_block(
-    pidx, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, emax, out,
-    cache, slot_f, slot_l, w_lo, w_hi, s, e,
+    pidx, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, emax, out, cache,
+    sc, s, e,
 ):  # fmt: skip
-    """Points s..e-1 in three stages: moment lookup (scalar, cached), the closed forms (straight-line
-    code over the block), the stall quantile (only where access_rate_hz > 0).
+    """Points s..e-1 in three stages: moments (scalar, cached) gathered with the inputs into the
+    scratch ``sc``; the closed forms (a vectorized loop per run of points sharing a profile); the
+    stall quantile (only where access_rate_hz > 0).
 
     Compiled without the reference-counting runtime: a row view per point would otherwise cost
     two atomic operations per view and helper call.
@@ -305,23 +352,54 @@ def _analytic_block(
     if cache[0, 0] > CACHE_SLOTS // 2 - 2 * BLOCK:
         cache[:, :] = -1.0
         cache[0, 0] = 0.0
-    for i in range(s, e):
-        fp = folio_kb[i] / table[pidx[i], PAGE_KB]
-        b = folios_per_batch(limit[i], fp, n[i])
-        b_last = n[i] - (math.ceil(n[i] / b) - 1.0) * b
-        n_batched = ASYNC_BATCHED_PASSES if sync[i] == 0 else SYNC_BATCHED_PASSES
-        sf = _cached_moments(cache, b, p[i], n_batched)
-        slot_f[i - s] = sf
-        slot_l[i - s] = sf if b_last == b else _cached_moments(cache, b_last, p[i], n_batched)
-    for i in range(s, e):
+    m = e - s
+    for j in range(m):
+        i = s + j
         pi = pidx[i]
-        w_lo[i - s], w_hi[i - s] = analytic_point(
-            table[pi], emax[pi], folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
-            mapcount[i], p[i], sync[i], cache, slot_f[i - s], slot_l[i - s], out, i,
-        )  # fmt: skip
-    for i in range(s, e):
-        r = rate[i]
-        out[O_STALL_P99, i] = stall_quantile(w_lo[i - s], w_hi[i - s], r, Q) if r > 0.0 else 0.0
+        nn = n[i]
+        pp = p[i]
+        tg = targets[i]
+        fp = folio_kb[i] / table[pi, PAGE_KB]
+        b = folios_per_batch(limit[i], fp, nn)
+        n_batches = math.ceil(nn / b)
+        b_last = nn - (n_batches - 1.0) * b
+        n_batched = ASYNC_BATCHED_PASSES if sync[i] == 0 else SYNC_BATCHED_PASSES
+        sf = _cached_moments(cache, b, pp, n_batched)
+        sl = sf if b_last == b else _cached_moments(cache, b_last, pp, n_batched)
+        n_full = n_batches - 1.0
+        sc[_at(S_ROUNDS, j)] = _combine(cache, sf, sl, M_ROUNDS, n_full)
+        sc[_at(S_UNMAPPED, j)] = _combine(cache, sf, sl, M_EC, n_full)
+        sc[_at(S_EC2, j)] = _combine(cache, sf, sl, M_EC2, n_full)
+        sc[_at(S_BUSY, j)] = _combine(cache, sf, sl, M_BUSY, n_full)
+        out[O_PASSES, i] = _combine(cache, sf, sl, M_PASSES, n_full) / n_batches
+        sc[_at(S_TAIL, j)] = table[pi, ACK_SCALE] * emax[pi, int(tg) - 1] if tg > 1.0 else 0.0
+        sc[_at(S_FOLIO, j)] = folio_kb[i]
+        sc[_at(S_N, j)] = nn
+        sc[_at(S_LIMIT, j)] = limit[i]
+        sc[_at(S_ENGINE, j)] = engine[i]
+        sc[_at(S_THREADS, j)] = threads[i]
+        sc[_at(S_TARGETS, j)] = tg
+        sc[_at(S_MAPCOUNT, j)] = mapcount[i]
+        sc[_at(S_P, j)] = pp
+        sc[_at(S_SYNC, j)] = sync[i]
+    j0 = 0
+    while j0 < m:
+        pi = pidx[s + j0]
+        j1 = j0 + 1
+        while j1 < m and pidx[s + j1] == pi:
+            j1 += 1
+        _closed_forms_run(to_fixed_tuple(table[pi], NF), sc, j0, j1)
+        j0 = j1
+    for k in range(N_COPIED):
+        o = k if k < O_STALL_P99 else k + 1
+        for j in range(m):
+            out[o, np.uint64(s + j)] = sc[_at(S_TIME + k, j)]
+    for j in range(m):
+        sc[_at(S_RATE, j)] = rate[s + j]
+    for j in range(m):
+        sc[_at(S_STALL, j)] = stall_quantile(sc[_at(S_WLO, j)], sc[_at(S_WHI, j)], sc[_at(S_RATE, j)], Q)
+    for j in range(m):
+        out[O_STALL_P99, np.uint64(s + j)] = sc[_at(S_STALL, j)]
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
@@ -332,15 +410,12 @@ def analytic_kernel(
     the call (a small open-addressing cache); the rest is a few dozen flops per point."""
     cache = np.full((CACHE_SLOTS, CACHE_WIDTH), -1.0)
     cache[0, 0] = 0.0
-    slot_f = np.empty(BLOCK, dtype=np.int64)
-    slot_l = np.empty(BLOCK, dtype=np.int64)
-    w_lo = np.empty(BLOCK, dtype=np.float64)
-    w_hi = np.empty(BLOCK, dtype=np.float64)
+    sc = np.empty(S_ROWS * BLOCK, dtype=np.float64)
     N = folio_kb.shape[0]
     for s in range(0, N, BLOCK):
         _analytic_block(
             pidx, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, emax, out,
-            cache, slot_f, slot_l, w_lo, w_hi, s, min(s + BLOCK, N),
+            cache, sc, s, min(s + BLOCK, N),
         )  # fmt: skip
 
 

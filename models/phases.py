@@ -234,6 +234,25 @@ def fast_exp(x: float) -> float:
 
 
 @_jit
+def fast_expm1(x: float) -> float:
+    """e**x - 1 for -708 <= x <= 709 (clamped outside), branch-free (vectorizable), a few ulp.
+
+    ``fast_exp``'s reduction x = k·ln2 + r gives e**x - 1 = q·2^k + (2^k - 1) with q = e**r - 1
+    computed without adding 1, so nothing cancels near 0 (k = 0 there).
+    """
+    x = min(max(x, -708.0), 709.0)
+    k = math.floor(x * _INV_LN2 + 0.5)
+    hi = x - k * _LN2_HI
+    lo = k * _LN2_LO
+    r = hi - lo
+    t = r * r
+    c = r - t * (_P[0] + t * (_P[1] + t * (_P[2] + t * (_P[3] + t * _P[4]))))
+    q = hi - (lo - (r * c) / (2.0 - c))
+    scale = _from_bits((int(k) + 1023) << 52)
+    return q * scale + (scale - 1.0)
+
+
+@_jit
 def draw_max_lomax(k: float, alpha: float, u: float) -> float:
     """One draw of the max of k Lomax(alpha) from one uniform u in (0, 1): F_max = F^k."""
     if k < 1.0:
@@ -245,31 +264,43 @@ def draw_max_lomax(k: float, alpha: float, u: float) -> float:
 
 
 @_jit
-def copy_engine_costs(prof, engine: int, threads: float, folio_bytes: float, unit_folios: float):
+def copy_engine_costs(prof, engine, threads: float, folio_bytes: float, unit_folios: float):
     """Cost structure of one copy call of ``unit_folios`` folios (nominal size).
 
     Returns ``(call_s, per_folio_s, per_folio_wait_s, call_wait_s, progressive, threads_used)``:
     the fixed cost per copy call, the cost per folio, the parts of both during which the initiating
     CPU only waits (DMA transfer and completion), whether folios are remapped one by one as they
     are copied (``cpu``) or after the whole batch, and the threads really used.
+
+    Written branch-free (every engine's terms computed, then selected) with constant indices into
+    ``prof``, so that a loop over points of mixed engines vectorizes; ``engine`` may be an int or a
+    float code.
     """
     ceiling = prof[MEM_CEILING]
     one = min(prof[CPU_BW], ceiling)
-    if engine == ENGINE_CPU:
-        return 0.0, prof[CPU_FIXED] + folio_bytes / one, 0.0, 0.0, True, 1.0
-    if engine == ENGINE_MT:
-        chunks = max(1.0, math.floor(unit_folios * folio_bytes / prof[MT_MIN_CHUNK]))
-        t = min(threads, prof[CPUS], chunks)
-        if t <= 1.0:
-            return 0.0, prof[CPU_FIXED] + folio_bytes / one, 0.0, 0.0, True, 1.0
-        scale = t / (1.0 + prof[MT_SIGMA] * (t - 1.0) + prof[MT_KAPPA] * t * (t - 1.0))
-        bw = min(prof[CPU_BW] * scale, ceiling)
-        return prof[MT_DISPATCH], prof[CPU_FIXED] + folio_bytes / bw, 0.0, 0.0, False, t
-    off = 0 if engine == ENGINE_DMA else DSA_OFFSET
-    bw = min(threads * prof[DMA_BW + off], ceiling)
-    transfer = folio_bytes / bw
-    call = prof[DMA_SUBMIT + off] + prof[DMA_COMPLETION + off]
-    return call, prof[DMA_DESC + off] + transfer, transfer, prof[DMA_COMPLETION + off], False, threads
+    # cpu, and mt-cpu with one useful thread: folio by folio, remapped as copied.
+    single_pf = prof[CPU_FIXED] + folio_bytes / one
+    # mt-cpu: the batch split across t threads (USL scaling, capped by the memory ceiling).
+    chunks = max(1.0, math.floor(unit_folios * folio_bytes / prof[MT_MIN_CHUNK]))
+    t = min(threads, prof[CPUS], chunks)
+    scale = t / (1.0 + prof[MT_SIGMA] * (t - 1.0) + prof[MT_KAPPA] * t * (t - 1.0))
+    mt_pf = prof[CPU_FIXED] + folio_bytes / min(prof[CPU_BW] * scale, ceiling)
+    # dma/dsa: one descriptor per folio on ``threads`` channels.
+    dsa = engine == ENGINE_DSA
+    chan_bw = prof[DMA_BW + DSA_OFFSET] if dsa else prof[DMA_BW]
+    submit = prof[DMA_SUBMIT + DSA_OFFSET] if dsa else prof[DMA_SUBMIT]
+    completion = prof[DMA_COMPLETION + DSA_OFFSET] if dsa else prof[DMA_COMPLETION]
+    desc = prof[DMA_DESC + DSA_OFFSET] if dsa else prof[DMA_DESC]
+    transfer = folio_bytes / min(threads * chan_bw, ceiling)
+
+    is_dma = engine >= ENGINE_DMA
+    single = engine == ENGINE_CPU or (not is_dma and t <= 1.0)
+    call = submit + completion if is_dma else (0.0 if single else prof[MT_DISPATCH])
+    per_folio = desc + transfer if is_dma else (single_pf if single else mt_pf)
+    per_folio_wait = transfer if is_dma else 0.0
+    call_wait = completion if is_dma else 0.0
+    used = threads if is_dma else (1.0 if single else t)
+    return call, per_folio, per_folio_wait, call_wait, single, used
 
 
 @_jit

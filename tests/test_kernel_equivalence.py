@@ -182,3 +182,28 @@ def test_branch_free_log_and_exp_are_within_2_ulp() -> None:
     ys = np.concatenate([rng.uniform(-700, 700, 100_000), rng.uniform(-1, 1, 100_000), [0.0, -1e-12, 1e-12]])
     got, want = apply(ys, 1), np.exp(ys)
     assert np.all(np.abs(got - want) <= 2.0 * np.spacing(want))
+
+
+def test_branch_free_expm1_is_accurate_near_zero_and_far() -> None:
+    import numba as nb
+
+    from models.phases import fast_expm1
+
+    @nb.njit
+    def apply(xs: np.ndarray) -> np.ndarray:
+        out = np.empty_like(xs)
+        for i in range(xs.shape[0]):
+            out[i] = fast_expm1(xs[i])
+        return out
+
+    rng = np.random.default_rng(1)
+    xs = np.concatenate(
+        [
+            rng.uniform(-700, 700, 100_000),
+            rng.uniform(-1, 1, 100_000),
+            np.sign(rng.uniform(-1, 1, 100_000)) * 10.0 ** rng.uniform(-300, 0, 100_000),
+            [0.0, -1e-12, 1e-12, -0.35, 0.35, -0.7, 0.7],
+        ]
+    )
+    got, want = apply(xs), np.expm1(xs)
+    assert np.all(np.abs(got - want) <= 4.0 * np.spacing(np.abs(want)) + 1e-300)
