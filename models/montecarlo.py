@@ -247,6 +247,33 @@ def _finish(a, m: int, k: int, lo: float, lt: int, le: int, n_in: int, tmp) -> f
     return a[k]
 
 
+@_vec
+def _gather_between(a, m: int, lo: float, hi: float, tmp):
+    """One bracket of ``_gather_between2``: (# of a[:m] < lo, # <= lo, # in (lo, hi]), those copied."""
+    lt = le = n = 0
+    for i in range(m):
+        x = a[i]
+        lt += 1 if x < lo else 0
+        le += 1 if x <= lo else 0
+        tmp[n] = x
+        n += 1 if (x > lo and x <= hi) else 0
+    return lt, le, n
+
+
+@_jit
+def _kth(a, m: int, k: int, samp, tmp) -> float:
+    """k-th smallest of a[:m] (0-based), exact; may reorder a. One sample bracket as in ``_p50_p99``."""
+    if m <= SMALL:
+        _select(a, 0, m, k)
+        return a[k]
+    stride = m // SAMPLE
+    for j in range(SAMPLE):
+        samp[j] = a[j * stride]
+    lo, hi = _bracket(samp, m, k)
+    lt, le, n_in = _gather_between(a, m, lo, hi, tmp)
+    return _finish(a, m, k, lo, lt, le, n_in, tmp)
+
+
 @_jit
 def _p50_p99(a, m: int, samp, tmp1, tmp2):
     """(p50, p99) of a[:m] by the inverted-CDF definition (rank ceil(q·m) - 1), exact; may reorder a.
@@ -478,9 +505,15 @@ def mc_point(
         remote_cpu = remote_ipis * (rounds_b * h_full + rounds_1 * h1)
         w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
         # Stalls are often mostly zero (no touch inside the window): then both quantiles are 0.
+        # When half of them or more are zero the p50 is 0 and only the p99 needs a selection.
         st50 = st99 = 0.0
-        if rate > 0.0 and _count_positive(sbuf, m) >= m - max(math.ceil(0.99 * m) - 1, 0):
-            st50, st99 = _p50_p99(sbuf, m, samp, tmp1, tmp2)
+        if rate > 0.0 and m > 0:
+            n_pos = _count_positive(sbuf, m)
+            k99 = max(math.ceil(0.99 * m) - 1, 0)
+            if n_pos >= m - max(math.ceil(0.50 * m) - 1, 0):
+                st50, st99 = _p50_p99(sbuf, m, samp, tmp1, tmp2)
+            elif n_pos >= m - k99:
+                st99 = _kth(sbuf, m, k99, samp, tmp1)
         passes_mean = passes_sum / n_batches
         fm = float(m)
         s_time += time
