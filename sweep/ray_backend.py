@@ -61,6 +61,7 @@ def connect(address: str | None = None, workers: int | None = None) -> RaySessio
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     n = max(1, workers or os.cpu_count() or 1)
     ray.init(
+        address="local",  # always a new embedded Ray, even if another Ray runs on this machine
         num_cpus=n,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
