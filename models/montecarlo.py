@@ -410,6 +410,7 @@ def mc_point(
     h_full = remote_handler_s(prof, full)
     h1 = remote_handler_s(prof, full1)
     mt = engine == ENGINE_MT
+    inv_rate = 1.0 / rate if rate > 0.0 else 0.0
 
     # Sums over replicas (x) and of squares (x2) for the standard errors.
     s_time = s_time2 = s_pages = s_pages2 = s_tp = 0.0
@@ -438,8 +439,11 @@ def mc_point(
                 passes += 1
                 c = pending
                 if p > 0.0:
-                    nbusy = _count_busy(state[0], pending, p)
-                    _skip(state, pending)
+                    if pending == 1:  # scalar: no vector-loop set-up for one draw (same stream)
+                        nbusy = 1 if _uniform(state) < p else 0
+                    else:
+                        nbusy = _count_busy(state[0], pending, p)
+                        _skip(state, pending)
                     c -= nbusy
                     busy += nbusy
                 pending -= c
@@ -458,9 +462,16 @@ def mc_point(
                 else:
                     a = fc * u + flush + copy
                     slope = r - u
-                win += _pass_windows(state[0], c, a, slope, rate, wbuf, sbuf, m)
-                if rate > 0.0:
-                    _skip(state, c)
+                if c == 1:  # scalar: no vector-loop set-up for one folio (same stream)
+                    w1 = a + slope
+                    win += w1
+                    wbuf[m] = w1
+                    st1 = w1 + fast_log(_uniform(state)) * inv_rate if rate > 0.0 else 0.0
+                    sbuf[m] = st1 if st1 > 0.0 else 0.0
+                else:
+                    win += _pass_windows(state[0], c, a, slope, rate, wbuf, sbuf, m)
+                    if rate > 0.0:
+                        _skip(state, c)
                 m += c
             if sync != 0 and pending > 0:
                 # One-by-one synchronous fallback: each folio alone, flushed immediately.
