@@ -143,12 +143,16 @@ def complete_points(
     for col in PARAMETERS[1:]:
         if col not in out.columns:
             out[col] = np.nan if col in NUMERIC_PARAMETERS else None
-    for name, idx in out.groupby("profile", sort=False).groups.items():
-        d = defaults_for(get_profile(str(name)))
-        for col in PARAMETERS[1:]:
-            sub = out.loc[idx, col]
-            if sub.isna().any():
-                out.loc[idx, col] = sub.where(~sub.isna(), d[col])  # type: ignore[call-overload]
+    names = out["profile"].unique()
+    for col in PARAMETERS[1:]:
+        missing = out[col].isna()
+        if not missing.any():
+            continue
+        if len(names) == 1:
+            out[col] = out[col].where(~missing, defaults_for(get_profile(str(names[0])))[col])
+            continue
+        fill = out["profile"].map({nm: defaults_for(get_profile(str(nm)))[col] for nm in names})
+        out[col] = out[col].where(~missing, fill)
     return out
 
 
@@ -173,11 +177,28 @@ class PointArrays:
 
 
 def _numeric(points: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
-    """Column as float64 plus a mask of cells that are not numbers."""
+    """Column as float64 plus a mask of cells that are not (finite) numbers."""
     raw = points[col]
-    num = np.array(pd.to_numeric(raw, errors="coerce"), dtype=np.float64)
-    bad = np.isnan(num) | ~np.isfinite(num)
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        num = raw.to_numpy(dtype=np.float64, copy=True)
+    else:
+        num = np.array(pd.to_numeric(raw, errors="coerce"), dtype=np.float64)
+    bad = ~np.isfinite(num)
     return num, bad
+
+
+def _codes(values: pd.Series, choices: tuple[str, ...]) -> np.ndarray:
+    """Index of each value in ``choices`` (trimmed, case-insensitive); -1 when unknown or empty."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    lookup = np.array(
+        [
+            choices.index(u.strip().lower()) if str(u).strip().lower() in choices else -1
+            for u in map(str, uniques)
+        ]
+        + [-1],
+        dtype=np.int64,
+    )
+    return lookup[codes]  # the sentinel -1 picks the trailing -1
 
 
 def check_points(points: pd.DataFrame) -> tuple[PointArrays, np.ndarray]:
@@ -188,21 +209,18 @@ def check_points(points: pd.DataFrame) -> tuple[PointArrays, np.ndarray]:
     """
     n = len(points)
     reasons = np.full(n, "", dtype=object)
+    ok = np.ones(n, dtype=bool)
 
     def flag(mask: np.ndarray, message: str | np.ndarray) -> None:
-        new = mask & (reasons == "")
+        new = mask & ok
         if new.any():
             reasons[new] = message if isinstance(message, str) else message[new]
+            ok[new] = False
 
     names = profile_names()
-    prof = points["profile"].astype(str).to_numpy()
-    prof_idx = np.full(n, 0, dtype=np.int64)
-    known = np.zeros(n, dtype=bool)
-    for i, name in enumerate(names):
-        m = prof == name
-        prof_idx[m] = i
-        known |= m
-    flag(~known, "column profile: unknown profile")
+    prof_idx = _codes(points["profile"], names)
+    flag(prof_idx < 0, "column profile: unknown profile")
+    prof_idx[prof_idx < 0] = 0
 
     cols: dict[str, np.ndarray] = {}
     for col in NUMERIC_PARAMETERS:
@@ -214,16 +232,13 @@ def check_points(points: pd.DataFrame) -> tuple[PointArrays, np.ndarray]:
         v = cols[col]
         flag(v != np.round(v), f"column {col}: not an integer")
 
-    eng = points["copy_engine"].astype(str).str.strip().str.lower().to_numpy()
-    eng_code = np.full(n, -1, dtype=np.int64)
-    for i, e in enumerate(ENGINES):
-        eng_code[eng == e] = i
+    eng_code = _codes(points["copy_engine"], ENGINES)
     flag(eng_code < 0, f"column copy_engine: unknown engine (known: {', '.join(ENGINES)})")
     eng_code[eng_code < 0] = 0
 
-    mode = points["mode"].astype(str).str.strip().str.lower().to_numpy()
-    sync = np.where(mode == "sync", 1, 0).astype(np.int64)
-    flag(~np.isin(mode, MODES), "column mode: must be async or sync")
+    mode_code = _codes(points["mode"], MODES)
+    sync = (mode_code == MODES.index("sync")).astype(np.int64)
+    flag(mode_code < 0, "column mode: must be async or sync")
 
     # Per-profile limits, gathered into per-point arrays.
     page_kb = np.array([get_profile(p).page_kb for p in names], dtype=np.float64)[prof_idx]
@@ -266,7 +281,7 @@ def check_points(points: pd.DataFrame) -> tuple[PointArrays, np.ndarray]:
     )
     flag(cols["copy_threads"] > max_threads, "column copy_threads: above the engine's limit on this profile")
 
-    bad = reasons != ""
+    bad = ~ok
     # Placeholders for invalid rows so kernels never see nonsense.
     for col, safe in (
         ("folio_kb", page_kb),
