@@ -95,7 +95,6 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0
-_ONE = np.uint64(1)
 _TAIL_SALT = np.uint64(0x5851F42D4C957F2D)
 
 
@@ -104,14 +103,6 @@ def _mix(z):
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
-
-
-@_jit
-def _uniform(state):
-    """SplitMix64 step on ``state[0]``; a uniform in (0, 1). ``state[1]`` counts the draws."""
-    state[0] += _GOLDEN
-    state[1] += _ONE
-    return (float(_mix(state[0]) >> _S11) + 0.5) * _INV53
 
 
 _vec = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
@@ -162,10 +153,9 @@ def _count_positive(a, m: int) -> int:
 
 
 @_jit
-def _skip(state, k: int) -> None:
-    """Advance the stream by k draws (after a counter-based loop consumed them)."""
-    state[0] += np.uint64(k) * _GOLDEN
-    state[1] += np.uint64(k)
+def _u01(x) -> float:
+    """The uniform in (0, 1) of SplitMix64 state x (already advanced by one step)."""
+    return (float(_mix(x) >> _S11) + 0.5) * _INV53
 
 
 @_jit
@@ -217,8 +207,13 @@ def _gather_between2(a, m: int, lo1: float, hi1: float, lo2: float, hi2: float, 
 
 
 @_jit
-def _bracket(samp, m: int, k: int):
-    """Values of the sample ranks that bracket rank k of m with overwhelming probability."""
+def _bracket(samp, m: int, k: int, start: int):
+    """Values of the sample ranks that bracket rank k of m with overwhelming probability, and the
+    next ``start``.
+
+    ``samp[start:]`` must hold no value below any of ``samp[:start]`` (0 for a fresh sample); the
+    selection of a rank at or after ``start`` then looks at that part only (brackets of ascending
+    ranks reuse the partitioning of the earlier ones)."""
     q = (k + 0.5) / m
     pos = q * SAMPLE
     d = 3.0 * math.sqrt(SAMPLE * q * (1.0 - q)) + 2.0
@@ -227,12 +222,14 @@ def _bracket(samp, m: int, k: int):
     lo = -math.inf
     hi = math.inf
     if r_lo >= 0:
-        _select(samp, 0, SAMPLE, r_lo)
+        _select(samp, start if r_lo >= start else 0, SAMPLE, r_lo)
         lo = samp[r_lo]
+        start = r_lo + 1
     if r_hi < SAMPLE:
-        _select(samp, 0, SAMPLE, r_hi)
+        _select(samp, start if r_hi >= start else 0, SAMPLE, r_hi)
         hi = samp[r_hi]
-    return lo, hi
+        start = r_hi + 1
+    return lo, hi, start
 
 
 @_jit
@@ -269,7 +266,7 @@ def _kth(a, m: int, k: int, samp, tmp) -> float:
     stride = m // SAMPLE
     for j in range(SAMPLE):
         samp[j] = a[j * stride]
-    lo, hi = _bracket(samp, m, k)
+    lo, hi, _start = _bracket(samp, m, k, 0)
     lt, le, n_in = _gather_between(a, m, lo, hi, tmp)
     return _finish(a, m, k, lo, lt, le, n_in, tmp)
 
@@ -297,8 +294,8 @@ def _p50_p99(a, m: int, samp, tmp1, tmp2):
     stride = m // SAMPLE
     for j in range(SAMPLE):
         samp[j] = a[j * stride]
-    lo50, hi50 = _bracket(samp, m, k50)
-    lo99, hi99 = _bracket(samp, m, k99)
+    lo50, hi50, start = _bracket(samp, m, k50, 0)
+    lo99, hi99, _start = _bracket(samp, m, k99, start)
     lt50, le50, n50, lt99, le99, n99 = _gather_between2(a, m, lo50, hi50, lo99, hi99, tmp1, tmp2)
     p50 = _finish(a, m, k50, lo50, lt50, le50, n50, tmp1)
     p99 = _finish(a, m, k99, lo99, lt99, le99, n99, tmp2)
@@ -306,16 +303,15 @@ def _p50_p99(a, m: int, samp, tmp1, tmp2):
 
 
 @_jit
-def _copy_call_s(state, call_s, cf, cf_wait, call_wait, c, cv):
-    """(duration, waiting part) of one copy call of c folios, the waiting part jittered (mean 1)."""
+def _copy_call_s(s0, call_s, cf, cf_wait, call_wait, c, cv):
+    """(duration, waiting part, draws used) of one copy call of c folios, the waiting part jittered
+    (mean 1) with the next uniform of the stream at ``s0`` when it is random."""
     wait = call_wait + c * cf_wait
     if cv > 0.0 and wait > 0.0:
         # Shifted exponential factor: mean 1, standard deviation cv, never negative (cv <= 1).
-        j = (1.0 - cv) - cv * fast_log(_uniform(state))
-        wait_j = wait * j
-    else:
-        wait_j = wait
-    return call_s + c * cf - wait + wait_j, wait_j
+        j = (1.0 - cv) - cv * fast_log(_u01(s0 + _GOLDEN))
+        return call_s + c * cf - wait + wait * j, wait * j, 1
+    return call_s + c * cf, wait, 0
 
 
 TAIL_POOL = 64  # acknowledgement tails drawn ahead, in one vectorized loop
@@ -330,23 +326,21 @@ def _fill_tails(s0, remote: float, alpha: float, pool) -> None:
 
 
 @_jit
-def _flush_s(state, pool, fixed, scale, alpha, remote):
+def _flush_s(ts, i: int, pool, fixed, scale, alpha, remote):
     """One flush round: the fixed part plus the slowest of ``remote`` acknowledgement tails.
 
-    Tails come from their own stream (``state[2]``, seeded from the point's seed), drawn
-    ``TAIL_POOL`` at a time; ``state[3]`` is the next unused pool entry. Every drawn uniform is
-    counted in ``state[1]``.
+    Tails come from their own stream (state ``ts``, seeded from the point's seed), drawn
+    ``TAIL_POOL`` at a time; ``i`` is the next unused pool entry. Returns (flush, ts, i, draws).
     """
     if remote < 1.0:
-        return fixed
-    i = np.int64(state[3])
+        return fixed, ts, i, 0
+    drawn = 0
     if i >= TAIL_POOL:
-        _fill_tails(state[2], remote, alpha, pool)
-        state[2] += np.uint64(TAIL_POOL) * _GOLDEN
-        state[1] += np.uint64(TAIL_POOL)
-        i = np.int64(0)
-    state[3] = np.uint64(i + 1)
-    return fixed + scale * pool[i]
+        _fill_tails(ts, remote, alpha, pool)
+        ts += np.uint64(TAIL_POOL) * _GOLDEN
+        drawn = TAIL_POOL
+        i = 0
+    return fixed + scale * pool[i], ts, i + 1, drawn
 
 
 @_jit
@@ -379,10 +373,11 @@ def mc_point(
     ``state`` is a scratch array of four uint64 (SplitMix64 state, draw counter, tail-stream state,
     tail-pool position) and ``pool`` one of ``TAIL_POOL`` floats, both reset here.
     """
-    state[0] = seed
-    state[1] = 0
-    state[2] = _mix(seed ^ _TAIL_SALT)
-    state[3] = TAIL_POOL
+    # Stream states and the draw count live in locals (kept in registers); ``state`` gets them back.
+    s0 = seed
+    nd = 0
+    ts = _mix(seed ^ _TAIL_SALT)
+    tpos = TAIL_POOL
     page_kb = prof[PAGE_KB]
     fp = folio_kb / page_kb
     folio_bytes = folio_kb * 1024.0
@@ -440,19 +435,23 @@ def mc_point(
                 c = pending
                 if p > 0.0:
                     if pending == 1:  # scalar: no vector-loop set-up for one draw (same stream)
-                        nbusy = 1 if _uniform(state) < p else 0
+                        nbusy = 1 if _u01(s0 + _GOLDEN) < p else 0
                     else:
-                        nbusy = _count_busy(state[0], pending, p)
-                        _skip(state, pending)
+                        nbusy = _count_busy(s0, pending, p)
+                    s0 += np.uint64(pending) * _GOLDEN
+                    nd += pending
                     c -= nbusy
                     busy += nbusy
                 pending -= c
                 if c == 0:
                     continue
                 fc = float(c)
-                flush = _flush_s(state, pool, flush_fixed, scale, alpha, remote)
+                flush, ts, tpos, dr = _flush_s(ts, tpos, pool, flush_fixed, scale, alpha, remote)
+                nd += dr
                 rounds_b += 1.0
-                copy, w = _copy_call_s(state, call_s, cf, cf_wait, call_wait, fc, cv)
+                copy, w, dr = _copy_call_s(s0, call_s, cf, cf_wait, call_wait, fc, cv)
+                s0 += np.uint64(dr) * _GOLDEN
+                nd += dr
                 wait += w
                 if mt:
                     extra += (t_used - 1.0) * fc * cf
@@ -466,12 +465,13 @@ def mc_point(
                     w1 = a + slope
                     win += w1
                     wbuf[m] = w1
-                    st1 = w1 + fast_log(_uniform(state)) * inv_rate if rate > 0.0 else 0.0
+                    st1 = w1 + fast_log(_u01(s0 + _GOLDEN)) * inv_rate if rate > 0.0 else 0.0
                     sbuf[m] = st1 if st1 > 0.0 else 0.0
                 else:
-                    win += _pass_windows(state[0], c, a, slope, rate, wbuf, sbuf, m)
-                    if rate > 0.0:
-                        _skip(state, c)
+                    win += _pass_windows(s0, c, a, slope, rate, wbuf, sbuf, m)
+                if rate > 0.0:
+                    s0 += np.uint64(c) * _GOLDEN
+                    nd += c
                 m += c
             if sync != 0 and pending > 0:
                 # One-by-one synchronous fallback: each folio alone, flushed immediately.
@@ -479,12 +479,18 @@ def mc_point(
                 for _f in range(pending):
                     done = False
                     for attempt in range(SYNC_SINGLE_PASSES):
-                        if p > 0.0 and _uniform(state) < p:
-                            busy += 1.0
-                            continue
-                        flush = _flush_s(state, pool, flush1_fixed, scale, alpha, remote)
+                        if p > 0.0:
+                            s0 += _GOLDEN
+                            nd += 1
+                            if _u01(s0) < p:
+                                busy += 1.0
+                                continue
+                        flush, ts, tpos, dr = _flush_s(ts, tpos, pool, flush1_fixed, scale, alpha, remote)
+                        nd += dr
                         rounds_1 += 1.0
-                        copy, w = _copy_call_s(state, call1, cf1, cf1_wait, call1_wait, 1.0, cv)
+                        copy, w, dr = _copy_call_s(s0, call1, cf1, cf1_wait, call1_wait, 1.0, cv)
+                        s0 += np.uint64(dr) * _GOLDEN
+                        nd += dr
                         wait += w
                         if mt:
                             extra += (t1_used - 1.0) * cf1
@@ -493,7 +499,9 @@ def mc_point(
                         win += wj
                         wbuf[m] = wj
                         if rate > 0.0:
-                            e = -fast_log(_uniform(state)) / rate
+                            s0 += _GOLDEN
+                            nd += 1
+                            e = -fast_log(_u01(s0)) / rate
                             sbuf[m] = wj - e if wj > e else 0.0
                         else:
                             sbuf[m] = 0.0
@@ -595,7 +603,11 @@ def mc_point(
     out[C_WINDOW_P50_S, col] = s_w50 / R
     out[C_STALL_P50_S, col] = s_s50 / R
     out[C_REPLICAS, col] = R
-    return state[1]
+    state[0] = s0
+    state[1] = nd
+    state[2] = ts
+    state[3] = tpos
+    return nd
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
