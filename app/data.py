@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -275,14 +276,40 @@ def _signature(folder: Path) -> tuple[Any, ...]:
     return tuple(entries)
 
 
-def load_results(folder: str | os.PathLike[str]) -> Results:
-    """Check and load a results folder (cached while its files are unchanged)."""
+_signatures: dict[str, tuple[float, tuple[Any, ...]]] = {}
+_signatures_lock = threading.Lock()
+
+
+def _recent_signature(p: Path, max_age_s: float) -> tuple[Any, ...]:
+    key = str(p)
+    now = time.monotonic()
+    if max_age_s > 0:
+        with _signatures_lock:
+            hit = _signatures.get(key)
+        if hit is not None and now - hit[0] < max_age_s:
+            return hit[1]
+    sig = _signature(p)
+    with _signatures_lock:
+        if len(_signatures) > 64:
+            _signatures.clear()
+        _signatures[key] = (now, sig)
+    return sig
+
+
+def load_results(folder: str | os.PathLike[str], max_age_s: float = 0.0) -> Results:
+    """Check and load a results folder (cached while its files are unchanged).
+
+    ``max_age_s``: reuse the folder's signature (one stat per chunk file, ~10 ms for a thousand
+    chunks) if it was taken less than this long ago; the explorer passes a second, so one
+    interaction does not list the folder several times and a changed folder is still seen within it.
+    """
     p = Path(folder).expanduser()
     if not p.exists():
         raise ResultsError(f"{p}: no such results folder (run `foliotune sweep SPEC --out {p}` first)")
     if not p.is_dir():
         raise ResultsError(f"{p}: is a file, not a results folder")
-    return _load_cached(str(p.resolve()), _signature(p))
+    resolved = p.resolve()
+    return _load_cached(str(resolved), _recent_signature(resolved, max_age_s))
 
 
 @lru_cache(maxsize=4)
@@ -536,17 +563,40 @@ def engine_curves(cands: pd.DataFrame, constraints: Constraints) -> pd.DataFrame
     if constraints.remote_cpu_time_s is not None:
         allowed &= df["remote_cpu_time_s"].to_numpy() <= constraints.remote_cpu_time_s
     df["allowed"] = allowed
-    score = df["pages_per_s"].where(df["allowed"], -np.inf)
-    df["_score"] = score
-    keep = []
-    for _eng, g in df.groupby("copy_engine", sort=False):
-        by_t = g.groupby("copy_threads")["_score"].max()
-        if not np.isfinite(by_t.max()):
-            by_t = g.groupby("copy_threads")["pages_per_s"].max()
-        best_t = int(sorted(by_t.index[by_t == by_t.max()])[0])
-        keep.append(g[g["copy_threads"] == best_t])
-    out = pd.concat(keep).drop(columns=["_score"]).sort_values(["copy_engine", "batch_limit_pages"])
+    # numpy rather than a pandas groupby per engine (a few ms per interaction on ~100 rows)
+    eng = df["copy_engine"].to_numpy()
+    thr = df["copy_threads"].to_numpy()
+    pps = df["pages_per_s"].to_numpy(dtype=float)
+    score = np.where(allowed, pps, -np.inf)
+    keep = np.zeros(len(df), dtype=bool)
+    for e in dict.fromkeys(eng.tolist()):
+        in_e = eng == e
+        threads = np.unique(thr[in_e])
+        best = np.array([score[in_e & (thr == t)].max() for t in threads])
+        if not np.isfinite(best.max()):
+            best = np.array([pps[in_e & (thr == t)].max() for t in threads])
+        best_t = threads[best == best.max()].min()
+        keep |= in_e & (thr == best_t)
+    out = df[keep].sort_values(["copy_engine", "batch_limit_pages"])
     return out.reset_index(drop=True)
+
+
+def regression_band(
+    cands: pd.DataFrame, rec: Recommendation, regression: RegressionSource | None
+) -> pd.DataFrame | None:
+    """The regression's pages/s interval over batch limit for the recommended engine and threads."""
+    if regression is None or not regression.ok:
+        return None
+    c = rec.choice
+    sel = cands[
+        (cands["copy_engine"].astype(str).to_numpy() == c.copy_engine)
+        & (cands["copy_threads"].to_numpy() == c.copy_threads)
+    ]
+    try:
+        pts = sel[["profile", *CHOICE, *WORKLOAD]].astype(object)
+        return regression.predict(pts.reset_index(drop=True))  # type: ignore[no-any-return]
+    except Exception:  # the regression is optional
+        return None
 
 
 def landscape(
@@ -839,17 +889,10 @@ def residual_table(meas: pd.DataFrame, regression: RegressionSource | None = Non
 
 
 def validation_table(resid: pd.DataFrame) -> pd.DataFrame:
-    """Per source and model: rows, median and 90th-percentile absolute error (%)."""
-    try:  # the validation command's own table, when that module exists
-        from models import validate as _validate  # type: ignore[attr-defined]
+    """Per source and model, in sample: rows, median and 90th-percentile absolute error (%).
 
-        fn = getattr(_validate, "validation_table", None)
-        if callable(fn):
-            t = fn()
-            if isinstance(t, pd.DataFrame) and not t.empty:
-                return t
-    except Exception:
-        pass
+    The quick table shown while :func:`validation_summary` (cross-validated) is being computed.
+    """
     if resid.empty:
         return pd.DataFrame(columns=["source", "model", "rows", "median |error| %", "p90 |error| %"])
     err = (10 ** resid["log10_ratio"].abs() - 1) * 100
@@ -863,6 +906,133 @@ def validation_table(resid: pd.DataFrame) -> pd.DataFrame:
     t["median |error| %"] = t["median |error| %"].round(1)
     t["p90 |error| %"] = t["p90 |error| %"].round(1)
     return t
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation (models.validate: every model against the measurements, as `foliotune validate`)
+
+#: Column headers of the validation summary as shown in the explorer.
+VALIDATION_HEADERS: dict[str, str] = {
+    "source": "source",
+    "metric": "metric",
+    "n": "rows",
+    "analytic": "analytic",
+    "montecarlo": "Monte Carlo",
+    "calibrated_cv": "calibrated (5-fold)",
+    "calibrated_loso": "calibrated (leave source out)",
+    "regression_cv": "regression (5-fold)",
+    "regression_loso": "regression (leave source out)",
+    "pi90_coverage": "90 % PI coverage",
+}
+
+
+def _validation_main(folder: str) -> None:
+    """Worker entry point: ``foliotune validate``'s summary (all models, default seed and replicas) of
+    ``folder/in.pkl``, written to ``folder/out.pkl``. Run by :func:`validation_summary`."""
+    import pickle
+
+    from models.validate import summary_table, validate
+
+    os.nice(10)  # behind the explorer's own requests
+    d = Path(folder)
+    v = validate(pd.read_pickle(d / "in.pkl"))
+    (d / "out.pkl.tmp").write_bytes(pickle.dumps((summary_table(v), list(v.notes))))
+    (d / "out.pkl.tmp").replace(d / "out.pkl")
+
+
+@dataclass
+class _ValidationRun:
+    proc: Any  # subprocess.Popen
+    folder: Path
+
+
+_validation_lock = threading.Lock()
+_validation_done: dict[str, tuple[pd.DataFrame | None, list[str], str]] = {}
+_validation_running: dict[str, _ValidationRun] = {}
+_validation_atexit: list[bool] = []  # non-empty once the exit hook is registered
+
+
+def _stop_validations() -> None:
+    with _validation_lock:
+        for run in _validation_running.values():
+            if run.proc.poll() is None:
+                run.proc.kill()
+
+
+def validation_summary(meas: pd.DataFrame) -> tuple[pd.DataFrame | None, list[str], str]:
+    """The cross-validated validation summary of ``meas`` (:func:`models.validate.summary_table`).
+
+    It takes tens of seconds (calibration and regression refitted per fold), so it runs once per
+    distinct measurement table in a separate Python process (the server stays responsive; the
+    process is killed when the server exits) and is cached. Returns (summary, or None while it runs
+    or if it failed; notes; status: "done", "running" or "failed: …").
+    """
+    import atexit
+    import pickle
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from models.measurements import data_hash
+
+    key = data_hash(meas)
+    with _validation_lock:
+        if key in _validation_done:
+            return _validation_done[key]
+        run = _validation_running.get(key)
+        if run is None:
+            folder = Path(tempfile.mkdtemp(prefix="foliotune-validate-"))
+            meas.to_pickle(folder / "in.pkl")
+            root = str(Path(__file__).resolve().parent.parent)
+            env = {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+            }
+            with open(folder / "stderr.txt", "wb") as err:
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import sys; from app.data import _validation_main as m; m(sys.argv[1])",
+                        str(folder),
+                    ],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+            if not _validation_atexit:
+                atexit.register(_stop_validations)
+                _validation_atexit.append(True)
+            run = _validation_running[key] = _ValidationRun(proc, folder)
+        if run.proc.poll() is None:
+            return None, [], "running"
+        del _validation_running[key]
+        out = run.folder / "out.pkl"
+        if run.proc.returncode == 0 and out.exists():
+            summary, notes = pickle.loads(out.read_bytes())  # written by our own worker, in a private folder
+            result: tuple[pd.DataFrame | None, list[str], str] = (summary, notes, "done")
+        else:
+            lines = (run.folder / "stderr.txt").read_text(errors="replace").strip().splitlines()
+            why = lines[-1] if lines else f"exit code {run.proc.returncode}"
+            result = (None, [], f"failed: {why}"[:300])
+        shutil.rmtree(run.folder, ignore_errors=True)
+        if len(_validation_done) > 8:
+            _validation_done.clear()
+        _validation_done[key] = result
+        return result
+
+
+def validation_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with readable headers, errors and coverage in %, models that did not run dropped."""
+    cols = [c for c in VALIDATION_HEADERS if c in summary.columns]
+    cols = [c for c in cols if c in ("source", "metric", "n") or summary[c].notna().any()]
+    out = summary[cols].copy()
+    for c in cols:
+        if c not in ("source", "metric", "n"):
+            out[c] = out[c].map(lambda x: "—" if pd.isna(x) else f"{100 * float(x):.1f} %")
+    return out.rename(columns=VALIDATION_HEADERS)
 
 
 SOBOL_PARAMS: tuple[str, ...] = (
@@ -955,6 +1125,7 @@ __all__: Sequence[str] = (
     "load_results",
     "parse_measurement_upload",
     "recommend_for",
+    "regression_band",
     "regression_with",
     "evidence_metrics",
     "evidence_tables",
@@ -963,5 +1134,7 @@ __all__: Sequence[str] = (
     "sensitivity",
     "shipped_measurements",
     "shipped_regression",
+    "validation_display",
+    "validation_summary",
     "validation_table",
 )

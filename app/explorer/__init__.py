@@ -62,6 +62,8 @@ INDEX = """<!DOCTYPE html>
 <html lang="en"><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>/*CSS*/</style></head>
 <body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body></html>"""
 MAX_SESSIONS = 16
+#: How old a results folder's file listing may be before an interaction lists it again (s).
+RESULTS_MAX_AGE_S = 1.0
 
 
 @dataclass
@@ -108,7 +110,7 @@ class ExplorerState:
             return str(len(self.folders) - 1)
 
     def results(self, folder_id: Any) -> Results:
-        return load_results(self.folder(folder_id))
+        return load_results(self.folder(folder_id), max_age_s=RESULTS_MAX_AGE_S)
 
     # ---- background sweeps
     @property

@@ -6,7 +6,7 @@ import math
 import time
 from typing import Any
 
-from app.data import Results, default_profile, engine_curves, recommend_for
+from app.data import Results, default_profile, engine_curves, recommend_for, regression_band
 from app.figures import LABELS, choice_figure, pareto_figure
 from app.recommend import FORMATS, WORKLOAD, Constraints, Recommendation, export_bytes, export_filename
 from models.errors import UserError
@@ -287,22 +287,7 @@ def register(app: Any, state: Any) -> None:
             for k, v in zip(WORKLOAD, wl_values, strict=True)
         ]
         cands = results.candidates(rec.profile, rec.workload, model)
-        curves = engine_curves(cands, cons)
-        band = None
-        reg = state.regression(session)
-        if reg is not None and reg.ok:
-            c = rec.choice
-            sel = cands[
-                (cands["copy_engine"].astype(str) == c.copy_engine)
-                & (cands["copy_threads"] == c.copy_threads)
-            ]
-            try:
-                pts = sel[["profile", "batch_limit_pages", "copy_engine", "copy_threads", *WORKLOAD]].astype(
-                    object
-                )
-                band = reg.predict(pts.reset_index(drop=True))
-            except Exception:
-                band = None
+        band = regression_band(cands, rec, state.regression(session))
         selection = {
             "profile": rec.profile,
             "model": model,
@@ -318,7 +303,7 @@ def register(app: Any, state: Any) -> None:
             *options,
             *new_values,
             card(rec),
-            choice_figure(curves, rec, cons, band),
+            choice_figure(engine_curves(cands, cons), rec, cons, band),
             pareto_figure(cands, rec, cons),
             stamp,
             selection,

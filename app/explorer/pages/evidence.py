@@ -19,6 +19,8 @@ from app.data import (
     residual_table,
     sensitivity,
     shipped_measurements,
+    validation_display,
+    validation_summary,
     validation_table,
 )
 from app.figures import LABELS, empty_figure, evidence_figure, residual_figure, sobol_figure
@@ -31,6 +33,12 @@ def measurements_for(state: Any, session: Any) -> pd.DataFrame:
     if s.rows is not None and len(s.rows):
         return pd.concat([base, s.rows], ignore_index=True)
     return base
+
+
+def _residuals(state: Any, session: Any) -> pd.DataFrame:
+    resid = residual_table(measurements_for(state, session), state.regression(session))
+    resid["model"] = resid["model"].replace({"regression": "regression (in sample)"})
+    return resid
 
 
 def _table(df: pd.DataFrame) -> Any:
@@ -123,14 +131,18 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
                         [
                             html.H3("Validation: error per source", style={"marginTop": 0}),
                             html.P(
-                                "Analytic: out of sample (no fitting). Regression: in sample (fitted on these rows); "
-                                "`foliotune validate` reports the cross-validated error.",
+                                "Mean absolute percentage error of each model per source and metric, as "
+                                "`foliotune validate` reports it: analytic and Monte Carlo out of sample (no "
+                                "fitting); calibrated and regression cross-validated (5-fold over "
+                                "configurations, and leaving each source out).",
                                 className="muted",
                             ),
-                            html.Div(id="ev-validation-box"),
+                            html.Div(id="ev-validation-box", style={"overflowX": "auto"}),
+                            dcc.Interval(id="ev-validation-poll", interval=2000, disabled=False),
                         ],
                         className="panel",
-                        style={"flex": "0 1 640px"},
+                        # full width: the cross-validated table has a column per model
+                        style={"flex": "1 1 100%", "minWidth": 0, "boxSizing": "border-box"},
                     ),
                     html.Div(dcc.Graph(id="ev-sobol", config={"displaylogo": False}), className="panel grow"),
                 ],
@@ -177,14 +189,32 @@ def register(app: Any, state: Any) -> None:
 
     @app.callback(
         Output("ev-resid", "figure"),
-        Output("ev-validation-box", "children"),
         Input("ev-upload-status", "children"),
         State("session", "data"),
     )
     def residuals(_status: Any, session: Any) -> Any:
-        resid = residual_table(measurements_for(state, session), state.regression(session))
-        resid["model"] = resid["model"].replace({"regression": "regression (in sample)"})
-        return residual_figure(resid), _table(validation_table(resid))
+        return residual_figure(_residuals(state, session))
+
+    @app.callback(
+        Output("ev-validation-box", "children"),
+        Output("ev-validation-poll", "disabled"),
+        Input("ev-upload-status", "children"),
+        Input("ev-validation-poll", "n_intervals"),
+        State("session", "data"),
+    )
+    def validation(_status: Any, _n: Any, session: Any) -> Any:
+        summary, notes, status = validation_summary(measurements_for(state, session))
+        if summary is not None:
+            return [
+                _table(validation_display(summary)),
+                *[html.Div(n, className="muted") for n in notes],
+            ], True
+        quick = _table(validation_table(_residuals(state, session)))
+        if status == "running":
+            msg = "Cross-validating every model in the background (about a minute); meanwhile, in-sample errors:"
+            return [html.Div(msg, className="warn", id="ev-validation-status"), quick], False
+        msg = f"Cross-validation {status}; in-sample errors instead:"
+        return [html.Div(msg, className="error", id="ev-validation-status"), quick], True
 
     @app.callback(
         Output("ev-sobol", "figure"),
