@@ -303,6 +303,89 @@ def _p50_p99(a, m: int, samp, tmp1, tmp2):
 
 
 @_jit
+def _run_value(a: float, slope: float, j: float) -> float:
+    """Window j of a pass: W_j = a + slope·(j+1)."""
+    return a + slope * (j + 1.0)
+
+
+@_jit
+def _run_count(a: float, slope: float, c: int, x: float) -> int:
+    """How many of W_j = a + slope·(j+1), j < c, are at or below x: O(1) (monotone in j)."""
+    if slope == 0.0:
+        return c if _run_value(a, slope, 0.0) <= x else 0
+    t = (x - a) / slope - 1.0
+    if slope > 0.0:
+        j = int(min(max(math.floor(t), -1.0), c - 1.0))
+        while j + 1 < c and _run_value(a, slope, j + 1.0) <= x:
+            j += 1
+        while j >= 0 and _run_value(a, slope, float(j)) > x:
+            j -= 1
+        return j + 1
+    j = int(min(max(math.ceil(t), 0.0), float(c)))
+    while j > 0 and _run_value(a, slope, j - 1.0) <= x:
+        j -= 1
+    while j < c and _run_value(a, slope, float(j)) > x:
+        j += 1
+    return c - j
+
+
+@_jit
+def _runs_count(runs, nr: int, x: float) -> int:
+    n = 0
+    for i in range(nr):
+        n += _run_count(runs[0, i], runs[1, i], int(runs[2, i]), x)
+    return n
+
+
+RUN_MIN_FOLIOS = 32  # windows per pass (on average) from which the sequences are used
+RUN_BRACKET = 64  # bisect until at most this many windows lie inside the bracket
+
+
+@_jit
+def _runs_kth(runs, nr: int, k: int, tmp) -> float:
+    """k-th smallest (0-based) of the windows of ``nr`` passes, each an arithmetic sequence
+    (``runs[:, i]`` = a, slope, count), exact, without materializing them: bisect the value until
+    few lie in the bracket (lo, hi] (counts per sequence in O(1)), then select among those."""
+    lo = math.inf
+    hi = -math.inf
+    for i in range(nr):
+        a, sl, c = runs[0, i], runs[1, i], runs[2, i]
+        v0 = _run_value(a, sl, 0.0)
+        v1 = _run_value(a, sl, c - 1.0)
+        lo = min(lo, v0, v1)
+        hi = max(hi, v0, v1)
+    n_lo = _runs_count(runs, nr, lo)
+    if n_lo > k:
+        return lo
+    n_hi = _runs_count(runs, nr, hi)
+    for _it in range(128):
+        if n_hi - n_lo <= RUN_BRACKET:
+            break
+        mid = lo + 0.5 * (hi - lo)
+        if mid <= lo or mid >= hi:
+            break
+        n_mid = _runs_count(runs, nr, mid)
+        if n_mid > k:
+            hi, n_hi = mid, n_mid
+        else:
+            lo, n_lo = mid, n_mid
+    n = 0
+    for i in range(nr):
+        a, sl, c = runs[0, i], runs[1, i], int(runs[2, i])
+        c_lo = _run_count(a, sl, c, lo)
+        c_hi = _run_count(a, sl, c, hi)
+        if sl >= 0.0:
+            j0, j1 = (c_lo, c_hi) if sl > 0.0 else (0, c_hi - c_lo)
+        else:
+            j0, j1 = c - c_hi, c - c_lo
+        for j in range(j0, j1):
+            tmp[n] = _run_value(a, sl, float(j))
+            n += 1
+    _select(tmp, 0, n, k - n_lo)
+    return tmp[k - n_lo]
+
+
+@_jit
 def _copy_call_s(s0, call_s, cf, cf_wait, call_wait, c, cv):
     """(duration, waiting part, draws used) of one copy call of c folios, the waiting part jittered
     (mean 1) with the next uniform of the stream at ``s0`` when it is random."""
@@ -365,6 +448,7 @@ def mc_point(
     samp,
     tmp1,
     tmp2,
+    runs,
     out,
     col,
 ):
@@ -424,6 +508,7 @@ def mc_point(
         passes_sum = 0.0
         win = 0.0
         m = 0
+        nr = 0  # passes with windows, as arithmetic sequences in runs[:, :nr]
         for batch in range(n_batches):
             B = b if batch < n_batches - 1 else b_last
             pending = int(B)
@@ -461,6 +546,10 @@ def mc_point(
                 else:
                     a = fc * u + flush + copy
                     slope = r - u
+                runs[0, nr] = a
+                runs[1, nr] = slope
+                runs[2, nr] = fc
+                nr += 1
                 if c == 1:  # scalar: no vector-loop set-up for one folio (same stream)
                     w1 = a + slope
                     win += w1
@@ -498,6 +587,10 @@ def mc_point(
                         wj = flush + copy + r
                         win += wj
                         wbuf[m] = wj
+                        runs[0, nr] = wj
+                        runs[1, nr] = 0.0
+                        runs[2, nr] = 1.0
+                        nr += 1
                         if rate > 0.0:
                             s0 += _GOLDEN
                             nd += 1
@@ -522,7 +615,11 @@ def mc_point(
         ipis = rounds * remote_ipis
         cpu = time - wait + extra
         remote_cpu = remote_ipis * (rounds_b * h_full + rounds_1 * h1)
-        w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
+        if m > 0 and nr * RUN_MIN_FOLIOS <= m:  # few long passes: order statistics of the sequences
+            w50 = _runs_kth(runs, nr, max(math.ceil(0.50 * m) - 1, 0), tmp1)
+            w99 = _runs_kth(runs, nr, max(math.ceil(0.99 * m) - 1, 0), tmp1)
+        else:
+            w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
         # Stalls are often mostly zero (no touch inside the window): then both quantiles are 0.
         # When half of them or more are zero the p50 is 0 and only the p99 needs a selection.
         st50 = st99 = 0.0
@@ -623,12 +720,13 @@ def mc_kernel(
     pool = np.empty(TAIL_POOL, dtype=np.float64)
     samp = np.empty(SAMPLE, dtype=np.float64)
     tmp1 = np.empty(nmax + 1, dtype=np.float64)
+    runs = np.empty((3, nmax + 1), dtype=np.float64)
     tmp2 = np.empty(nmax + 1, dtype=np.float64)
     draws = 0
     for i in range(folio_kb.shape[0]):
         draws += mc_point(
             table[pidx[i]], seeds[i], folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
-            mapcount[i], p[i], rate[i], sync[i], replicas, wbuf, sbuf, state, pool, samp, tmp1, tmp2, out, i,
+            mapcount[i], p[i], rate[i], sync[i], replicas, wbuf, sbuf, state, pool, samp, tmp1, tmp2, runs, out, i,
         )  # fmt: skip
     return draws
 
