@@ -207,3 +207,21 @@ def test_branch_free_expm1_is_accurate_near_zero_and_far() -> None:
     )
     got, want = apply(xs), np.expm1(xs)
     assert np.all(np.abs(got - want) <= 4.0 * np.spacing(np.abs(want)) + 1e-300)
+
+
+def test_window_order_statistics_of_sequences_are_exact() -> None:
+    from models.montecarlo import _run_value, _runs_kth
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        nr = int(rng.integers(1, 12))
+        runs = np.empty((3, nr))
+        runs[0] = rng.choice([1e-6, 2e-5, 1e-3], nr) * rng.random(nr)
+        runs[1] = rng.choice([-1.0, 0.0, 1.0, 1.0], nr) * rng.choice([1e-9, 1e-7, 3e-6], nr)
+        runs[2] = rng.choice([1, 2, 7, 64, 500], nr)
+        if trial % 10 == 0:
+            runs[:, 1:] = runs[:, :1]  # identical sequences: ties
+        values = np.sort([_run_value(a, s, float(j)) for a, s, c in runs.T for j in range(int(c))])
+        tmp = np.empty(values.size + 1)
+        for k in {0, values.size // 2, int(0.99 * values.size), values.size - 1}:
+            assert _runs_kth(runs, nr, k, tmp) == values[k]
