@@ -30,7 +30,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: setup chromium lint
-	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(BIN)/pytest -q $(PYTEST_ARGS)
+	FOLIOTUNE_REQUIRE_BROWSER=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/foliotune bench models --json
