@@ -123,7 +123,7 @@ def _count_busy(s0, pending: int, p: float) -> int:
 def _pass_windows(s0, c: int, a: float, slope: float, rate: float, wbuf, sbuf, m: int) -> float:
     """Windows W_j = a + slope·(j+1) of the c folios of one pass into ``wbuf[m:m+c]`` and their
     stalls max(0, W_j - E_j), E_j = -log(U_j)/rate, into ``sbuf`` (the next c uniforms of the stream
-    at ``s0`` when rate > 0, none otherwise). Returns Σ W_j."""
+    at ``s0`` when rate > 0; no stalls, ``sbuf`` untouched, otherwise). Returns Σ W_j."""
     win = 0.0
     if rate > 0.0:
         inv_rate = 1.0 / rate
@@ -139,7 +139,6 @@ def _pass_windows(s0, c: int, a: float, slope: float, rate: float, wbuf, sbuf, m
             w = a + slope * (j + 1.0)
             win += w
             wbuf[m + j] = w
-            sbuf[m + j] = 0.0
     return win
 
 
@@ -554,8 +553,9 @@ def mc_point(
                     w1 = a + slope
                     win += w1
                     wbuf[m] = w1
-                    st1 = w1 + fast_log(_u01(s0 + _GOLDEN)) * inv_rate if rate > 0.0 else 0.0
-                    sbuf[m] = st1 if st1 > 0.0 else 0.0
+                    if rate > 0.0:
+                        st1 = w1 + fast_log(_u01(s0 + _GOLDEN)) * inv_rate
+                        sbuf[m] = st1 if st1 > 0.0 else 0.0
                 else:
                     win += _pass_windows(s0, c, a, slope, rate, wbuf, sbuf, m)
                 if rate > 0.0:
@@ -596,8 +596,6 @@ def mc_point(
                             nd += 1
                             e = -fast_log(_u01(s0)) / rate
                             sbuf[m] = wj - e if wj > e else 0.0
-                        else:
-                            sbuf[m] = 0.0
                         m += 1
                         most = max(most, attempt + 1)
                         done = True
