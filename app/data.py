@@ -953,10 +953,15 @@ _validation_atexit: list[bool] = []  # non-empty once the exit hook is registere
 
 
 def _stop_validations() -> None:
+    import shutil
+
     with _validation_lock:
         for run in _validation_running.values():
             if run.proc.poll() is None:
                 run.proc.kill()
+                run.proc.wait(timeout=5)
+            shutil.rmtree(run.folder, ignore_errors=True)
+        _validation_running.clear()
 
 
 def validation_summary(meas: pd.DataFrame) -> tuple[pd.DataFrame | None, list[str], str]:
