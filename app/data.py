@@ -1040,14 +1040,8 @@ def validation_display(summary: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns=VALIDATION_HEADERS)
 
 
-SOBOL_PARAMS: tuple[str, ...] = (
-    "folio_kb",
-    "n_folios",
-    "target_cpus",
-    "mapcount",
-    "busy_prob",
-    "access_rate_hz",
-)
+#: Numeric workload parameters (Sobol indices need numbers).
+SOBOL_PARAMS: tuple[str, ...] = tuple(p for p in WORKLOAD if p != "mode")
 
 
 def sensitivity(

@@ -34,6 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.chromium import CHROMIUM_ARGS  # noqa: E402
+
 SPEC = """
 [sweep]
 name = "bench: explorer, >= 1e6 points"
@@ -54,16 +56,7 @@ busy_prob = [0.0, 0.01, 0.05]
 mapcount = [1, 2, 4]
 mode = ["sync", "async"]
 """
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = list(CHROMIUM_ARGS)
 WAIT_DRAWN = """() => {
   const s = document.getElementById('ch-stamp');
   const ok = s && s.textContent && !s.textContent.startsWith('error');

@@ -21,17 +21,10 @@ from typing import Any
 
 import pytest
 
+from tests.chromium import CHROMIUM_ARGS
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = list(CHROMIUM_ARGS)
 # `make test` sets FOLIOTUNE_REQUIRE_BROWSER=1: there a missing chromium fails these tests instead of
 # skipping them (a skipped browser suite would pass the bars silently). Elsewhere it is a skip.
 REQUIRE_BROWSER = os.environ.get("FOLIOTUNE_REQUIRE_BROWSER") == "1"
