@@ -186,22 +186,38 @@ SMALL = 4 * SAMPLE  # below this many values, plain quickselect
 
 
 @_vec
-def _gather_between2(a, m: int, lo1: float, hi1: float, lo2: float, hi2: float, tmp1, tmp2):
-    """Two brackets in one branch-free pass: for each, (# of a[:m] < lo, # <= lo, # in (lo, hi]),
-    the values in (lo, hi] copied to tmp1/tmp2. Ties at lo (e.g. many zero stalls) are counted,
-    not copied."""
-    lt1 = le1 = n1 = 0
-    lt2 = le2 = n2 = 0
+def _count_below2(a, m: int, lo1: float, lo2: float):
+    """(# of a[:m] < lo1, # <= lo1, # < lo2, # <= lo2): a pure reduction, so it vectorizes."""
+    lt1 = le1 = lt2 = le2 = 0
     for i in range(m):
         x = a[i]
         lt1 += 1 if x < lo1 else 0
         le1 += 1 if x <= lo1 else 0
         lt2 += 1 if x < lo2 else 0
         le2 += 1 if x <= lo2 else 0
+    return lt1, le1, lt2, le2
+
+
+@_vec
+def _copy_between2(a, m: int, lo1: float, hi1: float, lo2: float, hi2: float, tmp1, tmp2):
+    """The values of a[:m] in (lo1, hi1] copied to tmp1 and those in (lo2, hi2] to tmp2, branch-free."""
+    n1 = n2 = 0
+    for i in range(m):
+        x = a[i]
         tmp1[n1] = x
-        n1 += 1 if (x > lo1 and x <= hi1) else 0
+        n1 += (x > lo1) & (x <= hi1)
         tmp2[n2] = x
-        n2 += 1 if (x > lo2 and x <= hi2) else 0
+        n2 += (x > lo2) & (x <= hi2)
+    return n1, n2
+
+
+@_jit
+def _gather_between2(a, m: int, lo1: float, hi1: float, lo2: float, hi2: float, tmp1, tmp2):
+    """Two brackets: for each, (# of a[:m] < lo, # <= lo, # in (lo, hi]), the values in (lo, hi]
+    copied to tmp1/tmp2. Ties at lo (e.g. many zero stalls) are counted, not copied. The counts
+    are one vectorized pass; the copies a second, lighter one."""
+    lt1, le1, lt2, le2 = _count_below2(a, m, lo1, lo2)
+    n1, n2 = _copy_between2(a, m, lo1, hi1, lo2, hi2, tmp1, tmp2)
     return lt1, le1, n1, lt2, le2, n2
 
 
@@ -244,16 +260,32 @@ def _finish(a, m: int, k: int, lo: float, lt: int, le: int, n_in: int, tmp) -> f
 
 
 @_vec
-def _gather_between(a, m: int, lo: float, hi: float, tmp):
-    """One bracket of ``_gather_between2``: (# of a[:m] < lo, # <= lo, # in (lo, hi]), those copied."""
-    lt = le = n = 0
+def _count_below(a, m: int, lo: float):
+    """(# of a[:m] < lo, # <= lo): a pure reduction, so it vectorizes."""
+    lt = le = 0
     for i in range(m):
         x = a[i]
         lt += 1 if x < lo else 0
         le += 1 if x <= lo else 0
+    return lt, le
+
+
+@_vec
+def _copy_between(a, m: int, lo: float, hi: float, tmp) -> int:
+    """The values of a[:m] in (lo, hi] copied to tmp, branch-free; returns their number."""
+    n = 0
+    for i in range(m):
+        x = a[i]
         tmp[n] = x
-        n += 1 if (x > lo and x <= hi) else 0
-    return lt, le, n
+        n += (x > lo) & (x <= hi)
+    return n
+
+
+@_jit
+def _gather_between(a, m: int, lo: float, hi: float, tmp):
+    """One bracket of ``_gather_between2``: (# of a[:m] < lo, # <= lo, # in (lo, hi]), those copied."""
+    lt, le = _count_below(a, m, lo)
+    return lt, le, _copy_between(a, m, lo, hi, tmp)
 
 
 @_jit
@@ -336,7 +368,7 @@ def _runs_count(runs, nr: int, x: float) -> int:
     return n
 
 
-RUN_MIN_FOLIOS = 32  # windows per pass (on average) from which the sequences are used
+RUN_MIN_FOLIOS = 64  # windows per pass (on average) from which the sequences are used
 RUN_BRACKET = 64  # bisect until at most this many windows lie inside the bracket
 
 
