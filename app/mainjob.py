@@ -1,7 +1,7 @@
 """``foliotune run``: the main job, end to end on a fresh machine.
 
 1. the default profile's analytic predictions over a batch-limit range (printed as a table);
-2. the default sweep (``sweep/specs/default.toml``) on embedded Ray into ``OUT/sweep`` (resumed if
+2. the default sweep (``sweep/specs/default.toml``) on embedded Ray into ``OUT/sweep-<code version>`` (resumed if
    it is already there; if Ray cannot start, the same chunks are computed serially);
 3. the regression fitted on the shipped measurements (skipped, with a note, if it is unavailable);
 4. recommendations for every swept profile at its default workload and the default stall budget,
@@ -82,7 +82,10 @@ def run_main_job(profile: str | None, out: Path, serve: bool, port: int, host: s
     _print_table(table[cols], "Default workload, analytic model, against batch limit")
 
     out = Path(out)
-    sweep_dir = out / "sweep"
+    from sweep.chunks import code_version
+
+    # One folder per model version: a folder written by other model code is (rightly) refused.
+    sweep_dir = out / f"sweep-{code_version().replace('+', '-')}"
     say(f"[bold]1/4 default sweep[/bold] → {sweep_dir}")
     summary = run_default_sweep(sweep_dir, say)
     say(summary.describe())

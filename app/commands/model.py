@@ -220,7 +220,7 @@ def run_cmd(
     serve: Annotated[bool, typer.Option(help="serve the explorer after the job")] = True,
     port: Annotated[int, typer.Option(help="explorer port on 127.0.0.1")] = 8050,
 ) -> None:
-    """The main job: default sweep, fit, recommendations, then the explorer (parts that exist)."""
+    """The main job: predictions, default sweep, fit, recommendations, then the explorer on 127.0.0.1."""
     from app.mainjob import run_main_job
 
     run_main_job(profile=profile, out=out, serve=serve, port=port)

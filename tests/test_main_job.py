@@ -1,0 +1,64 @@
+"""`foliotune run`: the main job end to end, as a user runs it (real embedded Ray, real files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from models.params import OUTPUTS, PARAMETERS
+from models.profiles import profile_names
+
+BIN = Path(sys.executable).parent / "foliotune"
+
+
+def run(out: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "COLUMNS": "200"}
+    return subprocess.run(
+        [str(BIN), "run", "--no-serve", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_main_job_writes_sweep_and_recommendations_then_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = run(out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    sweeps = list(out.glob("sweep-*"))
+    assert len(sweeps) == 1
+    df = pd.read_parquet(sweeps[0])
+    assert list(df.columns[:2]) == ["point", "model"]
+    assert set(PARAMETERS) | set(OUTPUTS) <= set(df.columns)
+    assert set(df["model"]) == {"analytic", "montecarlo"}
+    assert set(df["profile"]) == set(profile_names())
+
+    recs = out / "recommendations"
+    for name in profile_names():
+        doc = json.loads((recs / f"foliotune-recommendation-{name}.json").read_text())
+        best = doc["recommendations"][0]
+        assert best["recommended"] and best["profile"] == name
+        for key in ("batch_limit_pages", "copy_engine", "copy_threads", "pages_per_s", "stall_p99_s",
+                    "gain_over_default", "constraint", "provenance"):  # fmt: skip
+            assert key in best, key
+        assert best["stall_p99_s"] <= best["constraint"]["stall_p99_s"]
+        assert best["pages_per_s_lo"] <= best["pages_per_s"] <= best["pages_per_s_hi"]
+        snippet = (recs / f"foliotune-recommendation-{name}.h").read_text()
+        assert f"#define NR_MAX_BATCHED_MIGRATION {best['batch_limit_pages']}" in snippet
+        assert name in snippet
+    assert "127.0.0.1" not in first.stdout or "8050" not in first.stdout  # --no-serve: nothing served
+
+    # Same code, same folder: the sweep is reused, the recommendations are the same bytes.
+    before = {p.name: p.read_bytes() for p in recs.iterdir()}
+    second = run(out)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "already done" in second.stdout + second.stderr
+    assert {p.name: p.read_bytes() for p in recs.iterdir()} == before
