@@ -220,8 +220,11 @@ def fast_log(x: float) -> float:
 
 
 @_jit
-def fast_exp(x: float) -> float:
-    """e**x for -708 <= x <= 709 (clamped outside), branch-free (vectorizable), < 2 ulp error."""
+def _exp_reduced(x: float):
+    """Shared by fast_exp and fast_expm1: x = k·ln2 + r (r = hi - lo), e**r - 1 = hi - (lo - r·c/(2 - c)).
+
+    Returns ``(k, hi, lo, r, c)`` with x clamped to [-708, 709].
+    """
     x = min(max(x, -708.0), 709.0)
     k = math.floor(x * _INV_LN2 + 0.5)
     hi = x - k * _LN2_HI
@@ -229,6 +232,13 @@ def fast_exp(x: float) -> float:
     r = hi - lo
     t = r * r
     c = r - t * (_P[0] + t * (_P[1] + t * (_P[2] + t * (_P[3] + t * _P[4]))))
+    return k, hi, lo, r, c
+
+
+@_jit
+def fast_exp(x: float) -> float:
+    """e**x for -708 <= x <= 709 (clamped outside), branch-free (vectorizable), < 2 ulp error."""
+    k, hi, lo, r, c = _exp_reduced(x)
     y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
     return y * _from_bits((int(k) + 1023) << 52)
 
@@ -240,13 +250,7 @@ def fast_expm1(x: float) -> float:
     ``fast_exp``'s reduction x = k·ln2 + r gives e**x - 1 = q·2^k + (2^k - 1) with q = e**r - 1
     computed without adding 1, so nothing cancels near 0 (k = 0 there).
     """
-    x = min(max(x, -708.0), 709.0)
-    k = math.floor(x * _INV_LN2 + 0.5)
-    hi = x - k * _LN2_HI
-    lo = k * _LN2_LO
-    r = hi - lo
-    t = r * r
-    c = r - t * (_P[0] + t * (_P[1] + t * (_P[2] + t * (_P[3] + t * _P[4]))))
+    k, hi, lo, r, c = _exp_reduced(x)
     q = hi - (lo - (r * c) / (2.0 - c))
     scale = _from_bits((int(k) + 1023) << 52)
     return q * scale + (scale - 1.0)
