@@ -39,6 +39,7 @@ from models.phases import (
     PAGE_KB,
     SYNC_BATCHED_PASSES,
     SYNC_SINGLE_PASSES,
+    TOTAL_PASSES,
     copy_engine_costs,
     copy_jitter_cv,
     draw_max_lomax,
@@ -457,6 +458,126 @@ def _flush_s(ts, i: int, pool, fixed, scale, alpha, remote):
     return fixed + scale * pool[i], ts, i + 1, drawn
 
 
+# One-folio batches (b == 1: the unbatched path, or folios as large as the batch limit). Each folio
+# is its own batch, so its attempts do not interact with any other folio's: the busy attempts
+# before it gets through are geometric, and every random part of a folio is one uniform of a
+# counter-based stream. The whole replica is then a few vectorized passes over the folios instead
+# of a loop of passes, flushes and copy calls per folio.
+
+
+@_vec
+def _lone_busy(s0, n: int, inv_log_p: float, kbuf):
+    """Busy attempts of each of n lone folios before it gets through, K = floor(log U / log p)
+    (P(K >= k) = p^k), capped at TOTAL_PASSES (= failed), into ``kbuf``. Returns (Σ K, # failed)."""
+    tot = 0.0
+    fails = 0
+    cap = float(TOTAL_PASSES)
+    for j in range(n):
+        u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        k = min(math.floor(fast_log(u) * inv_log_p), cap)
+        kbuf[j] = k
+        tot += k
+        fails += 1 if k >= cap else 0
+    return tot, fails
+
+
+@_vec
+def _lone_tails(ts, n: int, base: float, scale: float, remote: float, alpha: float, wbuf) -> None:
+    """Windows ``base`` + the slowest of ``remote`` acknowledgement tails of each folio's flush."""
+    for j in range(n):
+        u = (float(_mix(ts + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        wbuf[j] = base + scale * draw_max_lomax(remote, alpha, u)
+
+
+@_vec
+def _lone_fill(n: int, base: float, wbuf) -> None:
+    for j in range(n):
+        wbuf[j] = base
+
+
+@_vec
+def _lone_jitter(s0, n: int, wait: float, cv: float, wbuf) -> float:
+    """Each folio's copy call jittered as in ``_copy_call_s`` (its waiting part ``wait`` scaled by
+    a mean-1 factor): added to the windows. Returns Σ jitter factors."""
+    tot = 0.0
+    for j in range(n):
+        u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        f = (1.0 - cv) - cv * fast_log(u)
+        wbuf[j] += wait * (f - 1.0)
+        tot += f
+    return tot
+
+
+@_vec
+def _lone_stalls(s0, m: int, inv_rate: float, wbuf, sbuf) -> float:
+    """Stall max(0, W - E) of each folio, E = -log(U)/rate; returns Σ W."""
+    win = 0.0
+    for j in range(m):
+        w = wbuf[j]
+        win += w
+        u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        st = w + fast_log(u) * inv_rate
+        sbuf[j] = st if st > 0.0 else 0.0
+    return win
+
+
+@_vec
+def _sum(a, m: int) -> float:
+    t = 0.0
+    for j in range(m):
+        t += a[j]
+    return t
+
+
+@_jit
+def _lone_replica(
+    s0, ts, n: int, p: float, flush_fixed, scale, alpha, remote, call_s, cf, wait_s, cv, r, rate, wbuf, sbuf, kbuf
+):
+    """One replica of n one-folio batches: (Σ copy waiting parts, busy attempts, failed folios,
+    folios through m, Σ windows, s0, ts, draws); windows in ``wbuf[:m]``, stalls in ``sbuf[:m]``
+    (when rate > 0). ``s0`` and ``ts`` are the main and tail streams, advanced past their draws."""
+    nd = 0
+    busy = 0.0
+    failed = 0
+    if p >= 1.0:
+        return 0.0, float(TOTAL_PASSES) * n, float(n), 0, 0.0, s0, ts, 0
+    if p > 0.0:
+        busy, failed = _lone_busy(s0, n, 1.0 / math.log(p), kbuf)
+        s0 += np.uint64(n) * _GOLDEN
+        nd += n
+    base = flush_fixed + call_s + cf + r
+    if remote >= 1.0:
+        _lone_tails(ts, n, base, scale, remote, alpha, wbuf)
+        ts += np.uint64(n) * _GOLDEN
+        nd += n
+    else:
+        _lone_fill(n, base, wbuf)
+    jitter = cv > 0.0 and wait_s > 0.0
+    js0 = s0
+    jsum = float(n)
+    if jitter:
+        jsum = _lone_jitter(s0, n, wait_s, cv, wbuf)
+        s0 += np.uint64(n) * _GOLDEN
+        nd += n
+    m = n
+    if failed > 0:  # keep the folios that got through (in order); drop the failed ones' jitter
+        m = 0
+        for j in range(n):
+            if kbuf[j] < TOTAL_PASSES:
+                wbuf[m] = wbuf[j]
+                m += 1
+            elif jitter:
+                jsum -= (1.0 - cv) - cv * fast_log(_u01(js0 + np.uint64(j + 1) * _GOLDEN))
+    if rate > 0.0:
+        win = _lone_stalls(s0, m, 1.0 / rate, wbuf, sbuf)
+        s0 += np.uint64(m) * _GOLDEN
+        nd += m
+    else:
+        win = _sum(wbuf, m)
+    wait = wait_s * jsum if jitter else wait_s * m
+    return wait, busy, float(failed), m, win, s0, ts, nd
+
+
 @_jit
 def mc_point(
     prof,
@@ -480,6 +601,7 @@ def mc_point(
     tmp1,
     tmp2,
     runs,
+    kbuf,
     out,
     col,
 ):
@@ -520,6 +642,7 @@ def mc_point(
     h_full = remote_handler_s(prof, full)
     h1 = remote_handler_s(prof, full1)
     mt = engine == ENGINE_MT
+    lone = b == 1.0  # one-folio batches: vectorized over the folios (``_lone_replica``)
     inv_rate = 1.0 / rate if rate > 0.0 else 0.0
 
     # Sums over replicas (x) and of squares (x2) for the standard errors.
@@ -540,112 +663,125 @@ def mc_point(
         win = 0.0
         m = 0
         nr = 0  # passes with windows, as arithmetic sequences in runs[:, :nr]
-        for batch in range(n_batches):
-            B = b if batch < n_batches - 1 else b_last
-            pending = int(B)
-            passes = 0
-            for _k in range(n_batched):
-                if pending == 0:
-                    break
-                passes += 1
-                c = pending
-                if p > 0.0:
-                    if pending == 1:  # scalar: no vector-loop set-up for one draw (same stream)
-                        nbusy = 1 if _u01(s0 + _GOLDEN) < p else 0
-                    else:
-                        nbusy = _count_busy(s0, pending, p)
-                    s0 += np.uint64(pending) * _GOLDEN
-                    nd += pending
-                    c -= nbusy
-                    busy += nbusy
-                pending -= c
-                if c == 0:
-                    continue
-                fc = float(c)
-                flush, ts, tpos, dr = _flush_s(ts, tpos, pool, flush_fixed, scale, alpha, remote)
-                nd += dr
-                rounds_b += 1.0
-                copy, w, dr = _copy_call_s(s0, call_s, cf, cf_wait, call_wait, fc, cv)
-                s0 += np.uint64(dr) * _GOLDEN
-                nd += dr
-                wait += w
-                if mt:
-                    extra += (t_used - 1.0) * fc * cf
-                time += fc * (u + r) + flush + copy
-                if progressive:
-                    a, slope = window_line(fc, u, flush, 0.0, cf, r, True)
-                else:
-                    a = fc * u + flush + copy
-                    slope = r - u
-                runs[0, nr] = a
-                runs[1, nr] = slope
-                runs[2, nr] = fc
-                nr += 1
-                if c == 1:  # scalar: no vector-loop set-up for one folio (same stream)
-                    w1 = a + slope
-                    win += w1
-                    wbuf[m] = w1
-                    if rate > 0.0:
-                        st1 = w1 + fast_log(_u01(s0 + _GOLDEN)) * inv_rate
-                        sbuf[m] = st1 if st1 > 0.0 else 0.0
-                else:
-                    win += _pass_windows(s0, c, a, slope, rate, wbuf, sbuf, m)
-                if rate > 0.0:
-                    s0 += np.uint64(c) * _GOLDEN
-                    nd += c
-                m += c
-            if sync != 0 and pending > 0:
-                # One-by-one synchronous fallback: each folio alone, flushed immediately.
-                most = 0
-                for _f in range(pending):
-                    done = False
-                    for attempt in range(SYNC_SINGLE_PASSES):
-                        if p > 0.0:
-                            s0 += _GOLDEN
-                            nd += 1
-                            if _u01(s0) < p:
-                                busy += 1.0
-                                continue
-                        flush, ts, tpos, dr = _flush_s(ts, tpos, pool, flush1_fixed, scale, alpha, remote)
-                        nd += dr
-                        rounds_1 += 1.0
-                        copy, w, dr = _copy_call_s(s0, call1, cf1, cf1_wait, call1_wait, 1.0, cv)
-                        s0 += np.uint64(dr) * _GOLDEN
-                        nd += dr
-                        wait += w
-                        if mt:
-                            extra += (t1_used - 1.0) * cf1
-                        time += u + flush + copy + r
-                        wj = flush + copy + r
-                        win += wj
-                        wbuf[m] = wj
-                        runs[0, nr] = wj
-                        runs[1, nr] = 0.0
-                        runs[2, nr] = 1.0
-                        nr += 1
-                        if rate > 0.0:
-                            s0 += _GOLDEN
-                            nd += 1
-                            e = -fast_log(_u01(s0)) / rate
-                            sbuf[m] = wj - e if wj > e else 0.0
-                        m += 1
-                        most = max(most, attempt + 1)
-                        done = True
+        if lone:
+            wait, busy, failed, m, win, s0, ts, dr = _lone_replica(
+                s0, ts, int(n), p, flush_fixed, scale, alpha, remote, call_s, cf, call_wait + cf_wait, cv, r, rate,
+                wbuf, sbuf, kbuf,
+            )  # fmt: skip
+            nd += dr
+            tpos = TAIL_POOL  # the tail stream moved on: refill the pool before its next use
+            time += m * u + win  # each folio through: unmap + its window (flush, copy, remap)
+            rounds_b = float(m)
+            if mt:
+                extra = (t_used - 1.0) * cf * m
+            passes_sum = busy + m  # K + 1 attempts per folio through, TOTAL_PASSES per failed one
+        else:
+            for batch in range(n_batches):
+                B = b if batch < n_batches - 1 else b_last
+                pending = int(B)
+                passes = 0
+                for _k in range(n_batched):
+                    if pending == 0:
                         break
-                    if not done:
-                        failed += 1.0
-                        most = SYNC_SINGLE_PASSES
-                passes += most
-            elif pending > 0:
-                failed += pending
-            passes_sum += passes
+                    passes += 1
+                    c = pending
+                    if p > 0.0:
+                        if pending == 1:  # scalar: no vector-loop set-up for one draw (same stream)
+                            nbusy = 1 if _u01(s0 + _GOLDEN) < p else 0
+                        else:
+                            nbusy = _count_busy(s0, pending, p)
+                        s0 += np.uint64(pending) * _GOLDEN
+                        nd += pending
+                        c -= nbusy
+                        busy += nbusy
+                    pending -= c
+                    if c == 0:
+                        continue
+                    fc = float(c)
+                    flush, ts, tpos, dr = _flush_s(ts, tpos, pool, flush_fixed, scale, alpha, remote)
+                    nd += dr
+                    rounds_b += 1.0
+                    copy, w, dr = _copy_call_s(s0, call_s, cf, cf_wait, call_wait, fc, cv)
+                    s0 += np.uint64(dr) * _GOLDEN
+                    nd += dr
+                    wait += w
+                    if mt:
+                        extra += (t_used - 1.0) * fc * cf
+                    time += fc * (u + r) + flush + copy
+                    if progressive:
+                        a, slope = window_line(fc, u, flush, 0.0, cf, r, True)
+                    else:
+                        a = fc * u + flush + copy
+                        slope = r - u
+                    runs[0, nr] = a
+                    runs[1, nr] = slope
+                    runs[2, nr] = fc
+                    nr += 1
+                    if c == 1:  # scalar: no vector-loop set-up for one folio (same stream)
+                        w1 = a + slope
+                        win += w1
+                        wbuf[m] = w1
+                        if rate > 0.0:
+                            st1 = w1 + fast_log(_u01(s0 + _GOLDEN)) * inv_rate
+                            sbuf[m] = st1 if st1 > 0.0 else 0.0
+                    else:
+                        win += _pass_windows(s0, c, a, slope, rate, wbuf, sbuf, m)
+                    if rate > 0.0:
+                        s0 += np.uint64(c) * _GOLDEN
+                        nd += c
+                    m += c
+                if sync != 0 and pending > 0:
+                    # One-by-one synchronous fallback: each folio alone, flushed immediately.
+                    most = 0
+                    for _f in range(pending):
+                        done = False
+                        for attempt in range(SYNC_SINGLE_PASSES):
+                            if p > 0.0:
+                                s0 += _GOLDEN
+                                nd += 1
+                                if _u01(s0) < p:
+                                    busy += 1.0
+                                    continue
+                            flush, ts, tpos, dr = _flush_s(ts, tpos, pool, flush1_fixed, scale, alpha, remote)
+                            nd += dr
+                            rounds_1 += 1.0
+                            copy, w, dr = _copy_call_s(s0, call1, cf1, cf1_wait, call1_wait, 1.0, cv)
+                            s0 += np.uint64(dr) * _GOLDEN
+                            nd += dr
+                            wait += w
+                            if mt:
+                                extra += (t1_used - 1.0) * cf1
+                            time += u + flush + copy + r
+                            wj = flush + copy + r
+                            win += wj
+                            wbuf[m] = wj
+                            runs[0, nr] = wj
+                            runs[1, nr] = 0.0
+                            runs[2, nr] = 1.0
+                            nr += 1
+                            if rate > 0.0:
+                                s0 += _GOLDEN
+                                nd += 1
+                                e = -fast_log(_u01(s0)) / rate
+                                sbuf[m] = wj - e if wj > e else 0.0
+                            m += 1
+                            most = max(most, attempt + 1)
+                            done = True
+                            break
+                        if not done:
+                            failed += 1.0
+                            most = SYNC_SINGLE_PASSES
+                    passes += most
+                elif pending > 0:
+                    failed += pending
+                passes_sum += passes
         time += busy * prof[BUSY_ATTEMPT]
         pages = (n - failed) * fp
         rounds = rounds_b + rounds_1
         ipis = rounds * remote_ipis
         cpu = time - wait + extra
         remote_cpu = remote_ipis * (rounds_b * h_full + rounds_1 * h1)
-        if m > 0 and nr * RUN_MIN_FOLIOS <= m:  # few long passes: order statistics of the sequences
+        if nr > 0 and nr * RUN_MIN_FOLIOS <= m:  # few long passes: order statistics of the sequences
             w50 = _runs_kth(runs, nr, max(math.ceil(0.50 * m) - 1, 0), tmp1)
             w99 = _runs_kth(runs, nr, max(math.ceil(0.99 * m) - 1, 0), tmp1)
         else:
@@ -752,11 +888,12 @@ def mc_kernel(
     tmp1 = np.empty(nmax + 1, dtype=np.float64)
     runs = np.empty((3, nmax + 1), dtype=np.float64)
     tmp2 = np.empty(nmax + 1, dtype=np.float64)
+    kbuf = np.empty(nmax, dtype=np.float64)
     draws = 0
     for i in range(folio_kb.shape[0]):
         draws += mc_point(
             table[pidx[i]], seeds[i], folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
-            mapcount[i], p[i], rate[i], sync[i], replicas, wbuf, sbuf, state, pool, samp, tmp1, tmp2, runs, out, i,
+            mapcount[i], p[i], rate[i], sync[i], replicas, wbuf, sbuf, state, pool, samp, tmp1, tmp2, runs, kbuf, out, i,
         )  # fmt: skip
     return draws
 
