@@ -160,26 +160,44 @@ def _u01(x) -> float:
 
 @_jit
 def _select(a, lo: int, hi: int, k: int) -> None:
-    """In-place quickselect: a[k] becomes the k-th smallest of a[lo:hi], smaller ones left of it."""
+    """In-place quickselect: a[k] becomes the k-th smallest of a[lo:hi], none larger left of it and
+    none smaller right of it.
+
+    Branch-free Lomuto partitions (an unconditional swap and a conditional increment per value,
+    median-of-three pivot): the values here are random, so a comparison branch would be mispredicted
+    about half the time; this is 2-3x faster on them. When the pivot is the least value of the range,
+    a second pass splits off the values equal to it, so runs of ties (zero stalls) always shrink the
+    range. Short ranges finish with an insertion sort.
+    """
     hi -= 1
-    while lo < hi:
-        pivot = a[(lo + hi) >> 1]
-        i, j = lo, hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                a[i], a[j] = a[j], a[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            return
+    while hi - lo > 12:
+        x, y, z = a[lo], a[(lo + hi) >> 1], a[hi]
+        pivot = max(min(x, y), min(max(x, y), z))
+        first = lo
+        for j in range(lo, hi + 1):  # a[lo:first] < pivot <= a[first:j+1]
+            v = a[j]
+            a[j] = a[first]
+            a[first] = v
+            first += v < pivot
+        if k < first:
+            hi = first - 1
+            continue
+        if first == lo:  # nothing below the pivot: a[lo:first] == pivot < a[first:]
+            for j in range(lo, hi + 1):
+                v = a[j]
+                a[j] = a[first]
+                a[first] = v
+                first += v <= pivot
+            if k < first:
+                return
+        lo = first
+    for i in range(lo + 1, hi + 1):
+        v = a[i]
+        j = i - 1
+        while j >= lo and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
 
 
 SAMPLE = 256  # sample size of the bracketing selection
@@ -531,7 +549,23 @@ def _sum(a, m: int) -> float:
 
 @_jit
 def _lone_replica(
-    s0, ts, n: int, p: float, flush_fixed, scale, alpha, remote, call_s, cf, wait_s, cv, r, rate, wbuf, sbuf, kbuf
+    s0,
+    ts,
+    n: int,
+    p: float,
+    flush_fixed,
+    scale,
+    alpha,
+    remote,
+    call_s,
+    cf,
+    wait_s,
+    cv,
+    r,
+    rate,
+    wbuf,
+    sbuf,
+    kbuf,
 ):
     """One replica of n one-folio batches: (Σ copy waiting parts, busy attempts, failed folios,
     folios through m, Σ windows, s0, ts, draws); windows in ``wbuf[:m]``, stalls in ``sbuf[:m]``
