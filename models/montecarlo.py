@@ -308,14 +308,23 @@ def _gather_between(a, m: int, lo: float, hi: float, tmp):
 
 
 @_jit
+def _sample(a, m: int, samp) -> None:
+    """SAMPLE values of a[:m], one from each of SAMPLE equal strides at an offset that moves along a
+    golden-ratio sequence: windows come in ascending runs (one per pass), and a fixed offset would
+    sample the same place of every run whenever the run length divides the stride."""
+    stride = m // SAMPLE
+    for j in range(SAMPLE):
+        off = int(((j + 1) * 0.6180339887498949) % 1.0 * stride)
+        samp[j] = a[j * stride + off]
+
+
+@_jit
 def _kth(a, m: int, k: int, samp, tmp) -> float:
     """k-th smallest of a[:m] (0-based), exact; may reorder a. One sample bracket as in ``_p50_p99``."""
     if m <= SMALL:
         _select(a, 0, m, k)
         return a[k]
-    stride = m // SAMPLE
-    for j in range(SAMPLE):
-        samp[j] = a[j * stride]
+    _sample(a, m, samp)
     lo, hi, _start = _bracket(samp, m, k, 0)
     lt, le, n_in = _gather_between(a, m, lo, hi, tmp)
     return _finish(a, m, k, lo, lt, le, n_in, tmp)
@@ -325,7 +334,7 @@ def _kth(a, m: int, k: int, samp, tmp) -> float:
 def _p50_p99(a, m: int, samp, tmp1, tmp2):
     """(p50, p99) of a[:m] by the inverted-CDF definition (rank ceil(q·m) - 1), exact; may reorder a.
 
-    Floyd-Rivest style for large m: ranks of a strided sample bracket each answer ([lo, hi] holds it
+    Floyd-Rivest style for large m: ranks of a sample (``_sample``) bracket each answer ([lo, hi] holds it
     with overwhelming probability); one branch-free pass counts the values below each bracket and
     copies those inside, and a quickselect among the few copied ones finishes exactly. Should a
     bracket miss, a quickselect over everything gives the same result, slower. With lo = -inf the
@@ -341,9 +350,7 @@ def _p50_p99(a, m: int, samp, tmp1, tmp2):
         if k50 < k99:
             _select(a, 0, k99, k50)
         return a[k50], p99
-    stride = m // SAMPLE
-    for j in range(SAMPLE):
-        samp[j] = a[j * stride]
+    _sample(a, m, samp)
     lo50, hi50, start = _bracket(samp, m, k50, 0)
     lo99, hi99, _start = _bracket(samp, m, k99, start)
     lt50, le50, n50, lt99, le99, n99 = _gather_between2(a, m, lo50, hi50, lo99, hi99, tmp1, tmp2)
