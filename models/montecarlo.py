@@ -2,7 +2,9 @@
 
 Each replica is one ``migrate_pages()`` call of ``n_folios`` folios. Drawn per replica:
 - which folios are busy on each pass (Bernoulli(busy_prob) per folio per attempt), hence the
-  number unmapped per pass, the flush rounds, the passes and the synchronous fallbacks;
+  number unmapped per pass, the flush rounds, the passes and the synchronous fallbacks (in one-folio
+  batches a folio's attempts touch no other folio, so its busy attempts before it gets through are
+  drawn at once: geometric, by inversion of one uniform);
 - each flush round's wait for the slowest of the ``target_cpus - 1`` remote acknowledgements
   (heavy-tailed Lomax tail per CPU; the max is drawn exactly by inverting F^k with one uniform);
 - DMA/DSA completion jitter (the waiting part of a copy call scaled by a mean-1 factor);
@@ -12,7 +14,8 @@ Each replica is one ``migrate_pages()`` call of ``n_folios`` folios. Drawn per r
 Per point it reports the mean over replicas of the same outputs as the analytic model, with Monte
 Carlo standard errors (``*_se``); ratios (pages/s, mean window) are ratio estimators Σx/Σy with
 delta-method errors. Quantiles (p50, p99 of the unmapped window and of the stall) are taken over
-the folios of each call and then averaged over replicas.
+the folios of each call, exactly (sample-bracketed selection, branch-free quickselect; order
+statistics of arithmetic sequences for long passes), and then averaged over replicas.
 
 Reproducibility: each point's random stream is seeded from a hash of the sweep seed and the
 point's parameter values (profile by name), so a point's result depends only on the point and the
