@@ -331,6 +331,21 @@ def test_bad_upload_shows_error_and_app_goes_on(page: Any, server: str, artifact
     assert "NR_MAX_BATCHED_MIGRATION" in page.inner_text("#ch-card")
 
 
+def test_upload_far_above_the_limit_is_refused_with_a_message(page: Any, server: str) -> None:
+    # Above the server's request cap (limit·4/3 + 2 MiB): refused before any callback runs.
+    page.goto(server + "/evidence")
+    page.wait_for_selector("#ev-upload")
+    _idle(page)
+    big = b"profile,metric\n" + b"x" * (12 * 1024 * 1024)
+    page.set_input_files(
+        "#ev-upload input[type=file]", files=[{"name": "huge.csv", "mimeType": "text/csv", "buffer": big}]
+    )
+    page.wait_for_selector("#ev-upload-error", timeout=60_000)
+    assert "far above the upload limit" in page.inner_text("#ev-upload-error")
+    page.click("#nav-choose")  # the app goes on
+    page.wait_for_selector("#ch-rec-batch")
+
+
 def test_good_upload_refits_for_the_session(page: Any, server: str) -> None:
     from models.measurements import SHIPPED_PATH
 

@@ -162,6 +162,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _answer_oversized_uploads(app: Any, upload_limit: int) -> None:
+    """A callback request above the server's size cap can only be an upload. Flask refuses it
+    (413) before the callback runs, so the page would show nothing; answer it instead the way the
+    upload callback answers a refused file: a one-line error in its status box."""
+    from dash import html
+    from flask import Response, request
+    from plotly.io.json import to_json_plotly
+
+    @app.server.errorhandler(413)
+    def too_large(err: Any) -> Any:
+        if not request.path.endswith("/_dash-update-component"):
+            return err
+        message = html.Div(
+            f"Upload refused: the file is far above the upload limit of {upload_limit:,} bytes",
+            className="error",
+            id="ev-upload-error",
+        )
+        body = {"multi": True, "response": {"ev-upload-status": {"children": message}}}
+        return Response(to_json_plotly(body), mimetype="application/json")
+
+
 def create_app(
     results_dir: str | Path | list[str | Path],
     *,
@@ -199,6 +220,7 @@ def create_app(
     app.index_string = INDEX.replace("/*CSS*/", CSS)
     # Uploads arrive base64-encoded in a callback request: cap the request size (4/3 + slack).
     app.server.config["MAX_CONTENT_LENGTH"] = int(upload_limit * 4 / 3) + 2 * 1024 * 1024
+    _answer_oversized_uploads(app, upload_limit)
 
     def layout() -> Any:
         return html.Div(
