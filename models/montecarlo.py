@@ -109,6 +109,19 @@ def _mix(z):
     return z ^ (z >> _S31)
 
 
+@_jit
+def _u01(x) -> float:
+    """The uniform in (0, 1) of SplitMix64 state x (already advanced by one step)."""
+    return (float(_mix(x) >> _S11) + 0.5) * _INV53
+
+
+@_jit
+def _uniform(s0, j: int) -> float:
+    """Uniform number j (0-based) of the counter-based stream at state ``s0``: a function of (s0, j)
+    alone, so loops drawing them carry no dependence from one draw to the next and vectorize."""
+    return _u01(s0 + np.uint64(j + 1) * _GOLDEN)
+
+
 _vec = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
 
 
@@ -118,7 +131,7 @@ def _count_busy(s0, pending: int, p: float) -> int:
     SplitMix64 stream at state ``s0`` (counter-based, so the loop vectorizes)."""
     busy = 0
     for j in range(pending):
-        u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        u = _uniform(s0, j)
         busy += 1 if u < p else 0
     return busy
 
@@ -135,7 +148,7 @@ def _pass_windows(s0, c: int, a: float, slope: float, rate: float, wbuf, sbuf, m
             w = a + slope * (j + 1.0)
             win += w
             wbuf[m + j] = w
-            u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+            u = _uniform(s0, j)
             st = w + fast_log(u) * inv_rate
             sbuf[m + j] = st if st > 0.0 else 0.0
     else:
@@ -153,12 +166,6 @@ def _count_positive(a, m: int) -> int:
     for i in range(m):
         k += 1 if a[i] > 0.0 else 0
     return k
-
-
-@_jit
-def _u01(x) -> float:
-    """The uniform in (0, 1) of SplitMix64 state x (already advanced by one step)."""
-    return (float(_mix(x) >> _S11) + 0.5) * _INV53
 
 
 @_jit
@@ -464,7 +471,7 @@ TAIL_POOL = 64  # acknowledgement tails drawn ahead, in one vectorized loop
 def _fill_tails(s0, remote: float, alpha: float, pool) -> None:
     """``pool[j]`` = max of ``remote`` Lomax(alpha) tails from the j+1-th uniform of the stream at s0."""
     for j in range(pool.shape[0]):
-        u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        u = _uniform(s0, j)
         pool[j] = draw_max_lomax(remote, alpha, u)
 
 
@@ -501,7 +508,7 @@ def _lone_busy(s0, n: int, inv_log_p: float, kbuf):
     fails = 0
     cap = float(TOTAL_PASSES)
     for j in range(n):
-        u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        u = _uniform(s0, j)
         k = min(math.floor(fast_log(u) * inv_log_p), cap)
         kbuf[j] = k
         tot += k
@@ -513,7 +520,7 @@ def _lone_busy(s0, n: int, inv_log_p: float, kbuf):
 def _lone_tails(ts, n: int, base: float, scale: float, remote: float, alpha: float, wbuf) -> None:
     """Windows ``base`` + the slowest of ``remote`` acknowledgement tails of each folio's flush."""
     for j in range(n):
-        u = (float(_mix(ts + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        u = _uniform(ts, j)
         wbuf[j] = base + scale * draw_max_lomax(remote, alpha, u)
 
 
@@ -529,7 +536,7 @@ def _lone_jitter(s0, n: int, wait: float, cv: float, wbuf) -> float:
     a mean-1 factor): added to the windows. Returns Σ jitter factors."""
     tot = 0.0
     for j in range(n):
-        u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        u = _uniform(s0, j)
         f = (1.0 - cv) - cv * fast_log(u)
         wbuf[j] += wait * (f - 1.0)
         tot += f
@@ -543,7 +550,7 @@ def _lone_stalls(s0, m: int, inv_rate: float, wbuf, sbuf) -> float:
     for j in range(m):
         w = wbuf[j]
         win += w
-        u = (float(_mix(s0 + np.uint64(j + 1) * _GOLDEN) >> _S11) + 0.5) * _INV53
+        u = _uniform(s0, j)
         st = w + fast_log(u) * inv_rate
         sbuf[j] = st if st > 0.0 else 0.0
     return win
@@ -611,7 +618,7 @@ def _lone_replica(
                 wbuf[m] = wbuf[j]
                 m += 1
             elif jitter:
-                jsum -= (1.0 - cv) - cv * fast_log(_u01(js0 + np.uint64(j + 1) * _GOLDEN))
+                jsum -= (1.0 - cv) - cv * fast_log(_uniform(js0, j))
     if rate > 0.0:
         win = _lone_stalls(s0, m, 1.0 / rate, wbuf, sbuf)
         s0 += np.uint64(m) * _GOLDEN

@@ -262,8 +262,9 @@ def draw_max_lomax(k: float, alpha: float, u: float) -> float:
     if k < 1.0:
         return 0.0
     # The max is M^(-1/alpha) - 1 with M = 1 - u^(1/k) the min of k uniforms, written with exp/log
-    # (cheaper than two pow() calls). The absolute error is a few ulps of 1, nothing on a flush time.
-    m = max(1.0 - fast_exp(fast_log(u) / k), 1e-300)
+    # (cheaper than two pow() calls). M = -expm1(log(u)/k) keeps its relative precision when it is
+    # tiny (u near 1, many CPUs): 1 - exp() there would cancel, and M^(-1/alpha) is the largest tails.
+    m = max(-fast_expm1(fast_log(u) / k), 1e-300)
     return fast_exp(-fast_log(m) / alpha) - 1.0
 
 

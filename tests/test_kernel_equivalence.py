@@ -209,6 +209,23 @@ def test_branch_free_expm1_is_accurate_near_zero_and_far() -> None:
     assert np.all(np.abs(got - want) <= 4.0 * np.spacing(np.abs(want)) + 1e-300)
 
 
+def test_acknowledgement_tail_draw_inverts_the_max_of_k_lomax_into_the_far_tail() -> None:
+    from models.phases import draw_max_lomax
+
+    # F_max(x) = (1 - (1 + x)^-alpha)^k; the draw at u must be F_max^-1(u), also for u next to 1,
+    # where the largest flush waits come from (a 1 - exp() there would lose most digits).
+    for k in (1.0, 7.0, 63.0, 127.0):
+        for alpha in (4.0, 6.5):
+            for u in (1e-12, 1e-3, 0.5, 0.99, 1.0 - 1e-6, 1.0 - 1e-12):
+                x = draw_max_lomax(k, alpha, u)
+                want = (-np.expm1(np.log(u) / k)) ** (-1.0 / alpha) - 1.0
+                assert abs(x - want) <= 1e-12 * want + 1e-15, (k, alpha, u, x, want)
+                # and back: the tail probability of the draw is 1 - u
+                tail = -np.expm1(k * np.log1p(-((1.0 + x) ** -alpha)))
+                assert abs(tail - (1.0 - u)) <= 1e-9 * (1.0 - u), (k, alpha, u, tail)
+    assert draw_max_lomax(0.0, 4.0, 0.5) == 0.0  # no remote CPU, no wait
+
+
 def test_window_order_statistics_of_sequences_are_exact() -> None:
     from models.montecarlo import _run_value, _runs_kth
 
