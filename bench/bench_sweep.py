@@ -229,7 +229,7 @@ def write_results(res: dict, path: Path, command: str) -> None:
         "# Sweep benchmarks",
         "",
         f"Measured {res['date']} on {res['machine']} ({res['cpus']} CPUs), `{command}`.",
-        "Other sessions shared the machine while this ran, so absolute times are pessimistic.",
+        f"Load average when it started: {res['load_at_start']:.2f} (2 CPUs; above ~1 the figures are pessimistic).",
         "",
         "| bar | target | measured | met |",
         "| --- | --- | --- | --- |",
@@ -277,6 +277,7 @@ def write_results(res: dict, path: Path, command: str) -> None:
 def run_benchmarks(quick: bool = False, out_md: Path | None = None, tune_bench: bool = True) -> dict:
     res: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_at_start": os.getloadavg()[0],
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": os.cpu_count(),
     }
