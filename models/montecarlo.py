@@ -453,13 +453,19 @@ def _runs_kth(runs, nr: int, k: int, tmp) -> float:
 
 
 @_jit
+def _jitter(cv: float, u: float) -> float:
+    """DMA completion jitter factor from one uniform: shifted exponential, mean 1, standard
+    deviation cv, never negative (cv <= 1)."""
+    return (1.0 - cv) - cv * fast_log(u)
+
+
+@_jit
 def _copy_call_s(s0, call_s, cf, cf_wait, call_wait, c, cv):
     """(duration, waiting part, draws used) of one copy call of c folios, the waiting part jittered
     (mean 1) with the next uniform of the stream at ``s0`` when it is random."""
     wait = call_wait + c * cf_wait
     if cv > 0.0 and wait > 0.0:
-        # Shifted exponential factor: mean 1, standard deviation cv, never negative (cv <= 1).
-        j = (1.0 - cv) - cv * fast_log(_u01(s0 + _GOLDEN))
+        j = _jitter(cv, _uniform(s0, 0))
         return call_s + c * cf - wait + wait * j, wait * j, 1
     return call_s + c * cf, wait, 0
 
@@ -526,6 +532,7 @@ def _lone_tails(ts, n: int, base: float, scale: float, remote: float, alpha: flo
 
 @_vec
 def _lone_fill(n: int, base: float, wbuf) -> None:
+    """Windows all ``base`` (nothing random in them: one CPU to flush, no jitter)."""
     for j in range(n):
         wbuf[j] = base
 
@@ -536,8 +543,7 @@ def _lone_jitter(s0, n: int, wait: float, cv: float, wbuf) -> float:
     a mean-1 factor): added to the windows. Returns Σ jitter factors."""
     tot = 0.0
     for j in range(n):
-        u = _uniform(s0, j)
-        f = (1.0 - cv) - cv * fast_log(u)
+        f = _jitter(cv, _uniform(s0, j))
         wbuf[j] += wait * (f - 1.0)
         tot += f
     return tot
@@ -618,7 +624,7 @@ def _lone_replica(
                 wbuf[m] = wbuf[j]
                 m += 1
             elif jitter:
-                jsum -= (1.0 - cv) - cv * fast_log(_uniform(js0, j))
+                jsum -= _jitter(cv, _uniform(js0, j))
     if rate > 0.0:
         win = _lone_stalls(s0, m, 1.0 / rate, wbuf, sbuf)
         s0 += np.uint64(m) * _GOLDEN
