@@ -89,6 +89,12 @@ def run_main_job(profile: str | None, out: Path, serve: bool, port: int, host: s
     say(f"[bold]1/4 default sweep[/bold] → {sweep_dir}")
     summary = run_default_sweep(sweep_dir, say)
     say(summary.describe())
+    if summary.infeasible_points:
+        from sweep.storage import infeasible_reasons
+
+        # The grid crosses every engine and thread count with every profile; say why rows are empty.
+        for reason, n in infeasible_reasons(sweep_dir).items():
+            say(f"  {n:>6,} infeasible: {reason}", markup=False, highlight=False, soft_wrap=True)
 
     say("[bold]2/4 regression[/bold] on the shipped measurements")
     from app.data import shipped_regression

@@ -355,3 +355,26 @@ def sweep_status(out_dir: str | Path) -> dict[str, Any]:
         "bytes": sum(int(e.get("bytes", 0)) for c, e in chunks.items() if int(c) in present),
         "complete": bool(manifest.get("complete")) and len(recorded & present) == n_ch,
     }
+
+
+def infeasible_reasons(out_dir: str | Path) -> dict[str, int]:
+    """Why points were infeasible: reason → number of points, most frequent first (reads only the
+    ``point`` and ``infeasible`` columns of the part files present)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out = Path(out_dir)
+    counts: dict[str, int] = {}
+    for part in sorted(p for p in out.iterdir() if PART_RE.match(p.name)):
+        try:
+            t = pq.read_table(part, columns=["point", "infeasible"])
+        except (OSError, pa.ArrowException):
+            continue  # damaged or half-written: sweep_status and a rerun deal with it
+        t = t.filter(pc.not_equal(t["infeasible"], ""))
+        if t.num_rows == 0:
+            continue
+        df = t.to_pandas().drop_duplicates("point")  # one row per model: count points once
+        for reason, n in df["infeasible"].astype(str).value_counts().items():
+            counts[reason] = counts.get(reason, 0) + int(n)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -42,6 +42,10 @@ def test_main_job_writes_sweep_and_recommendations_then_resumes(tmp_path: Path) 
     assert set(PARAMETERS) | set(OUTPUTS) <= set(df.columns)
     assert set(df["model"]) == {"analytic", "montecarlo"}
     assert set(df["profile"]) == set(SHIPPED)
+    # the infeasible points of the default grid are explained, each reason with its point count
+    reasons = df[df["infeasible"] != ""].drop_duplicates("point")["infeasible"].value_counts()
+    for reason, n in reasons.items():
+        assert f"{n:,} infeasible: {reason}" in first.stdout + first.stderr, reason
 
     recs = out / "recommendations"
     for name in SHIPPED:

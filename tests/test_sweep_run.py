@@ -311,5 +311,12 @@ def test_cli_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cli("sweep", "status", str(out), "--json")
     st = json.loads(capsys.readouterr().out)
     assert st["complete"] and st["points_done"] == st["n_points"] == spec_from_toml(SPEC).n_points
+    # Why points are infeasible, counted once per point (not per model row), as the files say.
+    rows = read(out)
+    per_point = rows[rows["infeasible"] != ""].drop_duplicates("point")["infeasible"].value_counts()
+    assert st["infeasible_reasons"] == per_point.to_dict() and sum(per_point) == st["infeasible_points"] > 0
     cli("sweep", "status", str(out))
-    assert "complete" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "complete" in text
+    top = per_point.index[0]
+    assert f"{per_point.iloc[0]:,}  {top}" in text

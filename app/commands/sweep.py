@@ -25,9 +25,10 @@ RAY_ADDRESS) Ray runs embedded on this machine (127.0.0.1)."""
 
 
 def _print_status(out_dir: str, as_json: bool) -> None:
-    from sweep.storage import sweep_status
+    from sweep.storage import infeasible_reasons, sweep_status
 
     st = sweep_status(out_dir)
+    st["infeasible_reasons"] = infeasible_reasons(out_dir) if st["infeasible_points"] else {}
     if as_json:
         print(json.dumps(st, indent=1))
         return
@@ -41,6 +42,7 @@ def _print_status(out_dir: str, as_json: bool) -> None:
         f"points:      {st['points_done']:,} of {st['n_points']:,} ({pct:.1f}%); {st['n_rows']:,} rows",
         f"chunks:      {st['chunks_done']} of {st['chunks_total']} ({st['chunk_points']:,} points each)",
         f"infeasible:  {st['infeasible_points']:,} points so far",
+        *(f"  {n:>10,}  {reason}" for reason, n in st["infeasible_reasons"].items()),
         f"on disk:     {st['bytes'] / 1e6:,.1f} MB",
         f"updated:     {st['updated']}",
         f"state:       {state}",
