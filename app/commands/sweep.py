@@ -41,7 +41,7 @@ def _print_status(out_dir: str, as_json: bool) -> None:
         f"models:      {', '.join(st['models'])}",
         f"points:      {st['points_done']:,} of {st['n_points']:,} ({pct:.1f}%); {st['n_rows']:,} rows",
         f"chunks:      {st['chunks_done']} of {st['chunks_total']} ({st['chunk_points']:,} points each)",
-        f"infeasible:  {st['infeasible_points']:,} points so far",
+        f"infeasible:  {st['infeasible_points']:,} points" + ("" if st["complete"] else " so far"),
         *(f"  {n:>10,}  {reason}" for reason, n in st["infeasible_reasons"].items()),
         f"on disk:     {st['bytes'] / 1e6:,.1f} MB",
         f"updated:     {st['updated']}",
