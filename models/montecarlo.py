@@ -122,6 +122,14 @@ def _uniform(s0, j: int) -> float:
     return _u01(s0 + np.uint64(j + 1) * _GOLDEN)
 
 
+@_jit
+def _stall(w: float, u: float, inv_rate: float) -> float:
+    """Stall of a folio unmapped for ``w`` seconds whose first touch comes E = -log(u)/rate after
+    its unmap (Poisson accesses): max(0, w - E)."""
+    st = w + fast_log(u) * inv_rate
+    return st if st > 0.0 else 0.0
+
+
 _vec = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
 
 
@@ -148,9 +156,7 @@ def _pass_windows(s0, c: int, a: float, slope: float, rate: float, wbuf, sbuf, m
             w = a + slope * (j + 1.0)
             win += w
             wbuf[m + j] = w
-            u = _uniform(s0, j)
-            st = w + fast_log(u) * inv_rate
-            sbuf[m + j] = st if st > 0.0 else 0.0
+            sbuf[m + j] = _stall(w, _uniform(s0, j), inv_rate)
     else:
         for j in range(c):
             w = a + slope * (j + 1.0)
@@ -556,9 +562,7 @@ def _lone_stalls(s0, m: int, inv_rate: float, wbuf, sbuf) -> float:
     for j in range(m):
         w = wbuf[j]
         win += w
-        u = _uniform(s0, j)
-        st = w + fast_log(u) * inv_rate
-        sbuf[j] = st if st > 0.0 else 0.0
+        sbuf[j] = _stall(w, _uniform(s0, j), inv_rate)
     return win
 
 
@@ -779,8 +783,7 @@ def mc_point(
                         win += w1
                         wbuf[m] = w1
                         if rate > 0.0:
-                            st1 = w1 + fast_log(_u01(s0 + _GOLDEN)) * inv_rate
-                            sbuf[m] = st1 if st1 > 0.0 else 0.0
+                            sbuf[m] = _stall(w1, _uniform(s0, 0), inv_rate)
                     else:
                         win += _pass_windows(s0, c, a, slope, rate, wbuf, sbuf, m)
                     if rate > 0.0:
@@ -817,10 +820,9 @@ def mc_point(
                             runs[2, nr] = 1.0
                             nr += 1
                             if rate > 0.0:
+                                sbuf[m] = _stall(wj, _uniform(s0, 0), inv_rate)
                                 s0 += _GOLDEN
                                 nd += 1
-                                e = -fast_log(_u01(s0)) / rate
-                                sbuf[m] = wj - e if wj > e else 0.0
                             m += 1
                             most = max(most, attempt + 1)
                             done = True
