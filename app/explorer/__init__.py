@@ -166,19 +166,16 @@ def _answer_oversized_uploads(app: Any, upload_limit: int) -> None:
     """A callback request above the server's size cap can only be an upload. Flask refuses it
     (413) before the callback runs, so the page would show nothing; answer it instead the way the
     upload callback answers a refused file: a one-line error in its status box."""
-    from dash import html
     from flask import Response, request
     from plotly.io.json import to_json_plotly
+
+    from app.explorer.pages.evidence import upload_refused
 
     @app.server.errorhandler(413)
     def too_large(err: Any) -> Any:
         if not request.path.endswith("/_dash-update-component"):
             return err
-        message = html.Div(
-            f"Upload refused: the file is far above the upload limit of {upload_limit:,} bytes",
-            className="error",
-            id="ev-upload-error",
-        )
+        message = upload_refused(f"the file is far above the upload limit of {upload_limit:,} bytes")
         body = {"multi": True, "response": {"ev-upload-status": {"children": message}}}
         return Response(to_json_plotly(body), mimetype="application/json")
 

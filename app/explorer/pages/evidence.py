@@ -153,6 +153,14 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
     )
 
 
+def upload_refused(reason: str) -> Any:
+    """The upload status box's one-line refusal (the server sends it too, for requests above its
+    size cap)."""
+    from dash import html
+
+    return html.Div(f"Upload refused: {reason}", className="error", id="ev-upload-error")
+
+
 def register(app: Any, state: Any) -> None:
     from dash import Input, Output, State, html
 
@@ -263,7 +271,7 @@ def register(app: Any, state: Any) -> None:
             rows, summary = parse_measurement_upload(raw, name, state.upload_limit)
             reg = regression_with(rows, state.session_model_dir(str(session)))
         except (UserError, binascii.Error, ValueError) as exc:
-            return html.Div(f"Upload refused: {exc}", className="error", id="ev-upload-error")
+            return upload_refused(str(exc))
         s = state.session(session)
         s.rows, s.regression, s.summary = rows, reg, summary
         return html.Div(
