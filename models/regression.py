@@ -38,6 +38,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from models.errors import UserError
 from models.evaluate import run_kernel
+from models.fileio import atomic_write
 from models.measurements import MODEL_METRICS, data_hash, load_measurements, model_rows
 from models.params import ENGINES, PARAMETERS, check_points, complete_points, first_error
 from models.profiles import get_profile
@@ -519,9 +520,7 @@ def save_model(
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     est_path = d / ESTIMATOR_FILE
-    tmp = d / (ESTIMATOR_FILE + ".tmp")
-    sio.dump(model.estimator_, tmp)
-    os.replace(tmp, est_path)
+    atomic_write(est_path, write=lambda tmp: sio.dump(model.estimator_, tmp))
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -543,7 +542,7 @@ def save_model(
         **(extra or {}),
     }
     body = json.dumps(manifest, indent=2, sort_keys=True)
-    (d / MANIFEST_FILE).write_text(body + "\n")
+    atomic_write(d / MANIFEST_FILE, body + "\n")
     return d
 
 
