@@ -70,7 +70,8 @@ def _read_parquet(content: bytes, label: str, max_rows: int, max_decoded: int) -
     strings = [
         f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
-    table = pf.read(read_dictionary=strings)  # repeated strings stay encoded until counted
+    # repeated strings stay dictionary-encoded until their decoded size is counted
+    table = pq.ParquetFile(io.BytesIO(content), read_dictionary=strings).read()
     if _decoded_bytes(table) > max_decoded:
         raise UserError(too_big)
     return table.to_pandas()

@@ -190,10 +190,8 @@ class Results:
             hit = self._baselines.get(key)
         if hit is not None:
             return hit
-        spec = self.manifest.get("spec", {}) or {}
-        sweep = spec.get("sweep", spec) if isinstance(spec, dict) else {}
-        seed = int(sweep.get("seed", 0) or 0)
-        replicas = int(sweep.get("replicas", 64) or 64)
+        seed = int(self.sweep_setting("seed"))
+        replicas = int(self.sweep_setting("replicas"))
         point = pd.DataFrame(
             [{"profile": profile, **{k: py_value(v) for k, v in workload.items()}, **DEFAULT_CHOICE}]
         )
@@ -206,6 +204,15 @@ class Results:
         with self._lock:
             self._baselines[key] = out
         return out
+
+    def sweep_setting(self, name: str) -> Any:
+        """A setting of the sweep's own spec (``seed``, ``models``, ``replicas``...), as it ran."""
+        spec = self.manifest.get("spec")
+        if not isinstance(spec, dict) or name not in spec:
+            raise ResultsError(
+                f"{self.folder / MANIFEST}: the recorded spec has no {name!r}; rerun the sweep"
+            )
+        return spec[name]
 
     def provenance(self, model: str | None = None, regression: RegressionSource | None = None) -> Provenance:
         return Provenance(
