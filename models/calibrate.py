@@ -22,6 +22,7 @@ import pandas as pd
 
 from models.errors import UserError
 from models.evaluate import measured_metric, run_kernel
+from models.fileio import OutputFileError, atomic_write
 from models.measurements import data_hash, model_rows
 from models.params import PARAMETERS, check_points, complete_points, first_error
 from models.profiles import (
@@ -254,9 +255,9 @@ def write_calibrated(cal: Calibration, out_dir: str | Path | None = None) -> Pat
     try:
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"{cal.profile.name}.toml"
-        tmp = d / f".{cal.profile.name}.toml.tmp"
-        tmp.write_text(dump_profile_toml(cal.profile))
-        tmp.replace(path)
+        atomic_write(path, dump_profile_toml(cal.profile))
+    except OutputFileError as exc:
+        raise CalibrationError(f"{d}: cannot write the calibrated profile ({exc})") from None
     except OSError as exc:
         raise CalibrationError(f"{d}: cannot write the calibrated profile ({exc.strerror})") from None
     return path

@@ -41,6 +41,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from models.errors import UserError
 from models.evaluate import measured_metric, run_kernel
+from models.fileio import TMP_PREFIX, atomic_write, os_message
 from models.measurements import MODEL_METRICS, data_hash, load_measurements, model_rows
 from models.params import ENGINES, PARAMETERS, check_points, complete_points, first_error
 from models.profiles import get_profile
@@ -549,8 +550,9 @@ def save_model(
 ) -> Path:
     """Write ``model`` to a folder: the skops estimator and a sealed ``model.json`` (hashes, versions).
 
-    Each file is written to a temporary name and renamed; a folder that cannot be written (read-only,
-    full) raises :class:`ModelDirError` with one line and leaves no temporary file.
+    Each file is written by :func:`models.fileio.atomic_write`: a folder that cannot be written
+    (read-only, full) raises :class:`ModelDirError` or :class:`models.fileio.OutputFileError`, one
+    line naming it, and leaves no temporary file.
     """
     import skops.io as sio  # skops loads only to persist a model
 
@@ -561,29 +563,19 @@ def save_model(
     d = Path(out_dir)
     try:
         d.mkdir(parents=True, exist_ok=True)
-        ours = {MANIFEST_FILE, ESTIMATOR_FILE, MANIFEST_FILE + ".tmp", ESTIMATOR_FILE + ".tmp"}
-        for name in sorted(set(os.listdir(d)) - ours):
+        names = os.listdir(d)
+    except OSError as exc:
+        raise ModelDirError(f"{d}: cannot write the model ({os_message(exc)})") from None
+    for name in sorted(names):
+        if name.startswith(tuple(f"{TMP_PREFIX}{f}." for f in (MANIFEST_FILE, ESTIMATOR_FILE))):
+            (d / name).unlink(missing_ok=True)  # left by a save that was killed
+        elif name not in (MANIFEST_FILE, ESTIMATOR_FILE):
             raise ModelDirError(
                 f"{d / name}: not part of a model folder; give an empty folder or a model folder"
             )
-        _write_atomic(d / ESTIMATOR_FILE, estimator)
-        _write_atomic(d / MANIFEST_FILE, body.encode())
-    except OSError as exc:
-        raise ModelDirError(f"{d}: cannot write the model ({exc.strerror or exc})") from None
+    atomic_write(d / ESTIMATOR_FILE, estimator)  # OutputFileError: one line naming the file
+    atomic_write(d / MANIFEST_FILE, body)
     return d
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
+from models.errors import UserError
 from models.measurements import load_measurements
 from models.params import PARAMETERS
 from models.regression import (
@@ -199,7 +200,7 @@ def test_saving_into_a_read_only_folder_is_one_line_and_leaves_nothing(
     d.mkdir()
     d.chmod(0o555)
     try:
-        with pytest.raises(ModelDirError, match=r"ro: cannot write the model \(Permission denied\)"):
+        with pytest.raises(UserError, match=r"ro/estimator\.skops: cannot write \(Permission denied\)"):
             save_model(model, d)
         assert list(d.iterdir()) == []
     finally:
@@ -208,13 +209,15 @@ def test_saving_into_a_read_only_folder_is_one_line_and_leaves_nothing(
 
 def test_saving_onto_a_full_disk_leaves_no_temporary_file(tmp_path: Path, table: pd.DataFrame) -> None:
     """/dev/full as the estimator's temporary file: every write fails with ENOSPC."""
+    from models.fileio import temp_path
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
     model = MigrationRegressor(n_estimators=20).fit(table, table["value"])
     d = tmp_path / "full"
     d.mkdir()
-    if not Path("/dev/full").exists():
-        pytest.skip("no /dev/full")
-    (d / (ESTIMATOR_FILE + ".tmp")).symlink_to("/dev/full")
-    with pytest.raises(ModelDirError, match=r"full: cannot write the model \(No space left on device\)"):
+    temp_path(d / ESTIMATOR_FILE).symlink_to("/dev/full")
+    with pytest.raises(UserError, match=r"full/estimator\.skops: cannot write \(no space left on device\)"):
         save_model(model, d)
     assert sorted(p.name for p in d.iterdir()) == []
 

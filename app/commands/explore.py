@@ -154,15 +154,9 @@ def recommend_cmd(
 
 
 def write_bytes(out: Path, data: bytes) -> None:
-    import os
+    from models.fileio import atomic_write
 
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{out}: cannot write ({exc.strerror})") from None
+    atomic_write(out, data)
 
 
 def serve(app: Any, host: str, port: int) -> None:

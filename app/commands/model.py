@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -42,14 +41,10 @@ def _read_points(path: Path) -> tuple[pd.DataFrame, int]:
 def _write_atomic_csv(df: object, out: Path) -> None:
     import pandas as pd
 
+    from models.fileio import atomic_write
+
     assert isinstance(df, pd.DataFrame)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{out}: cannot write ({exc.strerror})") from None
+    atomic_write(out, write=lambda tmp: df.to_csv(tmp, index=False))
 
 
 def _fmt(v: object) -> str:
