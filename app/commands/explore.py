@@ -60,8 +60,10 @@ def recommend_export(
     strict_workload: bool = True,
 ) -> tuple[bytes, Any]:
     """(export bytes, Recommendation) exactly as the explorer computes them."""
-    from app.data import load_results, recommend_for, shipped_regression
+    from app.queries import recommend_for
     from app.recommend import Constraints, export_bytes
+    from app.regression_source import shipped_regression
+    from app.results_view import load_results
 
     results = load_results(results_dir)
     if model is not None and model not in results.models:
@@ -74,15 +76,15 @@ def recommend_export(
     m = model or results.default_model
     if profile is not None and profile not in results.profiles(m):
         raise UserError(f"--profile {profile}: not in the sweep (profiles: {', '.join(results.profiles(m))})")
-    from app.data import default_profile
+    from app.queries import default_profile
 
     profile = profile or default_profile(results, m)
     if strict_workload:
         values = results.workload_values(profile, m)
         for k, v in workload.items():
-            from app.data import _coerce
+            from app.results_view import coerce_value
 
-            if _coerce(k, v) not in values.get(k, []):
+            if coerce_value(k, v) not in values.get(k, []):
                 opts = ", ".join(map(str, values.get(k, [])))
                 raise UserError(
                     f"--{k.replace('_', '-')} {v}: not in the sweep for {profile} (swept: {opts})"
@@ -172,8 +174,10 @@ def serve(app: Any, host: str, port: int) -> None:
 
 def warm_up(results_dir: Path, use_regression: bool) -> None:
     """Load the results, the regression and the compiled kernels before the first page is served."""
-    from app.data import ResultsError, load_results, recommend_for, shipped_regression
+    from app.queries import recommend_for
     from app.recommend import Constraints
+    from app.regression_source import shipped_regression
+    from app.results_view import ResultsError, load_results
 
     try:
         results = load_results(results_dir)
