@@ -22,6 +22,7 @@ files do not match their recorded hashes, is refused (:class:`ModelDirError`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -520,8 +521,23 @@ def save_model(
     d.mkdir(parents=True, exist_ok=True)
     est_path = d / ESTIMATOR_FILE
     tmp = d / (ESTIMATOR_FILE + ".tmp")
-    sio.dump(model.estimator_, tmp)
-    os.replace(tmp, est_path)
+    tmp_manifest = d / (MANIFEST_FILE + ".tmp")
+    try:  # both files whole under temporary names before either is renamed into place
+        sio.dump(model.estimator_, tmp)
+        _write_manifest_tmp(model, tmp_manifest, tmp, data_sha256, extra)
+        os.replace(tmp, est_path)
+        os.replace(tmp_manifest, d / MANIFEST_FILE)
+    except BaseException:  # a full or read-only disk: leave no temporary file behind
+        for t in (tmp, tmp_manifest):
+            with contextlib.suppress(OSError):
+                t.unlink(missing_ok=True)
+        raise
+    return d
+
+
+def _write_manifest_tmp(
+    model: MigrationRegressor, path: Path, est_path: Path, data_sha256: str, extra: dict[str, Any] | None
+) -> None:
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -543,8 +559,7 @@ def save_model(
         **(extra or {}),
     }
     body = json.dumps(manifest, indent=2, sort_keys=True)
-    (d / MANIFEST_FILE).write_text(body + "\n")
-    return d
+    path.write_text(body + "\n")
 
 
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:
