@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.recommend import CHOICE, DEFAULT_CHOICE, WORKLOAD, Constraints, Provenance, Recommendation, recommend
+from app.recommend import (
+    CHOICE,
+    WORKLOAD,
+    Constraints,
+    Provenance,
+    Recommendation,
+    default_choice,
+    recommend,
+)
 from models.errors import UserError
 
 MANIFEST = "_foliotune_manifest.json"
@@ -168,16 +176,17 @@ class Results:
         return self.frame.iloc[rows]
 
     def baseline(self, profile: str, workload: Mapping[str, Any], model: str | None = None) -> pd.DataFrame:
-        """The kernel default (512 pages, CPU copy) for the workload: from the sweep, else evaluated.
+        """The profile's kernel default (its HPAGE_PMD_NR, CPU copy) for the workload: from the sweep, else evaluated.
 
         The evaluation uses the sweep's seed and replicas, so it is the row the sweep would have had.
         """
         m = model or self.default_model
         cands = self.candidates(profile, workload, m)
+        dflt = default_choice(profile)  # the profile's own HPAGE_PMD_NR, CPU copy
         sel = (
-            (cands["batch_limit_pages"] == DEFAULT_CHOICE["batch_limit_pages"])
-            & (cands["copy_engine"].astype(str) == DEFAULT_CHOICE["copy_engine"])
-            & (cands["copy_threads"] == DEFAULT_CHOICE["copy_threads"])
+            (cands["batch_limit_pages"] == dflt["batch_limit_pages"])
+            & (cands["copy_engine"].astype(str) == dflt["copy_engine"])
+            & (cands["copy_threads"] == dflt["copy_threads"])
         )
         if sel.any():
             return cands[sel.to_numpy()].iloc[:1]
@@ -192,9 +201,7 @@ class Results:
         sweep = spec.get("sweep", spec) if isinstance(spec, dict) else {}
         seed = int(sweep.get("seed", 0) or 0)
         replicas = int(sweep.get("replicas", 64) or 64)
-        point = pd.DataFrame(
-            [{"profile": profile, **{k: _py(v) for k, v in workload.items()}, **DEFAULT_CHOICE}]
-        )
+        point = pd.DataFrame([{"profile": profile, **{k: _py(v) for k, v in workload.items()}, **dflt}])
         try:
             out = evaluate(point, m, seed=seed, replicas=replicas, on_invalid="mark")
         except UserError:
@@ -1088,7 +1095,7 @@ def sensitivity(
         }
     )
     rec_pts = pts.assign(**{k: choice[k] for k in CHOICE})
-    base_pts = pts.assign(**DEFAULT_CHOICE)
+    base_pts = pts.assign(**default_choice(profile))
     use_reg = regression is not None and regression.ok
     label = "log10 gain of the recommended choice over the default"
     if use_reg:
