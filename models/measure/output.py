@@ -1,0 +1,113 @@
+"""Rows in the measurement schema and the files ``foliotune measure`` writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from models.errors import UserError
+from models.measure.profile import local_profile_dict
+from models.measure.records import Report
+
+
+def source_id(rep: Report) -> str:
+    host = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in rep.topology.hostname.lower())
+    return f"measure-{host}-{rep.date}"
+
+
+def results_frame(rep: Report, profile_name: str = "local", command: str = "foliotune measure") -> Any:
+    """Rows of the measurement schema (``models/data/MEASUREMENTS.md``) for the results kept in it."""
+    import pandas as pd
+
+    from models.measurements import COLUMNS
+
+    topo = rep.topology
+    trust = "C" if topo.virtual_machine else "A"
+    machine = (
+        f"{topo.cpu_model}, {topo.nproc} CPUs, {topo.sockets} socket(s), "
+        f"{len(topo.memory_nodes)} NUMA node(s)" + (", virtual machine" if topo.virtual_machine else "")
+    )
+    rows = []
+    for r in rep.results:
+        if not r.in_schema:
+            continue
+        row: dict[str, Any] = dict.fromkeys(COLUMNS, None)
+        row.update(
+            source=source_id(rep),
+            reference=command,
+            machine=machine,
+            profile=profile_name,
+            date=rep.date,
+            trust=trust,
+            variant=r.variant,
+            metric=r.metric,
+            value=r.value,
+            sd=r.sd,
+            unit=r.unit,
+            notes=f"{r.notes}; kernel {topo.kernel}",
+        )
+        row.update(r.params)
+        row["x_repeats"] = r.repeats
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=[*COLUMNS, "x_repeats"])
+    for c in ("folio_kb", "n_folios", "batch_limit_pages", "copy_threads", "target_cpus", "mapcount"):
+        df[c] = df[c].astype("Int64")
+    return df
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` if needed and make sure it is writable; a one-line UserError otherwise."""
+    p = Path(out_dir).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".foliotune-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
+    return p
+
+
+def write_outputs(
+    rep: Report, out_dir: str | Path, profile_name: str = "local", command: str = "foliotune measure"
+) -> dict[str, Path]:
+    """Write ``<name>.toml`` (profile), ``measurements-<name>.csv`` (schema rows), ``measure-<name>.json``."""
+    import models.profiles as profiles_mod
+    from models.profiles import load_profile_file
+
+    def dump(d: dict[str, Any]) -> str:
+        fn = getattr(profiles_mod, "dump_profile_toml", None)  # one `key = { value, source }` line per number
+        if fn is not None:
+            return str(fn(d))
+        import tomli_w  # older profiles module: plain TOML writer
+
+        return str(tomli_w.dumps(d))
+
+    out = check_out_dir(out_dir)
+    paths = {
+        "profile": out / f"{profile_name}.toml",
+        "measurements": out / f"measurements-{profile_name}.csv",
+        "report": out / f"measure-{profile_name}.json",
+    }
+    text = dump(local_profile_dict(rep, profile_name))
+    tmp = paths["profile"].with_suffix(".toml.tmp")
+    tmp.write_text(text)
+    load_profile_file(tmp)  # refuse to publish a profile the loader would refuse
+    tmp.replace(paths["profile"])
+    results_frame(rep, profile_name, command).to_csv(paths["measurements"], index=False)
+    raw = {
+        "date": rep.date,
+        "command": command,
+        "wall_s": rep.wall_s,
+        "timings_s": rep.timings_s,
+        "topology": rep.topology.to_dict(),
+        "settings": asdict(rep.settings),
+        "derived": rep.derived,
+        "skipped": rep.skipped,
+        "results": [asdict(r) for r in rep.results],
+    }
+    paths["report"].write_text(json.dumps(raw, indent=1, default=str) + "\n")
+    return paths
