@@ -97,10 +97,11 @@ def write_recommendations(
     results_dir: Path, out_dir: Path, profiles: Sequence[str] | None, budget_us: float, regression: Any
 ) -> list[Any]:
     """One set of exports per profile (default workload); returns the recommendations."""
-    from app.data import load_results, recommend_for
     from app.output import write_atomic
+    from app.queries import recommend_for
     from app.recommend import Constraints
     from app.recommend_exports import FORMATS, export_bytes, export_filename
+    from app.results_view import load_results
 
     results = load_results(results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +156,7 @@ def run_main_job(
             say(f"  {n:>6,} infeasible: {reason}", markup=False, highlight=False, soft_wrap=True)
 
     say("[bold]2/4 regression[/bold] on the shipped measurements")
-    from app.data import shipped_regression
+    from app.regression_source import shipped_regression
 
     reg = shipped_regression()
     say(f"regression: {reg.version}" if reg.ok else f"[yellow]{reg.note}[/yellow]")

@@ -2,7 +2,7 @@
 
 Pure functions over small tables (no Dash, no files): the explorer and ``foliotune recommend`` both
 call :func:`recommend` on the same candidate rows, so they give the same answer for the same inputs.
-The rows come from a sweep (:mod:`app.data`) or are evaluated live for any workload
+The rows come from a sweep (:mod:`app.results_view`, :mod:`app.queries`) or are evaluated live for any workload
 (:mod:`app.live`); exports are in :mod:`app.recommend_exports`.
 
 The rule:

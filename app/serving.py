@@ -24,8 +24,10 @@ def serve(app: Any, host: str, port: int) -> None:
 
 def warm_up(results_dir: Path, use_regression: bool) -> None:
     """Load the results, the regression and the compiled kernels before the first page is served."""
-    from app.data import ResultsError, load_results, recommend_for, shipped_regression
+    from app.queries import recommend_for
     from app.recommend import Constraints
+    from app.regression_source import shipped_regression
+    from app.results_view import ResultsError, load_results
 
     try:
         results = load_results(results_dir)

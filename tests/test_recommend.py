@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from app.data import ResultsError, engine_curves, landscape, load_results, recommend_for
+from app.queries import engine_curves, landscape, recommend_for
 from app.recommend import Constraints, Provenance, export_bytes, recommend, records
+from app.results_view import ResultsError, load_results
 from models.errors import UserError
 
 SPEC = """

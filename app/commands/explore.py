@@ -133,8 +133,10 @@ def recommend_export(
     kernel: str | None = None,
 ) -> tuple[bytes, Any]:
     """(export bytes, Recommendation) exactly as the explorer computes them from a sweep folder."""
-    from app.data import default_profile, load_results, recommend_for, shipped_regression
+    from app.queries import default_profile, recommend_for
     from app.recommend_exports import export_bytes
+    from app.regression_source import shipped_regression
+    from app.results_view import load_results
 
     results = load_results(results_dir)
     if model is not None and model not in results.models:
@@ -145,7 +147,7 @@ def recommend_export(
         raise UserError(f"--profile {profile}: not in the sweep (profiles: {', '.join(results.profiles(m))})")
     profile = profile or default_profile(results, m)
     if strict_workload:
-        from app.data import _coerce
+        from app.results_view import coerce_value as _coerce
 
         values = results.workload_values(profile, m)
         for k, v in workload.items():
@@ -194,7 +196,7 @@ def recommend_live_export(
     else:
         reg = None
         if regression:
-            from app.data import shipped_regression
+            from app.regression_source import shipped_regression
 
             reg = shipped_regression()
         rec = recommend_live(prof, workload, cons, regression=reg, replicas=replicas)

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from app.data import Results
 from app.recommend import WORKLOAD
+from app.results_view import Results
 from models.errors import UserError
 
 MAX_REGION_POINTS = 200_000

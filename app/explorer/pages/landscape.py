@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.data import Results, default_profile, landscape, landscape_axes
 from app.figures import LABELS, empty_figure, landscape_figure
+from app.queries import default_profile, landscape, landscape_axes
 from app.recommend import WORKLOAD
+from app.results_view import Results
 from models.errors import UserError
 
 
