@@ -207,7 +207,10 @@ def bench_cmd(
 
 
 def run_cmd(
-    profile: Annotated[str | None, typer.Option(help="hardware profile")] = None,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(help="hardware profile (repeat for several; `local` after `foliotune measure`)"),
+    ] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("foliotune-out"),
     serve: Annotated[bool, typer.Option(help="serve the explorer after the job")] = True,
     port: Annotated[int, typer.Option(help="explorer port on 127.0.0.1")] = 8050,
