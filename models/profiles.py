@@ -16,6 +16,8 @@ import dataclasses
 import math
 import os
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -433,6 +435,22 @@ def catalogue() -> MappingProxyType:
     return _catalogue(os.environ.get("FOLIOTUNE_PROFILE_PATH", ""))
 
 
+@contextmanager
+def profile_dirs(*dirs: str | Path) -> Iterator[None]:
+    """Within the block, also read profile files from ``dirs`` (as if they were on
+    ``FOLIOTUNE_PROFILE_PATH``). Files, not in-memory registration: the catalogue stays read-only."""
+    old = os.environ.get("FOLIOTUNE_PROFILE_PATH")
+    extra = ":".join(str(d) for d in dirs)
+    os.environ["FOLIOTUNE_PROFILE_PATH"] = f"{old}:{extra}" if old else extra
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("FOLIOTUNE_PROFILE_PATH", None)
+        else:
+            os.environ["FOLIOTUNE_PROFILE_PATH"] = old
+
+
 def profile_names() -> tuple[str, ...]:
     """Names of every known profile, sorted."""
     return tuple(sorted(catalogue()))
@@ -445,9 +463,14 @@ def get_profile(name: str) -> HardwareProfile:
     return reg[name]
 
 
-@cache
 def profile_table(names: tuple[str, ...]) -> np.ndarray:
     """2-D float64 array: one row of SI values per profile in ``names`` (what kernels index)."""
+    return _profile_table(names, os.environ.get("FOLIOTUNE_PROFILE_PATH", ""))
+
+
+@cache
+def _profile_table(names: tuple[str, ...], key: str) -> np.ndarray:
+    del key  # part of the cache key only (the catalogue depends on FOLIOTUNE_PROFILE_PATH)
     return np.stack([get_profile(n).vector() for n in names])
 
 
