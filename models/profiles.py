@@ -143,9 +143,18 @@ _TEXT_DEFAULTS: dict[str, tuple[Any, str]] = {
 
 
 def kernel_code(version: str) -> int:
-    """``"MAJOR.MINOR"`` as ``100·MAJOR + MINOR`` (6.3 → 603); -1 when not a known release.
+    """A kernel release as a number the kernels compare.
 
-    Known releases: 4.14–4.20, 5.0–5.19, 6.0–6.18 (THP migration exists from 4.14).
+    Parameters
+    ----------
+    version : str
+        ``"MAJOR.MINOR"``, e.g. ``"6.3"``; known releases are 4.14–4.20, 5.0–5.19, 6.0–6.18 (THP
+        migration, ``CONFIG_ARCH_ENABLE_THP_MIGRATION``, exists from 4.14).
+
+    Returns
+    -------
+    int
+        ``100·MAJOR + MINOR`` (6.3 → 603, 6.15 → 615), or -1 when not a known release.
     """
     text = str(version).strip()
     parts = text.split(".")
@@ -457,6 +466,23 @@ def profile_names() -> tuple[str, ...]:
 
 
 def get_profile(name: str) -> HardwareProfile:
+    """The profile called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`profile_names`.
+
+    Returns
+    -------
+    HardwareProfile
+        Read-only; SI values in ``values``, their sources in ``sources``.
+
+    Raises
+    ------
+    ProfileError
+        No such profile (the message lists the known ones).
+    """
     reg = catalogue()
     if name not in reg:
         raise ProfileError(f"unknown profile {name!r} (known: {', '.join(sorted(reg))})")
@@ -475,9 +501,20 @@ def _profile_table(names: tuple[str, ...], key: str) -> np.ndarray:
 
 
 def profile_table_with(replacements: dict[str, HardwareProfile]) -> np.ndarray:
-    """The table of every known profile (rows in :func:`profile_names` order) with the rows named
-    in ``replacements`` holding those profiles' values instead — how calibration evaluates trial
-    values without registering anything."""
+    """The table of every known profile with some rows replaced — how calibration evaluates trial
+    values without registering anything.
+
+    Parameters
+    ----------
+    replacements : dict of str to HardwareProfile
+        Known profile name -> the profile whose values (SI) its row should hold.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new float64 array, one row per :func:`profile_names` entry (what kernels index through
+        ``PointArrays.profile_index``; pass it as ``run_kernel(..., table=...)``).
+    """
     names = profile_names()
     table = profile_table(names).copy()
     for name, prof in replacements.items():
