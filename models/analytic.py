@@ -96,7 +96,9 @@ O_PASSES = OUTPUT_INDEX["passes"]
 Q = 0.99
 
 # No fastmath: the same point gives the same bits whatever its position in a chunk (issue 13).
-_jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
+# No reference-counting runtime either: a row view or an array argument per point would otherwise
+# cost atomic increments and decrements (most of the time per point); scratch comes from the caller.
+_jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
 
 # Columns of the per-type scratch (one row per folio size of a point, plus one for split pieces).
 # T_CF/T_CFW: per-folio copy cost and its waiting part inside a batch's copy call; T_CF1, T_CFW1,
@@ -236,9 +238,22 @@ def _batch_one(ty, t: int, B: float, n_pass: int, p: float, w: float, bc: float,
         a_qf += qk * fk
         q_before += qk
         f_before += fk
+    # Passes: the terms of _needs(k, ...), with the powers of p built by multiplication.
     sync = n_pass == NR_MAX_MIGRATE_ASYNC_RETRY
+    pk = 1.0
+    pj = 1.0
+    cand = 0.0
     for k in range(1, NR_MAX_MIGRATE_PAGES_RETRY):
-        nd = _needs(k, p, w, abar, sync)
+        pk *= p
+        if not sync or k < NR_MAX_MIGRATE_ASYNC_RETRY:
+            nd = (1.0 - abar) * pk
+        else:
+            if k == NR_MAX_MIGRATE_ASYNC_RETRY:
+                cand = (1.0 - abar) * (pk + (1.0 - pk) * w)
+                pj = 1.0
+            else:
+                pj *= p
+            nd = cand * pj
         if nd > 0.0:
             passes += 1.0 - (1.0 - nd) ** B
     p_call = 1.0 - (1.0 - x) ** B
@@ -691,7 +706,7 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
         if first_c < 0.0:
             first_c = seg_n[0]
             first_t = seg_t[0]
-        r_ok = (1.0 - a) ** n0
+        r_ok = (1.0 - a) ** n0 if a > 0.0 else 1.0
         geom = (1.0 - r_ok**mult) / (1.0 - r_ok) if r_ok < 1.0 else mult
         w_reach = reach * geom
         # No order-0 allocation failure in the batch: order-0 folios allocate (conditioning).
@@ -769,17 +784,10 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
     out[O_STALL_P99, col] = stall_quantile(w_lo, w_hi, rate, Q)
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
-def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
-                    sync, numa, wb, wb_wait, alloc, table, emax, out):  # fmt: skip
+@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
+def _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
+                     sync, numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps):  # fmt: skip
     """All outputs of every point (one scalar evaluation per point; no state shared between points)."""
-    ty = np.zeros((MAX_MIX + 1, N_TCOL))
-    seg_t = np.zeros(MAX_MIX + 2, dtype=np.int64)
-    seg_n = np.zeros(MAX_MIX + 2)
-    acc = np.zeros(N_ACC)
-    qs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
-    fs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
-    ps = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
     for i in range(n.shape[0]):
         pi = pidx[i]
         prof = table[pi]
@@ -788,6 +796,21 @@ def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, thread
         point_outputs(prof, tail, kern[i], mix_len[i], mix_kb[i], mix_n[i], n[i], limit[i], engine[i],
                       threads[i], tg, mapcount[i], p[i], sync[i] != 0, numa[i] > 0.5, wb[i], wb_wait[i],
                       alloc[i], rate[i], out, i, ty, seg_t, seg_n, acc, qs, fs, ps)  # fmt: skip
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
+def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
+                    sync, numa, wb, wb_wait, alloc, table, emax, out):  # fmt: skip
+    """All outputs of every point: the scratch, then :func:`_analytic_points` (no runtime)."""
+    ty = np.zeros((MAX_MIX + 1, N_TCOL))
+    seg_t = np.zeros(MAX_MIX + 2, dtype=np.int64)
+    seg_n = np.zeros(MAX_MIX + 2)
+    acc = np.zeros(N_ACC)
+    qs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
+    fs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
+    ps = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
+    _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
+                     sync, numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps)  # fmt: skip
 
 
 def emax_table(table: np.ndarray) -> np.ndarray:
