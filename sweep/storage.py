@@ -366,10 +366,11 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
 
 
 def sweep_status(out_dir: str | Path) -> dict[str, Any]:
-    """:func:`sweep.results.sweep_status` as a dict (kept for callers written before it)."""
+    """:func:`sweep.results.sweep_status` as a dict, sizes checked only (cheap enough to poll a
+    running sweep; kept for callers written before :mod:`sweep.results`, which has the full check)."""
     from sweep.results import sweep_status as status
 
-    return status(out_dir).to_dict()
+    return status(out_dir, verify="size").to_dict()
 
 
 def infeasible_reasons(out_dir: str | Path) -> dict[str, int]:
