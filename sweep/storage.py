@@ -159,13 +159,17 @@ class SweepStore:
                         f"{out}: folder is not empty and holds no foliotune sweep; choose another --out"
                     )
             files = part_files(out)
+            fcp = footer_chunk_points(files, spec, code_version) if files else None
             if manifest is None and files:
                 foreign = _foreign_footer(files, spec, code_version)
                 if foreign:
                     raise StoreError(f"{out}: {foreign}; choose another --out")
+                if not rebuilt and fcp is None:  # no manifest, and no file says it is ours
+                    raise StoreError(
+                        f"{out}: folder is not empty and holds no foliotune sweep; choose another --out"
+                    )
                 rebuilt = rebuilt or f"{out / MANIFEST}: missing"
             if files:
-                fcp = footer_chunk_points(files, spec, code_version)
                 if manifest is not None and fcp is not None and fcp != manifest.chunk_points:
                     rebuilt = (
                         f"{out / MANIFEST}: chunk_points {manifest.chunk_points} disagrees with the chunk "
