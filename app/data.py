@@ -29,6 +29,7 @@ import pandas as pd
 
 from app.recommend import CHOICE, DEFAULT_CHOICE, WORKLOAD, Constraints, Provenance, Recommendation, recommend
 from models.errors import UserError
+from models.params import FLOAT_WORKLOAD, INTEGER_WORKLOAD
 
 MANIFEST = "_foliotune_manifest.json"
 KEY_COLUMNS: tuple[str, ...] = ("model", "profile", *WORKLOAD)
@@ -50,8 +51,6 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "infeasible",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = ("model", "profile", *CHOICE, *WORKLOAD, *OUTPUT_COLUMNS)
-INTEGER_WORKLOAD = ("folio_kb", "n_folios", "target_cpus", "mapcount")
-FLOAT_WORKLOAD = ("busy_prob", "access_rate_hz")
 
 
 class ResultsError(UserError):
