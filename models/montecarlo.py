@@ -34,39 +34,30 @@ from models.params import OUTPUTS, PointArrays
 from models.phases import (
     ACK_ALPHA,
     ACK_SCALE,
-    ASYNC_BATCHED_PASSES,
+    BCAST_ISSUE,
     BUSY_ATTEMPT,
     CALL_SETUP,
-    CPUS,
     ENGINE_MT,
     HANDLER_FULL,
     HANDLER_PAGE,
-    LOCAL_PAGE_FLUSH,
+    K_BATCHED,
+    K_SKIP_INACCESSIBLE,
+    NR_MAX_MIGRATE_ASYNC_RETRY,
+    NR_MAX_MIGRATE_PAGES_RETRY,
+    NR_MAX_MIGRATE_SYNC_RETRY,
     PAGE_KB,
-    SOCKET_HOP,
-    SOCKETS,
-    SYNC_BATCHED_PASSES,
-    SYNC_SINGLE_PASSES,
-    TOTAL_PASSES,
+    batch_round_fixed_s,
     copy_engine_costs,
     copy_jitter_cv,
+    defers_flush,
     draw_max_lomax,
+    entry_round_fixed_s,
     fast_log,
-    flush_fixed_s,
-    folios_per_batch,
+    pmd_mapped,
     remap_s,
     unmap_phase_s,
+    uses_broadcast,
 )
-from models.profiles import FIELD_INDEX as _F
-
-NR_MAX_MIGRATE_PAGES_RETRY = TOTAL_PASSES
-
-# Profile fields of the flush mechanism (models/MECHANISM.md §3); -1 where a profile has none.
-FLUSH_ARM64 = _F.get("flush_arm64", _F.get("is_broadcast", -1))
-INVLPGB = _F.get("invlpgb", -1)
-BCAST_ISSUE = _F.get("broadcast_issue_ns", -1)
-BCAST_SYNC = _F.get("broadcast_sync_us", -1)
-BCAST_PER_CPU = _F.get("broadcast_per_cpu_ns", -1)
 
 #: Monte Carlo columns beyond OUTPUTS.
 MC_EXTRA: tuple[str, ...] = (
@@ -577,9 +568,9 @@ MAX_CLASSES = 24  # sizes of a mix (at most one per power of two from 4 KiB to 1
 # Point-level costs of flush rounds: rows of ``rc``.
 (
     RC_IMM_FIXED, RC_IMM_TAIL, RC_IMM_IPIS, RC_IMM_REMOTE, RC_B_FIXED, RC_B_TAIL, RC_B_IPIS, RC_B_REMOTE,
-    RC_SCALE, RC_ALPHA, RC_REMOTE, RC_DEFER,
-) = range(12)  # fmt: skip
-RC_WIDTH = 12
+    RC_SCALE, RC_ALPHA, RC_REMOTE, RC_DEFER, RC_BCAST,
+) = range(13)  # fmt: skip
+RC_WIDTH = 13
 
 
 @_jit
@@ -592,40 +583,27 @@ def _round_costs(prof, kcode: float, targets: float, rc) -> None:
       full flush of the batch's cpumask, the same IPI round with the full-flush handler.
     - broadcast (arm64 TLBI ...IS + DSB ISH, arch/arm64/include/asm/tlbflush.h ``flush_tlb_page()``;
       x86 INVLPGB + TLBSYNC from 6.15 for an mm on >= 4 CPUs, arch/x86/mm/tlb.c
-      ``broadcast_tlb_flush()``, ``consider_global_asid()``): no IPIs; the sync reaches the whole
-      inner-shareable domain, so it grows with the machine's CPUs, not ``target_cpus``. The batch
-      flush is the sync alone (arm64 ``arch_tlbbatch_flush()`` = ``dsb(ish)``, from 6.6; x86
+      ``broadcast_tlb_flush()``, ``consider_global_asid()``): no IPIs, no tail; the batch flush is
+      the completion wait alone (arm64 ``arch_tlbbatch_flush()`` = ``dsb(ish)``, from 6.6; x86
       ``tlbsync()``, from 6.15).
-    - deferral (mm/rmap.c ``should_defer_flush()``, v6.3 "migrate_pages: batch flushing TLB"):
-      x86 only when another CPU is in the mm (``arch_tlbbatch_should_defer()``); arm64 only from
-      6.6 (``ARCH_WANT_BATCHED_UNMAP_TLB_FLUSH``).
+    - deferral: mm/rmap.c ``should_defer_flush()`` (``defers_flush()``).
     """
-    arm64 = prof[FLUSH_ARM64] > 0.5
-    invlpgb = (prof[INVLPGB] > 0.5 if INVLPGB >= 0 else False) and kcode >= 615.0 and targets >= 4.0
-    bcast = arm64 or invlpgb
+    bcast = uses_broadcast(prof, kcode, targets)
     remote = targets - 1.0
-    sync_s = (
-        (prof[BCAST_SYNC] if BCAST_SYNC >= 0 else 0.0)
-        + (prof[BCAST_PER_CPU] if BCAST_PER_CPU >= 0 else 0.0) * (prof[CPUS] - 1.0)
-        + prof[SOCKET_HOP] * (prof[SOCKETS] - 1.0)
-    )
-    issue = prof[BCAST_ISSUE] if BCAST_ISSUE >= 0 else 0.0
     has_remote = (not bcast) and remote >= 1.0
-    rc[RC_IMM_FIXED] = (
-        prof[LOCAL_PAGE_FLUSH] + issue + sync_s if bcast else flush_fixed_s(prof, False, 1.0, targets)
-    )
+    rc[RC_IMM_FIXED] = entry_round_fixed_s(prof, bcast, targets)
     rc[RC_IMM_TAIL] = 1.0 if has_remote else 0.0
     rc[RC_IMM_IPIS] = remote if has_remote else 0.0
     rc[RC_IMM_REMOTE] = remote * prof[HANDLER_PAGE] if has_remote else 0.0
-    rc[RC_B_FIXED] = sync_s if bcast else flush_fixed_s(prof, True, 1.0, targets)
+    rc[RC_B_FIXED] = batch_round_fixed_s(prof, bcast, targets)
     rc[RC_B_TAIL] = rc[RC_IMM_TAIL]
     rc[RC_B_IPIS] = rc[RC_IMM_IPIS]
     rc[RC_B_REMOTE] = remote * prof[HANDLER_FULL] if has_remote else 0.0
     rc[RC_SCALE] = prof[ACK_SCALE]
     rc[RC_ALPHA] = prof[ACK_ALPHA]
     rc[RC_REMOTE] = remote
-    defer = kcode >= 603.0 and (kcode >= 606.0 if arm64 else remote >= 1.0)
-    rc[RC_DEFER] = 1.0 if defer else 0.0
+    rc[RC_DEFER] = 1.0 if defers_flush(prof, kcode, targets) else 0.0
+    rc[RC_BCAST] = 1.0 if bcast else 0.0
 
 
 @_jit
@@ -643,7 +621,7 @@ def _class_costs(prof, rc, kcode, hint, folio_kb, unit_folios, engine, threads, 
     """
     page_kb = prof[PAGE_KB]
     fp = folio_kb / page_kb
-    pmd = fp == page_kb * 1024.0 / 8.0
+    pmd = pmd_mapped(prof, fp)
     cc[c, CC_FP] = fp
     cc[c, CC_U] = unmap_phase_s(prof, fp, mapcount)
     cc[c, CC_R] = remap_s(prof, fp, mapcount)
@@ -666,14 +644,9 @@ def _class_costs(prof, rc, kcode, hint, folio_kb, unit_folios, engine, threads, 
     hinted = hint > 0.5
     cc[c, CC_IMM_DEF] = mapcount if pmd else 0.0
     cc[c, CC_IMM_NOW] = mapcount if pmd else (0.0 if hinted else fp * mapcount)
-    queue = (not pmd) and not (hinted and kcode >= 604.0)
-    arm64 = prof[FLUSH_ARM64] > 0.5
-    bcast = arm64 or (
-        (prof[INVLPGB] > 0.5 if INVLPGB >= 0 else False) and kcode >= 615.0 and rc[RC_REMOTE] >= 3.0
-    )
-    issue = prof[BCAST_ISSUE] if BCAST_ISSUE >= 0 else 0.0
+    queue = (not pmd) and not (hinted and kcode >= K_SKIP_INACCESSIBLE)
     cc[c, CC_QUEUE] = 1.0 if queue else 0.0
-    cc[c, CC_ISSUE] = issue * fp * mapcount if (queue and bcast) else 0.0
+    cc[c, CC_ISSUE] = prof[BCAST_ISSUE] * fp * mapcount if (queue and rc[RC_BCAST] > 0.5) else 0.0
 
 
 @_jit
@@ -804,8 +777,9 @@ def _replica(
     time = rounds = ipis = remote = wait = extra = failed = passes_sum = moved = 0.0
     nd = 0
     m = 0
+    nrun = 0
     ended = False
-    n_passes = SYNC_BATCHED_PASSES if sync else ASYNC_BATCHED_PASSES
+    n_passes = NR_MAX_MIGRATE_ASYNC_RETRY if sync else NR_MAX_MIGRATE_PAGES_RETRY
     defer = (not pre63) and rc[RC_DEFER] > 0.5
     imm0 = cc[0, CC_IMM_DEF] if defer else cc[0, CC_IMM_NOW]
     fast = ncls == 1 and af <= 0.0 and wb <= 0.0 and not pre63 and (imm0 == 0.0 or rc[RC_IMM_TAIL] < 0.5)
@@ -816,6 +790,7 @@ def _replica(
         if ended:  # -ENOMEM on an order-0 folio ended the call: nothing after it migrates
             failed += be - bs
             continue
+        nrun += 1
         npend = be - bs
         for j in range(npend):
             pend[j] = bs + j
@@ -951,7 +926,7 @@ def _replica(
             f = fbuf[j]
             c = fcls[f]
             done = False
-            for attempt in range(SYNC_SINGLE_PASSES):
+            for attempt in range(NR_MAX_MIGRATE_SYNC_RETRY):
                 if p > 0.0:
                     s0 += _GOLDEN
                     nd += 1
@@ -983,8 +958,7 @@ def _replica(
                 break
             if not done:
                 failed += 1.0
-                most = SYNC_SINGLE_PASSES
-        passes_sum += most
+                most = NR_MAX_MIGRATE_SYNC_RETRY
         if nspl == 0:
             continue
         # Split pieces: migrate_pages() retries them once, MIGRATE_ASYNC, as one batch
@@ -1052,7 +1026,22 @@ def _replica(
             wait += w1
             extra += e1 if mt else 0.0
             m += unm
-    return time, rounds, ipis, remote, wait, extra, failed, passes_sum, m, moved, s0, ts, tpos, nd
+    return (
+        time,
+        rounds,
+        ipis,
+        remote,
+        wait,
+        extra,
+        failed,
+        passes_sum / max(nrun, 1),
+        m,
+        moved,
+        s0,
+        ts,
+        tpos,
+        nd,
+    )
 
 
 # Batches of one folio (6.3+ with a cap of at most one folio's pages) and the pre-6.3 path (every
@@ -1097,7 +1086,7 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     nd = 0
     # Attempts: async, NR_MAX_MIGRATE_PAGES_RETRY batched passes; sync, NR_MAX_MIGRATE_ASYNC_RETRY
     # batched (async, deferred) passes and then the rest alone, MIGRATE_SYNC (immediate flushes).
-    n_batched = SYNC_BATCHED_PASSES if sync else ASYNC_BATCHED_PASSES
+    n_batched = NR_MAX_MIGRATE_ASYNC_RETRY if sync else NR_MAX_MIGRATE_PAGES_RETRY
     cap = float(NR_MAX_MIGRATE_PAGES_RETRY)
     busy = 0.0
     if p >= 1.0:
@@ -1118,10 +1107,25 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     flush_b = rc[RC_B_FIXED] if queued else 0.0
     flush_tail = queued and rc[RC_B_TAIL] > 0.5
     if pre63:  # every attempt alone: unmap (immediate flushes), copy of one folio, remap
-        call_b, cf_b, w_b, t_b = cc[0, CC_CALL1], cc[0, CC_CF1], cc[0, CC_CALL1W] + cc[0, CC_CF1W], cc[0, CC_T1USED]
+        call_b, cf_b, w_b, t_b = (
+            cc[0, CC_CALL1],
+            cc[0, CC_CF1],
+            cc[0, CC_CALL1W] + cc[0, CC_CF1W],
+            cc[0, CC_T1USED],
+        )
     else:
-        call_b, cf_b, w_b, t_b = cc[0, CC_CALL], cc[0, CC_CF], cc[0, CC_CALLW] + cc[0, CC_CFW], cc[0, CC_TUSED]
-    call_1, cf_1, w_1, t_1 = cc[0, CC_CALL1], cc[0, CC_CF1], cc[0, CC_CALL1W] + cc[0, CC_CF1W], cc[0, CC_T1USED]
+        call_b, cf_b, w_b, t_b = (
+            cc[0, CC_CALL],
+            cc[0, CC_CF],
+            cc[0, CC_CALLW] + cc[0, CC_CFW],
+            cc[0, CC_TUSED],
+        )
+    call_1, cf_1, w_1, t_1 = (
+        cc[0, CC_CALL1],
+        cc[0, CC_CF1],
+        cc[0, CC_CALL1W] + cc[0, CC_CF1W],
+        cc[0, CC_T1USED],
+    )
     u = cc[0, CC_U]
     r = cc[0, CC_R]
     issue = cc[0, CC_ISSUE] if defer else 0.0
@@ -1142,15 +1146,13 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     tails_b = 0.0
     most_b = 0.0
     passes_sum = 0.0
-    most_1 = 0.0
     scale = rc[RC_SCALE]
     for j in range(n):
         k = kbuf[j]
         if k >= cap:
             failed += 1.0
-            passes_sum += n_batched + (SYNC_SINGLE_PASSES if sync else 0.0)
+            passes_sum += n_batched
             most_b = n_batched
-            most_1 = SYNC_SINGLE_PASSES if sync else 0.0
             continue
         batched = k < n_batched
         jf = _jitter(cv, _uniform(js0, j)) if jitter else 1.0
@@ -1166,9 +1168,8 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
             w = call_1 + cf_1 + w_1 * (jf - 1.0) + r
             wait += w_1 * jf
             n_1 += 1
-            passes_sum += n_batched + (k - n_batched + 1.0)
+            passes_sum += n_batched
             most_b = n_batched
-            most_1 = max(most_1, k - n_batched + 1.0)
         wbuf[m] = w
         m += 1
     win = _sum(wbuf, m)
@@ -1184,9 +1185,9 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     remote = rounds_imm * rc[RC_IMM_REMOTE] + rounds_b * rc[RC_B_REMOTE]
     extra = ((t_b - 1.0) * cf_b * n_b + (t_1 - 1.0) * cf_1 * n_1) if mt else 0.0
     moved = (n_b + n_1) * cc[0, CC_FP]
-    if pre63:  # one pass over the list per attempt
-        passes_sum = most_b + most_1
-    return time, rounds, ipis, remote, wait, extra, failed, passes_sum, m, moved, s0, ts, TAIL_POOL, nd
+    # Unmap passes per batch (models/MECHANISM.md §5): before 6.3 passes over the list.
+    passes = most_b if pre63 else passes_sum / n
+    return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, TAIL_POOL, nd
 
 
 @_jit
@@ -1205,25 +1206,25 @@ def mc_point(
     ts = _mix(seed ^ _TAIL_SALT)
     tpos = TAIL_POOL
     page_kb = prof[PAGE_KB]
-    pre63 = kcode < 603.0
+    pre63 = kcode < K_BATCHED
     _round_costs(prof, kcode, targets, rc)
     n_int = int(n)
     # The list in order (mm/migrate.c migrate_pages(): batches cut when the pages reach the cap).
-    f = 0
-    big = 1.0
+    # Copy costs per size: a multi-threaded copy splits a nominal full batch (the cap, or the
+    # whole list if smaller; one folio before 6.3), as the analytic model does.
+    total_pages = 0.0
     for c in range(ncls):
-        fp = cls_kb[c] / page_kb
-        big = max(big, fp * cls_cnt[c])
-        _class_costs(
-            prof, rc, kcode, hint, cls_kb[c], folios_per_batch(limit, fp, n), engine, threads, mapcount, cc, c
-        )
+        total_pages += cls_cnt[c] * cls_kb[c] / page_kb
+    batch_pages = cls_kb[0] / page_kb if pre63 else min(max(limit, 1.0), total_pages)
+    batch_kb = max(batch_pages, 1.0) * page_kb
+    f = 0
+    for c in range(ncls):
+        _class_costs(prof, rc, kcode, hint, cls_kb[c], batch_kb / cls_kb[c], engine, threads, mapcount, cc, c)
         for _j in range(int(cls_cnt[c])):
             fcls[f] = c
             f += 1
     pcls = ncls  # order-0 pieces of split folios
-    _class_costs(
-        prof, rc, kcode, hint, page_kb, folios_per_batch(limit, 1.0, big), engine, threads, mapcount, cc, pcls
-    )
+    _class_costs(prof, rc, kcode, hint, page_kb, batch_kb / page_kb, engine, threads, mapcount, cc, pcls)
     fcls[fcls.shape[0] - 1] = pcls
     nbat = 0
     bstart[0] = 0
@@ -1242,9 +1243,6 @@ def mc_point(
     mt = engine == ENGINE_MT
     busy_s = prof[BUSY_ATTEMPT]
     inv_rate = 1.0 / rate if rate > 0.0 else 0.0
-    total_pages = 0.0
-    for c in range(ncls):
-        total_pages += cls_cnt[c] * cc[c, CC_FP]
 
     # Lone folios, one size, nothing that couples them (allocation failure ends the call;
     # writeback sends folios to the fallback in order): the vectorized replica.
@@ -1284,7 +1282,7 @@ def mc_point(
                 st50, st99 = _p50_p99(sbuf, m, samp, tmp1, tmp2)
             elif n_pos >= m - k99:
                 st99 = _kth(sbuf, m, k99, samp, tmp1)
-        passes_mean = passes_sum / nbat
+        passes_mean = passes_sum
         fm = float(m)
         s_time += time
         s_time2 += time * time
