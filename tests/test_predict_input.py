@@ -82,6 +82,7 @@ def test_misread_points_are_refused_naming_file_row_and_column(
     assert sorted(tmp_path.iterdir()) == [pts]
 
 
+@pytest.mark.xfail(strict=True, reason="the parameter ranges come with models/params.py of branch model")
 @pytest.mark.parametrize(
     "text,needle",
     [
