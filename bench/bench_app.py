@@ -133,8 +133,8 @@ def main() -> None:
     from werkzeug.serving import make_server
 
     from app.commands.explore import warm_up
-    from app.data import load_results
     from app.explorer import create_app
+    from app.results_view import load_results
 
     t = time.perf_counter()
     r = load_results(results)

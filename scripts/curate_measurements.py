@@ -5,7 +5,10 @@ import pandas as pd
 import pathlib
 
 # usage: python scripts/curate_measurements.py [OUT_CSV]  (reads ../shared/data/published_measurements.csv)
-SRC = str(pathlib.Path(__file__).resolve().parents[2] / 'shared/data/published_measurements.csv')
+_HERE = pathlib.Path(__file__).resolve()
+SRC = str(next((p / 'shared/data/published_measurements.csv' for p in _HERE.parents
+                if (p / 'shared/data/published_measurements.csv').exists()),
+               _HERE.parents[2] / 'shared/data/published_measurements.csv'))
 pub = pd.read_csv(SRC, dtype=str, keep_default_na=False)
 rows = []
 

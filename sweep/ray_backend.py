@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
 from sweep.chunks import ChunkResult, compute_chunk
+from sweep.executors import ExecutorReport
 from sweep.spec import SweepSpec
 
 MAX_RETRIES = 5
@@ -122,3 +123,27 @@ def run_chunks(
     finally:
         session.close()
     return session
+
+
+@dataclass
+class RayExecutor:
+    """The :class:`sweep.executors.ChunkExecutor` running chunks as Ray tasks."""
+
+    address: str | None = None
+    workers: int | None = None
+
+    def parallelism(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def run(
+        self,
+        spec: SweepSpec,
+        chunks: Sequence[int],
+        chunk_points: int,
+        on_result: Callable[[ChunkResult], None],
+    ) -> ExecutorReport:
+        session = run_chunks(
+            spec, chunks, chunk_points, on_result, address=self.address, workers=self.workers
+        )
+        n = len(session.nodes)
+        return ExecutorReport(f"ray {session.address}, {session.parallelism} worker(s) on {n} node(s)", n)

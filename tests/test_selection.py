@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from models.montecarlo import SAMPLE, SMALL, _kth, _p50_p99, _select
+from models.montecarlo import SAMPLE, SMALL, _kth, _p50_p99, _sample, _select
 
 
 def arrays(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -85,16 +85,67 @@ def test_p50_p99_and_kth_are_exact(m: int) -> None:
             assert _kth(x.copy(), m, rank(q, m), samp, tmp1) == s[rank(q, m)], (name, m, q)
 
 
-def test_p50_p99_is_exact_when_the_sample_bracket_misses() -> None:
-    # A strided sample that sees only the small values: the bracket misses and the fallback must
-    # still give the exact order statistics.
-    m = 4096
-    x = np.full(m, 1.0)
-    x[:: m // SAMPLE] = 0.5  # every sampled position
-    x[1::2] = np.linspace(2.0, 3.0, m // 2)
-    s = np.sort(x)
+def sampled_positions(m: int) -> np.ndarray:
+    """The positions ``_sample`` reads, found by letting it sample the array of indices."""
     samp = np.empty(SAMPLE)
-    assert _p50_p99(x.copy(), m, samp, np.empty(m + 1), np.empty(m + 1)) == (
+    _sample(np.arange(m, dtype=np.float64), m, samp)
+    return samp.astype(np.int64)
+
+
+def defeating(m: int, seen: float) -> np.ndarray:
+    """Values in (2, 3], shuffled, except that every position the sample reads holds ``seen``."""
+    x = np.random.default_rng(m).permutation(np.linspace(2.0, 3.0, m))
+    x[sampled_positions(m)] = seen
+    return x
+
+
+def partitioned_at(a: np.ndarray, k: int) -> bool:
+    return bool((a[:k] <= a[k]).all() and (a[k + 1 :] >= a[k]).all())
+
+
+# (m, value the sample sees, ranks whose bracket misses). A sample of 0.5s brackets the p50 at
+# [0.5, 0.5] while it lies among the unseen values; the p99 bracket is open above, so it holds.
+# A sample of 4.0s above everything brackets both at [4.0, inf) while both lie below, once the
+# SAMPLE sampled values are under 1 % of m (else the p99 is 4.0 itself).
+MISSES = [
+    (SMALL + 1, 0.5, (0.5,)),
+    (4096, 0.5, (0.5,)),
+    (10_000, 0.5, (0.5,)),
+    (100 * SAMPLE + 1000, 4.0, (0.5, 0.99)),
+]
+
+
+@pytest.mark.parametrize(("m", "seen", "missed"), MISSES)
+def test_selection_is_exact_when_the_sample_bracket_misses(
+    m: int, seen: float, missed: tuple[float, ...]
+) -> None:
+    # The fallback (a quickselect over all of a, in place) is the only step that reorders ``a``:
+    # a hit reads ``a`` and copies into the scratch arrays. So ``a`` partitioned at a missed rank
+    # proves the fallback ran there (the input is not partitioned at any of these ranks).
+    x = defeating(m, seen)
+    assert len(set(sampled_positions(m))) == SAMPLE
+    s = np.sort(x)
+    k50, k99 = rank(0.5, m), rank(0.99, m)
+    assert not partitioned_at(x, k50) and not partitioned_at(x, k99)
+    samp, tmp1, tmp2 = np.empty(SAMPLE), np.empty(m + 1), np.empty(m + 1)
+    a = x.copy()
+    assert _p50_p99(a, m, samp, tmp1, tmp2) == (s[k50], s[k99])
+    assert partitioned_at(a, rank(missed[-1], m))  # the last fallback's partition
+    for q in (0.5, 0.99):
+        a = x.copy()
+        assert _kth(a, m, rank(q, m), samp, tmp1) == s[rank(q, m)]
+        assert partitioned_at(a, rank(q, m)) == (q in missed), q
+
+
+@pytest.mark.parametrize("m", [SMALL + 1, 4096, 10_000])
+def test_p50_p99_leaves_the_array_alone_when_the_bracket_holds(m: int) -> None:
+    # The counterpart: on ordinary data the bracket holds, so ``a`` is only read (which is what makes
+    # the reordering above evidence of the fallback).
+    x = np.random.default_rng(m).permutation(np.linspace(2.0, 3.0, m))
+    a = x.copy()
+    s = np.sort(x)
+    assert _p50_p99(a, m, np.empty(SAMPLE), np.empty(m + 1), np.empty(m + 1)) == (
         s[rank(0.5, m)],
         s[rank(0.99, m)],
     )
+    assert np.array_equal(a, x)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,19 +17,10 @@ PREDICT_MODELS = ("analytic", "montecarlo", "regression")
 
 
 def _write_atomic_csv(df: pd.DataFrame, out: Path) -> None:
-    """Write ``df`` to ``out`` through a temporary file in the same folder, renamed over ``out``.
+    """Write ``df`` to ``out`` atomically (:func:`models.fileio.atomic_write`: one-line error, no temp left)."""
+    from models.fileio import atomic_write
 
-    Any failure (read-only or full file system, a folder in the way) is one :class:`UserError`
-    naming ``out``; the temporary file is removed and ``out`` is left as it was.
-    """
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise UserError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
+    atomic_write(out, write=lambda tmp: df.to_csv(tmp, index=False))
 
 
 def _check_out(out: Path) -> None:
@@ -218,7 +207,10 @@ def bench_cmd(
 
 
 def run_cmd(
-    profile: Annotated[str | None, typer.Option(help="hardware profile")] = None,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(help="hardware profile (repeat for several; `local` after `foliotune measure`)"),
+    ] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("foliotune-out"),
     serve: Annotated[bool, typer.Option(help="serve the explorer after the job")] = True,
     port: Annotated[int, typer.Option(help="explorer port on 127.0.0.1")] = 8050,

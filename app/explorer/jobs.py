@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from app.data import Results
 from app.recommend import WORKLOAD
+from app.results_view import Results
 from models.errors import UserError
+from models.evaluate import MODELS
 
 MAX_REGION_POINTS = 200_000
 REFINE_VALUES = 5
@@ -57,16 +58,75 @@ def _refine(param: str, values: Sequence[Any]) -> list[Any]:
     return sorted({int(round(v)) for v in grid} | {int(v) for v in vals})
 
 
-def region_spec(
-    results: Results,
-    profile: str,
-    workload: Mapping[str, Any],
-    axes: Mapping[str, Sequence[Any]],
-    model: str | None = None,
-) -> dict[str, Any]:
-    """A sweep spec (as a dict) refining the selected cells: finer axes and batch limits."""
-    m = model or results.default_model
-    spec0 = results.manifest.get("spec", {}) or {}
+class RegionError(UserError):
+    """A region request that does not describe cells of the results (the browser sent it: HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """Selected cells of a landscape, checked against the results they were selected in."""
+
+    profile: str
+    workload: dict[str, Any]
+    axes: dict[str, list[Any]]
+    model: str
+
+
+def parse_region(results: Results, region: Any) -> Region:
+    """Check a region request (JSON from the browser) against ``results``: the model and profiles
+    are in the sweep, the axes are one or two parameters (``profile`` or workload parameters) whose
+    values are all swept, and the workload names swept values. Raises :class:`RegionError`."""
+    if not isinstance(region, Mapping):
+        raise RegionError("region: expected an object with axes, profile, model and workload")
+    unknown = sorted(set(region) - {"axes", "profile", "model", "workload"})
+    if unknown:
+        raise RegionError(f"region: unknown field(s) {', '.join(map(str, unknown))}")
+    model = region.get("model", results.default_model)
+    if not isinstance(model, str) or model not in results.models:
+        raise RegionError(f"region.model: {model!r} is not in the results ({', '.join(results.models)})")
+    profiles = results.profiles(model)
+    profile = region.get("profile")
+    if not isinstance(profile, str) or profile not in profiles:
+        raise RegionError(f"region.profile: {profile!r} is not in the results ({', '.join(profiles)})")
+    axes = region.get("axes")
+    if not isinstance(axes, Mapping) or not 1 <= len(axes) <= 2:
+        raise RegionError(
+            "region.axes: expected an object of one or two parameters, each with a list of values"
+        )
+    values = results.workload_values(profile, model)
+    swept: dict[str, list[Any]] = {**values, "profile": list(profiles)}
+    checked: dict[str, list[Any]] = {}
+    for name, vals in axes.items():
+        if name not in swept:
+            raise RegionError(f"region.axes: {name!r} is not a parameter of the landscape")
+        if not isinstance(vals, list) or not vals or len(vals) > len(swept[name]):
+            raise RegionError(f"region.axes.{name}: expected a list of swept values")
+        as_swept = {str(v): v for v in swept[name]}
+        missing = [v for v in vals if not isinstance(v, (str, int, float)) or str(v) not in as_swept]
+        if missing:
+            raise RegionError(
+                f"region.axes.{name}: {missing[0]!r} is not in the results "
+                f"(swept: {', '.join(map(str, swept[name]))})"
+            )
+        checked[str(name)] = [as_swept[str(v)] for v in vals]
+    workload = region.get("workload", {})
+    if not isinstance(workload, Mapping):
+        raise RegionError("region.workload: expected an object of workload parameters")
+    wl: dict[str, Any] = {}
+    for name, v in workload.items():
+        if name not in values:
+            raise RegionError(f"region.workload: {name!r} is not a workload parameter")
+        as_swept = {str(x): x for x in values[name]}
+        if v is not None and ((not isinstance(v, (str, int, float))) or str(v) not in as_swept):
+            raise RegionError(f"region.workload.{name}: {v!r} is not in the results for {profile}")
+        wl[str(name)] = None if v is None else as_swept[str(v)]
+    return Region(profile=profile, workload=wl, axes=checked, model=model)
+
+
+def region_spec(results: Results, region: Region) -> dict[str, Any]:
+    """A sweep spec (as a dict) refining the selected cells: finer axes and batch limits; seed,
+    models and replicas as in the results' own spec."""
+    profile, workload, axes, m = region.profile, region.workload, region.axes, region.model
     sel_profiles = list(axes.get("profile", [profile]))
     frame = results.frame
     rows = frame[frame["profile"].astype(str).isin(sel_profiles)]
@@ -99,11 +159,11 @@ def region_spec(
         raise UserError(
             f"the selected region needs {n:,} points (limit {MAX_REGION_POINTS:,}); select fewer cells"
         )
-    models = [mm for mm in spec0.get("models", [m]) if mm in ("analytic", "montecarlo")] or [m]
+    models = [mm for mm in results.sweep_setting("models") if mm in MODELS] or [m]
     sweep = {
-        "seed": int(spec0.get("seed", 7)),
+        "seed": int(results.sweep_setting("seed")),
         "models": models,
-        "replicas": int(spec0.get("replicas", 32)),
+        "replicas": int(results.sweep_setting("replicas")),
         "sampler": "grid",
         "name": f"explorer region: {', '.join(f'{k}={v}' for k, v in axes.items())}"[:200],
     }

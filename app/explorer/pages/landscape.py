@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.data import Results, default_profile, landscape, landscape_axes
+from werkzeug.exceptions import BadRequest
+
+from app.explorer.jobs import RegionError, parse_region, region_spec
 from app.figures import LABELS, empty_figure, landscape_figure
+from app.queries import default_profile, landscape, landscape_axes
 from app.recommend import WORKLOAD
+from app.results_view import Results
 from models.errors import UserError
 
 
@@ -170,14 +174,13 @@ def register(app: Any, state: Any) -> None:
     def launch(n: Any, region: Any, folder_id: Any) -> Any:
         if not n or not region:
             return no_update, no_update, no_update
-        from app.explorer.jobs import region_spec
-
         try:
             results = state.results(folder_id)
-            spec = region_spec(
-                results, region["profile"], region["workload"], region["axes"], region["model"]
-            )
-            job = state.jobs.launch(spec)
+            parsed = parse_region(results, region)
+        except RegionError as exc:  # not a region this page sent: refuse the request
+            raise BadRequest(str(exc)) from None
+        try:
+            job = state.jobs.launch(region_spec(results, parsed))
         except UserError as exc:
             return no_update, True, html.Div(str(exc), className="error")
         return job.id, False, html.Div(f"sweep {job.id} queued ({job.n_points:,} points)", id="ls-job-status")

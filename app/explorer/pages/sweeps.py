@@ -8,7 +8,7 @@ from typing import Any
 def _folders_table(state: Any) -> Any:
     from dash import html
 
-    from app.data import ResultsError, load_results
+    from app.results_view import ResultsError, load_results
 
     rows = [
         html.Tr(
