@@ -74,8 +74,8 @@ def read_points_csv(path: Path) -> Points:
     try:
         for fields in reader:
             line, start = start, reader.line_num + 1
-            if not any(f.strip() for f in fields):
-                continue  # a blank line
+            if len(fields) <= 1 and not "".join(fields).strip():
+                continue  # a blank line is no point (nor a point of defaults)
             cells = [f.strip() for f in fields]
             if header is None:
                 _check_header(path, line, cells)
@@ -132,7 +132,12 @@ def option_points(values: Mapping[str, str | None], batch_limits: str | None) ->
 
     Messages name the option (``--folio-kb: ...``), and for a list the value (``value 2 of 3``).
     """
-    given = {k: str(v) for k, v in values.items() if v is not None}
+    given = {k: v.strip() for k, v in values.items() if v is not None}
+    for name, v in given.items():
+        if not v:
+            raise UserError(
+                f"--{name.replace('_', '-')}: empty (leave the option out to take the profile's default)"
+            )
     limits = [s.strip() for s in batch_limits.split(",")] if batch_limits is not None else [None]
     for k, lim in enumerate(limits):
         if lim == "":

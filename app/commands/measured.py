@@ -97,6 +97,8 @@ def fit_cmd(
     from models.errors import UserError
     from models.measurements import data_hash
     from models.regression import (
+        ESTIMATOR_FILE,
+        MANIFEST_FILE,
         PRIORS,
         MigrationRegressor,
         amd_tables_mask,
@@ -132,10 +134,14 @@ def fit_cmd(
                 "measurements": [str(p) for p in (measurements or [])] + ([] if no_shipped else ["shipped"]),
             },
         )
-    except OSError as exc:
-        if created:  # save_model removed its temporary files; the folder it made goes too
+    except (OSError, UserError) as exc:
+        if created:  # a folder this run made: no half model left in it, and it goes too
             with contextlib.suppress(OSError):
+                for name in (ESTIMATOR_FILE, MANIFEST_FILE):
+                    (out / name).unlink(missing_ok=True)
                 out.rmdir()
+        if isinstance(exc, UserError):
+            raise  # one line naming the file (models.fileio)
         raise UserError(f"--out {out}: cannot write the model ({exc.strerror or exc})") from None
     total = time.perf_counter() - t0
     print(
