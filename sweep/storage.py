@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import time
 from collections import Counter
@@ -45,12 +46,14 @@ from sweep.results import (
     ManifestError,
     StoreError,
     footer_vouches,
+    open_results,
     part_files,
     part_name,
     record_from_file,
     sha256_file,
 )
 from sweep.results import read_manifest as read_typed_manifest
+from sweep.results import sweep_status as results_status
 from sweep.spec import SweepSpec
 
 #: The manifest is rewritten at most this often while chunks stream in (and always at the end).
@@ -318,8 +321,6 @@ class SweepStore:
 
     def flush(self, force: bool = False, quiet: bool = False) -> None:
         """Rewrite the manifest atomically (if forced or the last write is over a second old)."""
-        import json
-
         now = time.monotonic()
         if not force and now - self._last_flush < MANIFEST_INTERVAL_S:
             return
@@ -372,13 +373,9 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
 def sweep_status(out_dir: str | Path) -> dict[str, Any]:
     """:func:`sweep.results.sweep_status` as a dict, sizes checked only (cheap enough to poll a
     running sweep; kept for callers written before :mod:`sweep.results`, which has the full check)."""
-    from sweep.results import sweep_status as status
-
-    return status(out_dir, verify="size").to_dict()
+    return results_status(out_dir, verify="size").to_dict()
 
 
 def infeasible_reasons(out_dir: str | Path) -> dict[str, int]:
     """:meth:`sweep.results.SweepResults.infeasible_reasons` of a folder (kept for older callers)."""
-    from sweep.results import open_results
-
     return open_results(out_dir).infeasible_reasons()
