@@ -70,7 +70,7 @@ def bench_models(
     n_points: int = 2_000_000, min_seconds: float = 1.0, block: int = 1 << 16
 ) -> dict[str, float]:
     from models.analytic import N_OUT, analytic_kernel, emax_table
-    from models.montecarlo import N_COLS, kernel_inputs, mc_kernel, mix_classes, point_seeds
+    from models.montecarlo import N_COLS, kernel_inputs, mc_kernel, point_seeds
     from models.profiles import profile_names, profile_table
 
     rng = np.random.default_rng(12345)
@@ -115,7 +115,7 @@ def bench_models(
     replicas = 8
     seeds = point_seeds(mc_arrays, profile_names(), 1)
     mc_out = np.zeros((N_COLS, len(mc_arrays)))
-    mc_inputs = kernel_inputs(mc_arrays, seeds, *mix_classes(mc_arrays))
+    mc_inputs = kernel_inputs(mc_arrays, seeds)
     draws_box = [0]
 
     def run_mc() -> None:

@@ -30,7 +30,7 @@ import zlib
 import numba as nb
 import numpy as np
 
-from models.params import OUTPUTS, PointArrays
+from models.params import MAX_MIX, OUTPUTS, PointArrays
 from models.phases import (
     ACK_ALPHA,
     ACK_SCALE,
@@ -563,7 +563,6 @@ def _sum(a, m: int) -> float:
     CC_CALL1W, CC_T1USED, CC_IMM_DEF, CC_IMM_NOW, CC_ISSUE, CC_QUEUE,
 ) = range(18)  # fmt: skip
 CC_WIDTH = 18
-MAX_CLASSES = 24  # sizes of a mix (at most one per power of two from 4 KiB to 16 GiB) + pieces
 
 # Point-level costs of flush rounds: rows of ``rc``.
 (
@@ -1374,7 +1373,7 @@ def mc_kernel(
         for c in range(ncls[i]):
             tot += cls_cnt[i, c] * max(cls_kb[i, c] / table[pidx[i], PAGE_KB], 1.0)
         wmax = max(wmax, int(tot) + int(n[i]))
-    cc = np.zeros((MAX_CLASSES + 1, CC_WIDTH), dtype=np.float64)
+    cc = np.zeros((MAX_MIX + 1, CC_WIDTH), dtype=np.float64)  # the mix's sizes, then pieces
     rc = np.zeros(RC_WIDTH, dtype=np.float64)
     fcls = np.zeros(nmax + 1, dtype=np.int64)
     bstart = np.zeros(nmax + 1, dtype=np.int64)
@@ -1415,7 +1414,7 @@ def point_seeds(arrays: PointArrays, profile_names: tuple[str, ...], seed: int) 
     """Per-point 64-bit seeds from the sweep seed and the point's parameter values only."""
     name_hash = np.array([zlib.crc32(nm.encode()) for nm in profile_names], dtype=np.uint64)
     h = _splitmix_np(np.full(len(arrays), np.uint64(seed & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64))
-    cols = (
+    cols: list[np.ndarray] = [
         name_hash[arrays.profile_index],
         arrays.folio_kb,
         arrays.n_folios,
@@ -1427,38 +1426,19 @@ def point_seeds(arrays: PointArrays, profile_names: tuple[str, ...], seed: int) 
         arrays.busy_prob,
         arrays.access_rate_hz,
         arrays.sync_mode.astype(np.float64),
-        _column(arrays, "kernel_code", 606.0),
-        _column(arrays, "numa_hinting", 0.0),
-        _column(arrays, "writeback_prob", 0.0),
-        _column(arrays, "writeback_wait_s", 0.001),
-        _column(arrays, "alloc_fail_prob", 0.0),
-    )
-    if getattr(arrays, "mix_folios", None) is not None:
-        cols += tuple(np.asarray(arrays.mix_kb, dtype=np.float64).T)
-        cols += tuple(np.asarray(arrays.mix_folios, dtype=np.float64).T)
+        arrays.kernel_code,
+        arrays.numa_hinting,
+        arrays.writeback_prob,
+        arrays.writeback_wait_s,
+        arrays.alloc_fail_prob,
+        *np.asarray(arrays.mix_kb, dtype=np.float64).T,
+        *np.asarray(arrays.mix_folios, dtype=np.float64).T,
+    ]
     for col in cols:
         bits = col if col.dtype == np.uint64 else np.ascontiguousarray(col, dtype=np.float64).view(np.uint64)
         with np.errstate(over="ignore"):
             h = _splitmix_np(h ^ bits)
     return h
-
-
-def mix_classes(arrays: PointArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The folio list of each point as size classes in list order: (classes per point, KiB per
-    class, folios per class), from the validated mix (models/MECHANISM.md §1: a single
-    ``folio_kb`` is a mix of one size)."""
-    n_pts = len(arrays)
-    if getattr(arrays, "mix_folios", None) is not None:
-        return (
-            np.ascontiguousarray(arrays.mix_len, dtype=np.int64),
-            np.ascontiguousarray(arrays.mix_kb, dtype=np.float64),
-            np.ascontiguousarray(arrays.mix_folios, dtype=np.float64),
-        )
-    return (
-        np.ones(n_pts, dtype=np.int64),
-        np.asarray(arrays.folio_kb, dtype=np.float64).reshape(n_pts, 1).copy(),
-        np.asarray(arrays.n_folios, dtype=np.float64).reshape(n_pts, 1).copy(),
-    )
 
 
 def montecarlo_outputs(
@@ -1474,24 +1454,21 @@ def montecarlo_outputs(
     n_pts = len(arrays)
     out = np.zeros((N_COLS, n_pts), dtype=np.float64)
     seeds = point_seeds(arrays, profile_names(), seed)
-    ncls, cls_kb, cls_cnt = mix_classes(arrays)
-    mc_kernel(*kernel_inputs(arrays, seeds, ncls, cls_kb, cls_cnt), table, replicas, out)
+    mc_kernel(*kernel_inputs(arrays, seeds), table, replicas, out)
     return {name: out[i] for i, name in enumerate(_COLUMNS)}
 
 
-def _column(arrays: PointArrays, name: str, default: float) -> np.ndarray:
-    v = getattr(arrays, name, None)
-    if v is None:
-        return np.full(len(arrays), default, dtype=np.float64)
-    return np.ascontiguousarray(v, dtype=np.float64)
-
-
-def kernel_inputs(arrays: PointArrays, seeds, ncls, cls_kb, cls_cnt) -> tuple:
-    """The per-point arrays of ``mc_kernel`` in its order (before ``table``)."""
+def kernel_inputs(arrays: PointArrays, seeds: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The per-point arrays of ``mc_kernel`` in its order (before ``table``). The folio list of a
+    point is its mix (``mix_len`` sizes of ``mix_kb`` KiB, ``mix_folios`` folios each, in list
+    order; a single ``folio_kb`` is a mix of one size, models/MECHANISM.md §1)."""
+    f64 = np.float64
     return (
-        arrays.profile_index, seeds, _column(arrays, "kernel_code", 606.0), ncls, cls_kb, cls_cnt,
-        arrays.n_folios, arrays.batch_limit_pages, arrays.engine_code, arrays.copy_threads, arrays.target_cpus,
-        arrays.mapcount, arrays.busy_prob, arrays.access_rate_hz, arrays.sync_mode,
-        _column(arrays, "numa_hinting", 0.0), _column(arrays, "writeback_prob", 0.0),
-        _column(arrays, "writeback_wait_s", 0.001), _column(arrays, "alloc_fail_prob", 0.0),
+        arrays.profile_index, seeds, np.asarray(arrays.kernel_code, dtype=f64),
+        np.ascontiguousarray(arrays.mix_len, dtype=np.int64), np.ascontiguousarray(arrays.mix_kb, dtype=f64),
+        np.ascontiguousarray(arrays.mix_folios, dtype=f64), arrays.n_folios, arrays.batch_limit_pages,
+        arrays.engine_code, arrays.copy_threads, arrays.target_cpus, arrays.mapcount, arrays.busy_prob,
+        arrays.access_rate_hz, arrays.sync_mode, np.asarray(arrays.numa_hinting, dtype=f64),
+        np.asarray(arrays.writeback_prob, dtype=f64), np.asarray(arrays.writeback_wait_s, dtype=f64),
+        np.asarray(arrays.alloc_fail_prob, dtype=f64),
     )  # fmt: skip
