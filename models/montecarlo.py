@@ -715,6 +715,55 @@ def _move(
     return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd
 
 
+@_vec
+def _fill_windows(base: float, slope: float, unm: int, tbuf, wbuf, m: int) -> None:
+    """Windows of a one-size move phase: folio j is remapped at base + (j+1)·slope."""
+    for j in range(unm):
+        wbuf[m + j] = base + slope * (j + 1.0) - tbuf[j]
+
+
+@_jit
+def _move_fast(
+    s0, ts, tpos, pool, cc, rc, queued: bool, unm: int, tbuf, wbuf, m: int, time: float, cv: float
+):
+    """``_move`` for one folio size (class 0): the remaps in closed form, the windows in one
+    vectorized loop. Also returns (base, slope): folio j's remap ends at base + (j+1)·slope."""
+    rounds = ipis = remote = wait = extra = 0.0
+    nd = 0
+    if queued:
+        f = rc[RC_B_FIXED]
+        if rc[RC_B_TAIL] > 0.5:
+            t, ts, tpos, dr = _tail_sum(ts, tpos, pool, 1, rc[RC_REMOTE], rc[RC_ALPHA])
+            f += rc[RC_SCALE] * t
+            nd += dr
+        time += f
+        rounds = 1.0
+        ipis = rc[RC_B_IPIS]
+        remote = rc[RC_B_REMOTE]
+    if unm == 0:
+        return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd, time, 0.0
+    cf = cc[0, CC_CF]
+    if cc[0, CC_PROG] > 0.5:
+        base = time + cc[0, CC_CALL]
+        slope = cf + cc[0, CC_R]
+    else:
+        total = cc[0, CC_CALL] + unm * cf
+        wpart = cc[0, CC_CALLW] + unm * cc[0, CC_CFW]
+        if cv > 0.0 and wpart > 0.0:
+            s0 += _GOLDEN
+            nd += 1
+            jf = _jitter(cv, _u01(s0))
+            total += wpart * (jf - 1.0)
+            wpart *= jf
+        wait = wpart
+        extra = (cc[0, CC_TUSED] - 1.0) * unm * cf
+        base = time + total
+        slope = cc[0, CC_R]
+    _fill_windows(base, slope, unm, tbuf, wbuf, m)
+    time = base + unm * slope
+    return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd, base, slope
+
+
 @_jit
 def _alone_copy(s0, cc, c: int, cv: float):
     """One copy call of one folio of class c: (duration, waiting part, s0, draws)."""
@@ -764,7 +813,7 @@ def _fast_pass(pend, npend: int, flags, busy_s: float, step: float, time: float,
 @_jit
 def _replica(
     s0, ts, tpos, pool, cc, rc, fcls, bstart, nbat: int, pre63: bool, sync: bool, p, wb, wbwait, af,
-    busy_s, cv, mt: bool, pcls: int, ncls: int, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf,
+    busy_s, cv, mt: bool, pcls: int, ncls: int, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf, runs,
 ):  # fmt: skip
     """One ``migrate_pages()`` call (models/MECHANISM.md §2-§4): the batches of ``bstart`` (before
     6.3 one "batch", the whole list, every folio alone), each with its unmap passes, batch flush,
@@ -783,6 +832,8 @@ def _replica(
     imm0 = cc[0, CC_IMM_DEF] if defer else cc[0, CC_IMM_NOW]
     fast = ncls == 1 and af <= 0.0 and wb <= 0.0 and not pre63 and (imm0 == 0.0 or rc[RC_IMM_TAIL] < 0.5)
     step = cc[0, CC_U] + imm0 * rc[RC_IMM_FIXED] + (cc[0, CC_ISSUE] if defer else 0.0)
+    runs_ok = fast and p <= 0.0  # then no fallback either (no busy folio, no writeback)
+    nr = 0
     for bi in range(nbat):
         bs = bstart[bi]
         be = bstart[bi + 1]
@@ -793,7 +844,9 @@ def _replica(
         npend = be - bs
         for j in range(npend):
             pend[j] = bs + j
-            wbf[bs + j] = 0
+        if wb > 0.0:
+            for j in range(npend):
+                wbf[bs + j] = 0
         unm = 0
         nfb = 0
         nspl = 0
@@ -904,10 +957,20 @@ def _replica(
                     nfb += 1
             else:
                 failed += npend  # still busy after the last pass
-        if not pre63:
+        if fast:
+            time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr, base, slope = _move_fast(
+                s0, ts, tpos, pool, cc, rc, queued, unm, tbuf, wbuf, m, time, cv
+            )
+            if runs_ok and unm > 0:  # every folio unmapped on pass 1: windows in arithmetic sequence
+                runs[0, nr] = base - (tbuf[0] - step)
+                runs[1, nr] = slope - step
+                runs[2, nr] = unm
+                nr += 1
+        elif not pre63:
             time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr = _move(
                 s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv
             )
+        if not pre63:
             nd += dr
             rounds += r1
             ipis += i1
@@ -1025,22 +1088,8 @@ def _replica(
             wait += w1
             extra += e1 if mt else 0.0
             m += unm
-    return (
-        time,
-        rounds,
-        ipis,
-        remote,
-        wait,
-        extra,
-        failed,
-        passes_sum / max(nrun, 1),
-        m,
-        moved,
-        s0,
-        ts,
-        tpos,
-        nd,
-    )
+    passes = passes_sum / max(nrun, 1)
+    return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, tpos, nd, nr
 
 
 # Batches of one folio (6.3+ with a cap of at most one folio's pages) and the pre-6.3 path (every
@@ -1186,14 +1235,14 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     moved = (n_b + n_1) * cc[0, CC_FP]
     # Unmap passes per batch (models/MECHANISM.md §5): before 6.3 passes over the list.
     passes = most_b if pre63 else passes_sum / n
-    return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, TAIL_POOL, nd
+    return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, TAIL_POOL, nd, 0
 
 
 @_jit
 def mc_point(
     prof, seed, kcode, ncls, cls_kb, cls_cnt, n, limit, engine, threads, targets, mapcount, p, rate, sync,
     hint, wb, wbwait, af, replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf,
-    kbuf, state, pool, samp, tmp1, tmp2, out, col,
+    kbuf, runs, state, pool, samp, tmp1, tmp2, out, col,
 ):  # fmt: skip
     """Simulate ``replicas`` calls of one point; write means and errors to ``out[:, col]``.
 
@@ -1253,13 +1302,13 @@ def mc_point(
     s_failed = s_failed2 = s_passes = s_passes2 = 0.0
     for _rep in range(replicas):
         if lone:
-            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr = (
+            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr, nr = (
                 _lone_replica(s0, ts, n_int, pre63, sync != 0, p, busy_s, cv, mt, cc, rc, kbuf, tbuf, wbuf)
             )
         else:
-            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr = _replica(
+            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr, nr = _replica(
                 s0, ts, tpos, pool, cc, rc, fcls, bstart, nbat, pre63, sync != 0, p, wb, wbwait, af, busy_s, cv,
-                mt, pcls, ncls, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf,
+                mt, pcls, ncls, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf, runs,
             )  # fmt: skip
         nd += dr
         time = prof[CALL_SETUP] + t
@@ -1270,7 +1319,11 @@ def mc_point(
             nd += m
         else:
             win = _sum(wbuf, m)
-        w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
+        if nr > 0 and nr * RUN_MIN_FOLIOS <= m:  # few long batches: order statistics of the sequences
+            w50 = _runs_kth(runs, nr, max(math.ceil(0.50 * m) - 1, 0), tmp1)
+            w99 = _runs_kth(runs, nr, max(math.ceil(0.99 * m) - 1, 0), tmp1)
+        else:
+            w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
         # Stalls are often mostly zero (no touch inside the window): then both quantiles are 0.
         # When half of them or more are zero the p50 is 0 and only the p99 needs a selection.
         st50 = st99 = 0.0
@@ -1384,6 +1437,7 @@ def mc_kernel(
     spl = np.empty(nmax, dtype=np.int64)
     wbf = np.zeros(nmax, dtype=np.int64)
     kbuf = np.empty(nmax, dtype=np.float64)
+    runs = np.empty((3, nmax + 1), dtype=np.float64)
     wbuf = np.empty(wmax, dtype=np.float64)
     sbuf = np.empty(wmax, dtype=np.float64)
     state = np.zeros(4, dtype=np.uint64)
@@ -1396,8 +1450,8 @@ def mc_kernel(
         draws += mc_point(
             table[pidx[i]], seeds[i], kcode[i], ncls[i], cls_kb[i], cls_cnt[i], n[i], limit[i], engine[i],
             threads[i], targets[i], mapcount[i], p[i], rate[i], sync[i], hint[i], wb[i], wbwait[i], af[i],
-            replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf, kbuf, state, pool,
-            samp, tmp1, tmp2, out, i,
+            replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf, kbuf, runs, state,
+            pool, samp, tmp1, tmp2, out, i,
         )  # fmt: skip
     return draws
 
