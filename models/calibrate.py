@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from models.errors import UserError
-from models.evaluate import run_kernel
+from models.evaluate import measured_metric, run_kernel
+from models.fileio import OutputFileError, atomic_write
 from models.measurements import data_hash, model_rows
 from models.params import PARAMETERS, check_points, complete_points, first_error
 from models.profiles import (
@@ -126,20 +127,12 @@ class _Evaluator:
         if msg is not None:
             raise CalibrationError(f"measurement {msg}")
         self.metric = rows["metric"].to_numpy()
-        self.base_pages = self.arrays.n_folios * self.arrays.folio_kb / base.page_kb
         self.pi = profile_names().index(base.name)
 
     def predict(self, values: dict[str, float], provenance: str = "calibration in progress") -> np.ndarray:
         trial = self.base.with_values(self.name, values, provenance)
         out = run_kernel(self.arrays, "analytic", table=profile_table_with({self.base.name: trial}))
-        pred = np.full(len(self.metric), np.nan)
-        for m in np.unique(self.metric):
-            sel = self.metric == m
-            if m == "time_per_page_s":
-                pred[sel] = np.asarray(out["time_s"])[sel] / self.base_pages[sel]
-            else:
-                pred[sel] = np.asarray(out[m], dtype=np.float64)[sel]
-        return pred
+        return measured_metric(out, self.metric, self.arrays, page_kb=self.base.page_kb)
 
 
 def _bounds(profile: HardwareProfile, fields: Sequence[str], span: float) -> tuple[np.ndarray, np.ndarray]:
@@ -261,9 +254,9 @@ def write_calibrated(cal: Calibration, out_dir: str | Path | None = None) -> Pat
     try:
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"{cal.profile.name}.toml"
-        tmp = d / f".{cal.profile.name}.toml.tmp"
-        tmp.write_text(dump_profile_toml(cal.profile))
-        tmp.replace(path)
+        atomic_write(path, dump_profile_toml(cal.profile))
+    except OutputFileError as exc:
+        raise CalibrationError(f"{d}: cannot write the calibrated profile ({exc})") from None
     except OSError as exc:
         raise CalibrationError(f"{d}: cannot write the calibrated profile ({exc.strerror})") from None
     return path

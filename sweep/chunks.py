@@ -137,6 +137,13 @@ def chunk_points_frame(spec: SweepSpec, start: int, stop: int) -> pd.DataFrame:
     from models.params import PARAMETERS, defaults_for
     from models.profiles import DEFAULT_PROFILE, get_profile
 
+    if spec.parts:  # a union of grids: each part's share of the range, in order
+        frames = []
+        for offset, grid in spec.grids():
+            lo, hi = max(start, offset), min(stop, offset + grid.n_points)
+            if lo < hi:
+                frames.append(chunk_points_frame(grid, lo - offset, hi - offset))
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     n = stop - start
     given: dict[str, object] = {name: value for name, value in spec.fixed}
     given.update(axis_columns(spec, start, stop))
@@ -219,7 +226,7 @@ def encode_table(table: pa.Table, meta: dict[str, object]) -> np.ndarray:
     schema_meta[META_KEY] = json.dumps(meta, sort_keys=True).encode()
     table = table.replace_schema_metadata(schema_meta)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression=COMPRESSION)
+    pq.write_table(table, sink, compression=COMPRESSION, write_page_checksum=True)
     return np.frombuffer(sink.getvalue(), dtype=np.uint8)
 
 
@@ -262,3 +269,16 @@ def read_chunk_meta(path: str | Path) -> dict[str, object] | None:
         return meta
     except Exception:  # truncated, empty, not Parquet, no metadata: all mean "recompute"
         return None
+
+
+def verify_chunk_file(path: str | Path, expected: dict[str, object]) -> bool:
+    """True if the file's footer metadata holds every ``expected`` key with its value and the whole
+    file reads with its Parquet page checksums verified (a truncated or bit-flipped file fails)."""
+    meta = read_chunk_meta(path)
+    if meta is None or any(meta.get(k) != v for k, v in expected.items()):
+        return False
+    try:
+        pq.ParquetFile(path, page_checksum_verification=True).read()
+    except Exception:  # any read failure means the file is not what its footer says
+        return False
+    return True
