@@ -908,7 +908,7 @@ def _replica(
                         pend[newn] = f
                         newn += 1
                         continue
-                if wbf[f] != 0:  # -EBUSY: under writeback, non-blocking attempt
+                if wb > 0.0 and wbf[f] != 0:  # -EBUSY: under writeback, non-blocking attempt
                     time += busy_s
                     if sync:
                         fbuf[nfb] = f
@@ -995,7 +995,7 @@ def _replica(
                     if _u01(s0) < p:
                         time += busy_s
                         continue
-                if wbf[f] != 0 and wbwait > 0.0:
+                if wb > 0.0 and wbf[f] != 0 and wbwait > 0.0:
                     s0 += _GOLDEN
                     nd += 1
                     wt = -wbwait * fast_log(_u01(s0))
@@ -1040,7 +1040,7 @@ def _replica(
                         time += busy_s
                         failed += share
                         continue
-                if wbf[f] != 0:
+                if wb > 0.0 and wbf[f] != 0:
                     time += busy_s
                     failed += share
                     continue
