@@ -1,25 +1,51 @@
-"""Monte Carlo model: the phases of ``migrate_pages()`` with their random parts drawn.
+"""Monte Carlo model: one ``migrate_pages()`` call simulated folio by folio, random parts drawn.
 
-Each replica is one ``migrate_pages()`` call of ``n_folios`` folios. Drawn per replica:
-- which folios are busy on each pass (Bernoulli(busy_prob) per folio per attempt), hence the
-  number unmapped per pass, the flush rounds, the passes and the synchronous fallbacks (in one-folio
-  batches a folio's attempts touch no other folio, so its busy attempts before it gets through are
-  drawn at once: geometric, by inversion of one uniform);
-- each flush round's wait for the slowest of the ``target_cpus - 1`` remote acknowledgements
-  (heavy-tailed Lomax tail per CPU; the max is drawn exactly by inverting F^k with one uniform);
-- DMA/DSA completion jitter (the waiting part of a copy call scaled by a mean-1 factor);
+Implements the mechanism of ``models/MECHANISM.md`` (shared with ``models.analytic``), per replica:
+
+- the folio list in order (a ``folio_mix`` as runs of sizes), cut into batches as
+  mm/migrate.c ``migrate_pages()`` cuts it (until the pages reach ``batch_limit_pages``; from 6.3);
+  before 6.3 every folio alone (``unmap_and_move()``);
+- per batch, every unmap pass over the pending folios in list order (``migrate_pages_batch()``):
+  on pass 1 the destination allocation (``alloc_fail_prob``: -ENOMEM splits a large folio, whose
+  pieces are retried once, async, after the batch, and ends the call for an order-0 one), then
+  busy (``busy_prob``, -EAGAIN, retried) or under writeback (``writeback_prob``, -EBUSY), else the
+  unmap step with what the release and architecture flush at unmap (one round per PTE per mapping
+  when the flush is not deferred, one per PMD-mapped THP always); then **one** batch flush after
+  all the passes if a deferred PTE is pending; then the move phase (copy, remaps) in unmap order.
+  A folio's unmapped window runs from the end of its unmap step to the end of its remap, so a
+  folio unmapped on pass 1 stays unmapped through the later passes;
+- sync mode: 3 async passes, then each failed folio alone (``migrate_pages_sync()``), blocking
+  on writeback (Exp(``writeback_wait_s``)), flushed immediately;
+- each x86 IPI round's wait for the slowest of ``target_cpus - 1`` acknowledgements (Lomax tail per
+  CPU; the max drawn exactly by inverting F^k with one uniform); broadcast rounds (arm64, INVLPGB
+  from 6.15) are deterministic; DMA/DSA completion jitter per copy call;
 - the application's first touch of each unmapped folio (Poisson, ``access_rate_hz``), giving that
   folio's stall ``max(0, W - E)``.
+
+Fast paths give the same distributions with fewer instructions: batches of one folio (and every
+pre-6.3 call) without writeback or allocation failure are simulated as vectorized passes over the
+folios (a folio's busy attempts are then geometric over all its attempts); one-size batches with
+only -EAGAIN take their busy draws in one vectorized loop and their move phase in closed form.
 
 Per point it reports the mean over replicas of the same outputs as the analytic model, with Monte
 Carlo standard errors (``*_se``); ratios (pages/s, mean window) are ratio estimators Σx/Σy with
 delta-method errors. Quantiles (p50, p99 of the unmapped window and of the stall) are taken over
 the folios of each call, exactly (sample-bracketed selection, branch-free quickselect; order
-statistics of arithmetic sequences for long passes), and then averaged over replicas.
+statistics of arithmetic sequences for long batches), and then averaged over replicas.
 
 Reproducibility: each point's random stream is seeded from a hash of the sweep seed and the
-point's parameter values (profile by name), so a point's result depends only on the point and the
-seed, never on its position, its neighbours or the chunking.
+point's parameter values (profile by name), and nothing but scratch buffers is shared between
+points, so a point's result is bit-identical whatever its position, its neighbours or the chunking
+(``tests/test_montecarlo_mechanism.py``).
+
+References
+----------
+mm/migrate.c ``migrate_pages()``, ``migrate_pages_batch()``, ``migrate_pages_sync()``,
+``migrate_folio_unmap()`` (v6.3+), ``unmap_and_move()`` (before); mm/rmap.c
+``try_to_migrate_one()``, ``should_defer_flush()``, ``set_tlb_ubc_flush_pending()`` (v6.4:
+inaccessible PTEs); mm/huge_memory.c ``set_pmd_migration_entry()``; arch/x86/mm/tlb.c
+``arch_tlbbatch_flush()``, ``broadcast_tlb_flush()`` (v6.15); arch/arm64/include/asm/tlbflush.h
+(batched from v6.6).
 """
 
 from __future__ import annotations
@@ -146,38 +172,6 @@ def _stall(w: float, u: float, inv_rate: float) -> float:
 
 
 _vec = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
-
-
-@_vec
-def _count_busy(s0, pending: int, p: float) -> int:
-    """Busy folios among ``pending``, one Bernoulli(p) each: the next ``pending`` uniforms of the
-    SplitMix64 stream at state ``s0`` (counter-based, so the loop vectorizes)."""
-    busy = 0
-    for j in range(pending):
-        u = _uniform(s0, j)
-        busy += 1 if u < p else 0
-    return busy
-
-
-@_vec
-def _pass_windows(s0, c: int, a: float, slope: float, rate: float, wbuf, sbuf, m: int) -> float:
-    """Windows W_j = a + slope·(j+1) of the c folios of one pass into ``wbuf[m:m+c]`` and their
-    stalls max(0, W_j - E_j), E_j = -log(U_j)/rate, into ``sbuf`` (the next c uniforms of the stream
-    at ``s0`` when rate > 0; no stalls, ``sbuf`` untouched, otherwise). Returns Σ W_j."""
-    win = 0.0
-    if rate > 0.0:
-        inv_rate = 1.0 / rate
-        for j in range(c):
-            w = a + slope * (j + 1.0)
-            win += w
-            wbuf[m + j] = w
-            sbuf[m + j] = _stall(w, _uniform(s0, j), inv_rate)
-    else:
-        for j in range(c):
-            w = a + slope * (j + 1.0)
-            win += w
-            wbuf[m + j] = w
-    return win
 
 
 @_vec
@@ -480,17 +474,6 @@ def _jitter(cv: float, u: float) -> float:
     return (1.0 - cv) - cv * fast_log(u)
 
 
-@_jit
-def _copy_call_s(s0, call_s, cf, cf_wait, call_wait, c, cv):
-    """(duration, waiting part, draws used) of one copy call of c folios, the waiting part jittered
-    (mean 1) with the next uniform of the stream at ``s0`` when it is random."""
-    wait = call_wait + c * cf_wait
-    if cv > 0.0 and wait > 0.0:
-        j = _jitter(cv, _uniform(s0, 0))
-        return call_s + c * cf - wait + wait * j, wait * j, 1
-    return call_s + c * cf, wait, 0
-
-
 TAIL_POOL = 64  # acknowledgement tails drawn ahead, in one vectorized loop
 
 
@@ -503,27 +486,9 @@ def _fill_tails(s0, remote: float, alpha: float, pool) -> None:
 
 
 @_jit
-def _flush_s(ts, i: int, pool, fixed, scale, alpha, remote):
-    """One flush round: the fixed part plus the slowest of ``remote`` acknowledgement tails.
-
-    Tails come from their own stream (state ``ts``, seeded from the point's seed), drawn
-    ``TAIL_POOL`` at a time; ``i`` is the next unused pool entry. Returns (flush, ts, i, draws).
-    """
-    if remote < 1.0:
-        return fixed, ts, i, 0
-    drawn = 0
-    if i >= TAIL_POOL:
-        _fill_tails(ts, remote, alpha, pool)
-        ts += np.uint64(TAIL_POOL) * _GOLDEN
-        drawn = TAIL_POOL
-        i = 0
-    return fixed + scale * pool[i], ts, i + 1, drawn
-
-
-@_jit
 def _tail_sum(ts, i: int, pool, k: int, remote, alpha):
     """Σ of ``k`` draws of the slowest of ``remote`` acknowledgement tails (unit scale), taken from
-    the pool as ``_flush_s`` takes them. Returns (sum, ts, i, draws)."""
+    the pool (refilled ``TAIL_POOL`` at a time). Returns (sum, ts, i, draws)."""
     tot = 0.0
     drawn = 0
     for _r in range(k):
@@ -1088,8 +1053,8 @@ def _replica(
             wait += w1
             extra += e1 if mt else 0.0
             m += unm
-    passes = passes_sum / max(nrun, 1)
-    return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, tpos, nd, nr
+    passes_mean = passes_sum / max(nrun, 1)
+    return time, rounds, ipis, remote, wait, extra, failed, passes_mean, m, moved, s0, ts, tpos, nd, nr
 
 
 # Batches of one folio (6.3+ with a cap of at most one folio's pages) and the pre-6.3 path (every
