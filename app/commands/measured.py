@@ -32,9 +32,29 @@ NoShippedOpt = Annotated[
 ]
 
 
+def _register_profiles_beside(measurements: list[Path]) -> None:
+    """Profiles written beside measurement files (``foliotune measure --out DIR`` writes
+    ``DIR/local.toml`` next to ``DIR/measurements-local.csv``) become known for this command, so local
+    and imported rows are used without setting ``FOLIOTUNE_PROFILE_PATH``."""
+    from models.profiles import ProfileError, load_profile_file, profile_names, register_profile
+
+    known = set(profile_names())
+    for folder in sorted({Path(m).resolve().parent for m in measurements}):
+        for f in sorted(folder.glob("*.toml")):
+            try:
+                prof = load_profile_file(f)
+            except ProfileError:
+                continue
+            if prof.name not in known:
+                register_profile(prof)
+                known.add(prof.name)
+                print(f"profile {prof.name!r} from {f}", file=sys.stderr)
+
+
 def _load(measurements: list[Path] | None, strict: bool, no_shipped: bool) -> pd.DataFrame:
     from models.measurements import load_measurements
 
+    _register_profiles_beside(measurements or [])
     data, reports = load_measurements(measurements or [], strict=strict, include_shipped=not no_shipped)
     for r in reports:
         if r.n_skipped or r.path != reports[0].path or no_shipped:
