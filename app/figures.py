@@ -205,7 +205,7 @@ def choice_figure(
 ) -> dict[str, Any]:
     """Throughput, IPIs, CPU time and p50/p99 stall against batch limit, one line per copy engine.
 
-    ``curves`` holds, per engine, the rows of one thread count (see :func:`app.data.engine_curves`).
+    ``curves`` holds, per engine, the rows of one thread count (see :func:`app.queries.engine_curves`).
     ``regression_band``: rows of the recommended engine/threads with ``pages_per_s_lo``/``_hi``.
     Returns a plotly figure as a plain dict (2 × 2 panels).
     """

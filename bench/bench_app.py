@@ -133,15 +133,15 @@ def main() -> None:
     from werkzeug.serving import make_server
 
     from app.commands.explore import warm_up
-    from app.data import load_results
     from app.explorer import create_app
+    from app.results_view import load_results
 
     t = time.perf_counter()
     r = load_results(results)
     out["load_s"] = time.perf_counter() - t
     out["rows_total"] = r.n_rows_total
     out["rows_feasible"] = len(r.frame)
-    out["points"] = int(r.manifest["n_points"])
+    out["points"] = r.sweep.spec.n_points
     t = time.perf_counter()
     warm_up(results, True)
     out["warm_up_s"] = time.perf_counter() - t

@@ -1,8 +1,9 @@
 """Front door of the cost models: a table of points in, a table of outputs out.
 
 ``evaluate(points, model)`` completes missing parameter columns from each point's profile,
-validates every row, runs the chosen model's vectorized kernel and returns the outputs of
-DESIGN.md §2 (``OUTPUTS``), one row per input row, in input order.
+validates every row, runs the chosen model's vectorized kernel and returns the outputs
+(``models.params.OUTPUTS``), one row per input row, in input order. The mechanism both models
+implement is ``models/MECHANISM.md``.
 
 Monte Carlo results depend only on each point's parameters and the seed (a per-point stream is
 derived from a hash of both), never on how points are grouped, ordered or chunked.
@@ -10,13 +11,15 @@ derived from a hash of both), never on how points are grouped, ordered or chunke
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from models.params import OUTPUTS, PointArrays, PointError, check_points, complete_points, first_error
-from models.profiles import profile_names, profile_table
+from models.profiles import get_profile, profile_names, profile_table
 
 ModelName = Literal["analytic", "montecarlo"]
 MODELS: tuple[str, ...] = ("analytic", "montecarlo")
@@ -25,10 +28,35 @@ from models.montecarlo import MC_EXTRA  # noqa: E402  (re-exported)
 
 
 def run_kernel(
-    arrays: PointArrays, model: str, *, seed: int = 0, replicas: int = 64
+    arrays: PointArrays,
+    model: str,
+    *,
+    seed: int = 0,
+    replicas: int = 64,
+    table: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run a model kernel on validated arrays; returns output name -> float64 array."""
-    table = profile_table(profile_names())
+    """Run a model kernel on validated arrays.
+
+    Parameters
+    ----------
+    arrays : PointArrays
+        Validated points (:func:`models.params.check_points`).
+    model : str
+        ``"analytic"`` or ``"montecarlo"``.
+    seed, replicas : int
+        Monte Carlo seed and replicas per point.
+    table : numpy.ndarray, optional
+        Profile rows indexed by ``arrays.profile_index``; default the catalogue's
+        (:func:`models.profiles.profile_table`). Calibration passes trial values here
+        (:func:`models.profiles.profile_table_with`) instead of registering profiles.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Output name -> float64 array (SI units, :data:`models.params.OUTPUTS`).
+    """
+    if table is None:
+        table = profile_table(profile_names())
     if model == "analytic":
         from models.analytic import analytic_outputs
 
@@ -48,6 +76,7 @@ def evaluate(
     replicas: int = 64,
     on_invalid: Literal["raise", "mark"] = "raise",
     row_offset: int = 1,
+    table: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Evaluate ``points`` with ``model``; return the completed points plus the output columns.
 
@@ -62,7 +91,7 @@ def evaluate(
         msg = first_error(reasons, row_offset=row_offset)
         if msg is not None:
             raise PointError(msg)
-    outputs = run_kernel(arrays, model, seed=seed, replicas=replicas)
+    outputs = run_kernel(arrays, model, seed=seed, replicas=replicas, table=table)
     out = full.reset_index(drop=True)
     bad = reasons != ""
     cols = {}
@@ -96,4 +125,101 @@ def add_derived(results: pd.DataFrame, model: str = "analytic", **kwargs: object
     return out
 
 
-__all__ = ["MODELS", "MC_EXTRA", "OUTPUTS", "add_derived", "evaluate", "run_kernel"]
+#: Metrics :func:`measured_metric` can derive from one another through the size of the call.
+SIZE_METRICS: tuple[str, ...] = ("time_s", "time_per_page_s", "pages_per_s", "bytes_per_s")
+
+
+def measured_metric(
+    values: Mapping[str, ArrayLike] | pd.DataFrame,
+    metric: str | Sequence[str] | np.ndarray,
+    points: PointArrays | pd.DataFrame,
+    *,
+    page_kb: ArrayLike | None = None,
+) -> np.ndarray:
+    """Model outputs as the measured quantity ``metric`` of each point (SI units).
+
+    A metric present in ``values`` is taken as it is. ``time_s``, ``time_per_page_s``,
+    ``pages_per_s`` and ``bytes_per_s`` are derived from one another through the size of the call,
+    ``n_folios * folio_kb`` KiB, that is ``n_folios * folio_kb / page_kb`` base pages: from ``time_s``
+    when given, else from ``bytes_per_s`` or ``pages_per_s`` (a rate scales to the other rate by the
+    page size alone). This is the one place that turns kernel outputs (or the regression's predicted
+    throughput) into what a measurement reports.
+
+    Parameters
+    ----------
+    values : mapping of str to array_like
+        Output name -> one value per point, e.g. :func:`run_kernel`'s result or an
+        :func:`evaluate` table (time in s, throughput in pages/s or bytes/s).
+    metric : str or sequence of str
+        One metric for all points, or one per point. A metric neither present nor derivable gives NaN.
+    points : PointArrays or pandas.DataFrame
+        The points' ``n_folios``, ``folio_kb`` (KiB) and ``profile`` (a DataFrame) or
+        ``profile_index`` (:class:`PointArrays`).
+    page_kb : array_like, optional
+        Base page size per point in KiB; by default the page size of each point's profile.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, one value per point.
+    """
+    n_folios = np.asarray(
+        points.n_folios if isinstance(points, PointArrays) else points["n_folios"], np.float64
+    )
+    folio_kb = np.asarray(
+        points.folio_kb if isinstance(points, PointArrays) else points["folio_kb"], np.float64
+    )
+    n = len(n_folios)
+    if page_kb is None:
+        if isinstance(points, PointArrays):
+            sizes = np.array([get_profile(p).page_kb for p in profile_names()], dtype=np.float64)
+            page_kb = sizes[points.profile_index]
+        else:
+            codes, names = pd.factorize(points["profile"].astype(str))
+            page_kb = np.array([get_profile(str(p)).page_kb for p in names], dtype=np.float64)[codes]
+    page_kib = np.broadcast_to(np.asarray(page_kb, dtype=np.float64), (n,))
+    metrics = (
+        np.full(n, metric, dtype=object) if isinstance(metric, str) else np.asarray(metric, dtype=object)
+    )
+    pages = n_folios * folio_kb / page_kib
+    nbytes = n_folios * folio_kb * 1024.0
+    page_b = page_kib * 1024.0
+
+    def col(name: str) -> np.ndarray | None:
+        return np.asarray(values[name], dtype=np.float64) if name in values else None
+
+    out = np.full(n, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        time_s, bps, pps = col("time_s"), col("bytes_per_s"), col("pages_per_s")
+        if time_s is None and bps is not None:
+            time_s = nbytes / bps
+        elif time_s is None and pps is not None:
+            time_s = pages / pps
+        if bps is None and pps is not None:
+            bps = pps * page_b
+        if pps is None and bps is not None:
+            pps = bps / page_b
+        derived = {
+            "time_s": time_s,
+            "time_per_page_s": None if time_s is None else time_s / pages,
+            "pages_per_s": pps if pps is not None or time_s is None else pages / time_s,
+            "bytes_per_s": bps if bps is not None or time_s is None else nbytes / time_s,
+        }
+        for m in np.unique(metrics):
+            sel = metrics == m
+            v = col(str(m)) if str(m) in values else derived.get(str(m))
+            if v is not None:
+                out[sel] = np.broadcast_to(v, (n,))[sel]
+    return out
+
+
+__all__ = [
+    "MODELS",
+    "MC_EXTRA",
+    "OUTPUTS",
+    "SIZE_METRICS",
+    "add_derived",
+    "evaluate",
+    "measured_metric",
+    "run_kernel",
+]

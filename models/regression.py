@@ -16,8 +16,10 @@ errors (k-fold grouped by configuration, or leave-one-source-out) and the covera
 
 Persistence never unpickles: a model folder holds the tree ensemble as a skops file, loaded with an
 explicit allow-list of scikit-learn/numpy types, and ``model.json`` with everything else plus the
-SHA-256 of the skops file and the versions that wrote it. A folder from another version, or whose
-files do not match their recorded hashes, is refused (:class:`ModelDirError`).
+SHA-256 of the skops file, the versions that wrote it and the SHA-256 of its own other fields. A
+folder from another version, with a changed, missing or extra file, is refused
+(:class:`ModelDirError`). The hashes guard against accidents (an edit, a truncated copy, a stray
+file) and version drift, not against a forger: there is no key, so anyone can recompute them.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +41,18 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from models.errors import UserError
-from models.evaluate import run_kernel
+from models.evaluate import measured_metric, run_kernel
+from models.fileio import TMP_PREFIX, atomic_write, os_message
 from models.measurements import MODEL_METRICS, data_hash, load_measurements, model_rows
-from models.params import ENGINES, PARAMETERS, check_points, complete_points, first_error
+from models.params import ENGINES, PARAMETERS, PointError, check_points, complete_points, first_error
 from models.profiles import get_profile
 
 FORMAT = "foliotune-regression"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: model.json sealed (MANIFEST_DIGEST); no file outside model.json's list
 ESTIMATOR_FILE = "estimator.skops"
 MANIFEST_FILE = "model.json"
+#: The field of ``model.json`` holding the SHA-256 of its other fields.
+MANIFEST_DIGEST = "manifest_sha256"
 PRIORS = ("residual", "feature", "none")
 #: Types a skops estimator file may contain; anything else is refused before loading.
 _ALLOWED_TYPE_PREFIXES = ("sklearn.ensemble._gb.", "sklearn.tree.", "sklearn._loss.", "sklearn.dummy.")
@@ -82,8 +89,6 @@ class ModelDirError(UserError):
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("foliotune")
     except Exception:  # pragma: no cover - not installed as a package
         return "0+unknown"
@@ -98,27 +103,15 @@ def analytic_prior(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Complete ``points`` and return them with the analytic prediction of each row's ``metric`` (SI).
 
-    ``time_per_page_s`` is ``time_s`` divided by the base pages of the call. Raises
+    Kernel outputs become the metric through :func:`models.evaluate.measured_metric`. Raises
     :class:`models.params.PointError` naming the first invalid row.
     """
     full = complete_points(points[[c for c in points.columns if c in PARAMETERS]])
     arrays, reasons = check_points(full)
     msg = first_error(reasons)
     if msg is not None:
-        from models.params import PointError
-
         raise PointError(msg)
-    out = run_kernel(arrays, "analytic")
-    metric = np.asarray(metric, dtype=object)
-    prior = np.full(len(full), np.nan)
-    page_kb = _page_kb(full)
-    base_pages = arrays.n_folios * arrays.folio_kb / page_kb
-    for m in np.unique(metric):
-        sel = metric == m
-        if m == "time_per_page_s":
-            prior[sel] = np.asarray(out["time_s"])[sel] / base_pages[sel]
-        elif m in out:
-            prior[sel] = np.asarray(out[m], dtype=np.float64)[sel]
+    prior = measured_metric(run_kernel(arrays, "analytic"), np.asarray(metric, dtype=object), arrays)
     return full.reset_index(drop=True), prior
 
 
@@ -224,7 +217,7 @@ class MigrationRegressor(RegressorMixin, BaseEstimator):
 
     # core -------------------------------------------------------------------------------------
     def _new_estimator(self) -> Any:
-        from sklearn.ensemble import GradientBoostingRegressor
+        from sklearn.ensemble import GradientBoostingRegressor  # ~1.5 s: only to fit
 
         return GradientBoostingRegressor(
             loss=self.loss,
@@ -278,7 +271,7 @@ class MigrationRegressor(RegressorMixin, BaseEstimator):
         return np.array([latest.get(str(n), fallback) for n in names], dtype=np.float64)[codes]
 
     def fit(self, X: pd.DataFrame, y: Sequence[float] | np.ndarray) -> MigrationRegressor:
-        from sklearn.model_selection import KFold
+        from sklearn.model_selection import KFold  # ~0.4 s: only to fit
 
         y = np.asarray(y, dtype=np.float64)
         if len(y) != len(X):
@@ -428,7 +421,7 @@ def cross_validate(
     that never saw that source. Returns ``table`` plus ``pred``, ``lo``, ``hi``, ``fold``; rows that
     could not be predicted (a fold whose training set is too small) have NaN.
     """
-    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut  # ~0.4 s: only to cross-validate
 
     y = table["value"].to_numpy(dtype=np.float64)
     if scheme == "kfold":
@@ -494,35 +487,37 @@ def amd_tables_mask(table: pd.DataFrame) -> np.ndarray:
 # Persistence
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _versions() -> dict[str, str]:
     import sklearn
-    import skops
+    import skops  # the package only; skops.io (~3 s) loads to persist or read a model
 
     return {"foliotune": _version(), "scikit-learn": sklearn.__version__, "skops": skops.__version__}
 
 
-def save_model(
-    model: MigrationRegressor,
-    out_dir: str | Path,
-    *,
-    data_sha256: str = "",
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """Write ``model`` to a folder (skops estimator + model.json with hashes and versions)."""
-    import skops.io as sio
+def _canonical(manifest: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
 
+
+def seal_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with :data:`MANIFEST_DIGEST`: the SHA-256 of its other fields (canonical JSON).
+
+    With the hashes of the other files it holds, this covers every file of a model folder against
+    accidents and version drift; it is not a signature (anyone can recompute it).
+    """
+    return {**manifest, MANIFEST_DIGEST: _sha256(_canonical(manifest))}
+
+
+def model_manifest(
+    model: MigrationRegressor, *, data_sha256: str = "", extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What ``model.json`` says about a fitted model (without the file hashes :func:`save_model` adds)."""
     model._check_fitted()
-    d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    est_path = d / ESTIMATOR_FILE
-    tmp = d / (ESTIMATOR_FILE + ".tmp")
-    sio.dump(model.estimator_, tmp)
-    os.replace(tmp, est_path)
-    manifest = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "versions": _versions(),
@@ -539,15 +534,49 @@ def save_model(
             "features": list(_FEATURES) + (["log_prior"] if model.prior == "feature" else []),
         },
         "data_sha256": data_sha256,
-        "files": {ESTIMATOR_FILE: _sha256(est_path)},
         **(extra or {}),
     }
-    body = json.dumps(manifest, indent=2, sort_keys=True)
-    (d / MANIFEST_FILE).write_text(body + "\n")
+
+
+def save_model(
+    model: MigrationRegressor,
+    out_dir: str | Path,
+    *,
+    data_sha256: str = "",
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` to a folder: the skops estimator and a sealed ``model.json`` (hashes, versions).
+
+    Each file is written by :func:`models.fileio.atomic_write`: a folder that cannot be written
+    (read-only, full) raises :class:`ModelDirError` or :class:`models.fileio.OutputFileError`, one
+    line naming it, and leaves no temporary file.
+    """
+    import skops.io as sio  # ~3 s: only to persist a model
+
+    manifest = model_manifest(model, data_sha256=data_sha256, extra=extra)
+    estimator = sio.dumps(model.estimator_)
+    manifest["files"] = {ESTIMATOR_FILE: _sha256(estimator)}
+    body = json.dumps(seal_manifest(manifest), indent=2, sort_keys=True) + "\n"
+    d = Path(out_dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        names = os.listdir(d)
+    except OSError as exc:
+        raise ModelDirError(f"{d}: cannot write the model ({os_message(exc)})") from None
+    for name in sorted(names):
+        if name.startswith(tuple(f"{TMP_PREFIX}{f}." for f in (MANIFEST_FILE, ESTIMATOR_FILE))):
+            (d / name).unlink(missing_ok=True)  # left by a save that was killed
+        elif name not in (MANIFEST_FILE, ESTIMATOR_FILE):
+            raise ModelDirError(
+                f"{d / name}: not part of a model folder; give an empty folder or a model folder"
+            )
+    atomic_write(d / ESTIMATOR_FILE, estimator)  # OutputFileError: one line naming the file
+    atomic_write(d / MANIFEST_FILE, body)
     return d
 
 
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:
+    """The ``model.json`` of a model folder, as written (checked by :func:`load_model`, not here)."""
     d = Path(model_dir)
     mpath = d / MANIFEST_FILE
     if not mpath.is_file():
@@ -563,30 +592,57 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def _check_folder(d: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
+    """Every file of the folder against ``model.json``: its seal, then each recorded file's SHA-256,
+    and no file that is not recorded. Returns the recorded files' contents (read once)."""
+    if manifest.get(MANIFEST_DIGEST) != _sha256(_canonical(manifest)):
+        raise ModelDirError(
+            f"{d / MANIFEST_FILE}: changed since it was written (SHA-256 does not match); refit with foliotune fit"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or ESTIMATOR_FILE not in files:
+        raise ModelDirError(f"{d / MANIFEST_FILE}: lists no {ESTIMATOR_FILE}; refit with foliotune fit")
+    extra = sorted(set(os.listdir(d)) - {MANIFEST_FILE, *files})
+    if extra:
+        raise ModelDirError(
+            f"{d / extra[0]}: not part of this model folder (not in {MANIFEST_FILE}); not loaded"
+        )
+    contents = {}
+    for name, expected in sorted(files.items()):
+        path = d / name
+        if not path.is_file():
+            raise ModelDirError(f"{d}: {name} is missing")
+        data = path.read_bytes()
+        if _sha256(data) != expected:
+            raise ModelDirError(
+                f"{path}: SHA-256 does not match {MANIFEST_FILE} (tampered with or corrupted); not loaded"
+            )
+        contents[name] = data
+    return contents
+
+
 def load_model(model_dir: str | Path) -> tuple[MigrationRegressor, dict[str, Any]]:
-    """Load a model folder written by :func:`save_model`, refusing other versions and tampering."""
-    import skops.io as sio
+    """Load a model folder written by :func:`save_model`, refusing other versions and any changed,
+    missing or extra file (see :func:`seal_manifest` for what this protects against)."""
+    import skops.io as sio  # ~3 s: only to read a model
 
     d = Path(model_dir)
     manifest = read_manifest(d)
     mine = _versions()
     theirs = manifest.get("versions", {})
     if manifest.get("format_version") != FORMAT_VERSION or theirs != mine:
+        theirs_text = (
+            ", ".join(f"{k} {v}" for k, v in sorted(theirs.items())) if isinstance(theirs, dict) else "?"
+        )
         raise ModelDirError(
             f"{d}: written by another version (format {manifest.get('format_version')}, "
-            f"{', '.join(f'{k} {v}' for k, v in sorted(theirs.items()))}); this is format {FORMAT_VERSION}, "
+            f"{theirs_text}); this is format {FORMAT_VERSION}, "
             f"{', '.join(f'{k} {v}' for k, v in sorted(mine.items()))}: refit with foliotune fit"
         )
+    est_bytes = _check_folder(d, manifest)[ESTIMATOR_FILE]
     est_path = d / ESTIMATOR_FILE
-    expected = manifest.get("files", {}).get(ESTIMATOR_FILE)
-    if not est_path.is_file():
-        raise ModelDirError(f"{d}: {ESTIMATOR_FILE} is missing")
-    if not expected or _sha256(est_path) != expected:
-        raise ModelDirError(
-            f"{est_path}: SHA-256 does not match {MANIFEST_FILE} (tampered with or corrupted); not loaded"
-        )
     try:
-        untrusted = sio.get_untrusted_types(file=est_path)
+        untrusted = sio.get_untrusted_types(data=est_bytes)
     except Exception as exc:
         raise ModelDirError(f"{est_path}: not a readable skops file ({exc})") from None
     refused = [t for t in untrusted if not (t in _ALLOWED_TYPES or t.startswith(_ALLOWED_TYPE_PREFIXES))]
@@ -594,8 +650,8 @@ def load_model(model_dir: str | Path) -> tuple[MigrationRegressor, dict[str, Any
         raise ModelDirError(
             f"{est_path}: contains types outside the allow-list ({', '.join(refused)}); not loaded"
         )
-    estimator = sio.load(est_path, trusted=list(untrusted))
-    from sklearn.ensemble import GradientBoostingRegressor
+    estimator = sio.loads(est_bytes, trusted=list(untrusted))
+    from sklearn.ensemble import GradientBoostingRegressor  # ~1.5 s: only with a model to check
 
     if not isinstance(estimator, GradientBoostingRegressor):
         raise ModelDirError(f"{est_path}: unexpected estimator type {type(estimator).__name__}")
@@ -657,7 +713,7 @@ def shipped_model() -> tuple[MigrationRegressor, dict[str, Any]]:
         if manifest.get("data_sha256_rows") == want:
             return model, manifest
     except ModelDirError:
-        pass
+        shutil.rmtree(d, ignore_errors=True)  # our own cache: whatever is there is refitted
     model, table, h = fit_measurements()
     save_model(model, d, data_sha256=h, extra={"data_sha256_rows": want, "measurements": "shipped"})
     return load_model(d)
@@ -666,41 +722,49 @@ def shipped_model() -> tuple[MigrationRegressor, dict[str, Any]]:
 def predict_regression(points_df: pd.DataFrame, model_dir: str | Path | None = None) -> pd.DataFrame:
     """Regression predictions for ``points_df`` (parameters of DESIGN.md §2; missing ones defaulted).
 
-    Returns the completed points plus, for every metric the model was trained on,
-    ``<metric>``, ``<metric>_lo``, ``<metric>_hi`` (90 % prediction interval) and ``<metric>_prior``
-    (the analytic prediction). When ``bytes_per_s`` is learned, ``pages_per_s`` and ``time_s`` (with
-    intervals) are derived from it. Without ``model_dir`` the model fitted on the shipped
-    measurements is used (fitted and cached on first use); a given folder must be valid.
+    Without ``model_dir`` the model fitted on the shipped measurements is used (fitted and cached on
+    first use); a given folder must be valid. The columns are :func:`predict_points`'s.
     """
     model, _manifest = shipped_model() if model_dir is None else load_model(model_dir)
+    return predict_points(model, points_df)
+
+
+def predict_points(
+    model: MigrationRegressor, points_df: pd.DataFrame, metrics: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Predictions of a fitted ``model`` for ``points_df`` (the one prediction path for points).
+
+    Returns the completed points plus, for each of ``metrics`` (default: every metric the model was
+    trained on), ``<metric>``, ``<metric>_lo``, ``<metric>_hi`` (90 % prediction interval) and
+    ``<metric>_prior`` (the analytic prediction). When ``bytes_per_s`` is predicted, ``pages_per_s``
+    and ``time_s`` (with intervals) are derived from it by :func:`models.evaluate.measured_metric`.
+    Raises :class:`models.params.PointError` naming the first invalid row.
+    """
     pts = points_df.drop(columns=[c for c in points_df.columns if c == "metric"])
     base_full = complete_points(pts[[c for c in pts.columns if c in PARAMETERS]]).reset_index(drop=True)
     arrays, reasons = check_points(base_full)
     msg = first_error(reasons)
     if msg is not None:
-        from models.params import PointError
-
         raise PointError(msg)
     outputs = run_kernel(arrays, "analytic")
-    page_kb = _page_kb(base_full)
-    base_pages = arrays.n_folios * arrays.folio_kb / page_kb
-    out = base_full.copy()
     cols: dict[str, np.ndarray] = {}
-    for m in model.metrics_:
-        prior = (
-            np.asarray(outputs["time_s"]) / base_pages if m == "time_per_page_s" else np.asarray(outputs[m])
-        )
+    for m in model.metrics_ if metrics is None else metrics:
+        prior = measured_metric(outputs, m, arrays)
         p, lo, hi = model.predict_complete(base_full, m, prior)
         cols[m], cols[f"{m}_lo"], cols[f"{m}_hi"], cols[f"{m}_prior"] = p, lo, hi, prior
     if "bytes_per_s" in cols:
-        nbytes = arrays.n_folios * arrays.folio_kb * 1024.0
-        page_b = page_kb * 1024.0
-        for suffix, src in (("", ""), ("_lo", "_lo"), ("_hi", "_hi")):
-            cols.setdefault(f"pages_per_s{suffix}", cols[f"bytes_per_s{src}"] / page_b)
-        cols.setdefault("time_s", nbytes / cols["bytes_per_s"])
-        cols.setdefault("time_s_lo", nbytes / cols["bytes_per_s_hi"])
-        cols.setdefault("time_s_hi", nbytes / cols["bytes_per_s_lo"])
-    return pd.concat([out, pd.DataFrame(cols)], axis=1)
+        # A higher throughput is a shorter time: the time interval's ends swap.
+        for name, bound in (("", ""), ("_lo", "_lo"), ("_hi", "_hi")):
+            cols.setdefault(
+                f"pages_per_s{name}",
+                measured_metric({"bytes_per_s": cols[f"bytes_per_s{bound}"]}, "pages_per_s", arrays),
+            )
+        for name, bound in (("", ""), ("_lo", "_hi"), ("_hi", "_lo")):
+            cols.setdefault(
+                f"time_s{name}",
+                measured_metric({"bytes_per_s": cols[f"bytes_per_s{bound}"]}, "time_s", arrays),
+            )
+    return pd.concat([base_full, pd.DataFrame(cols)], axis=1)
 
 
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -716,12 +780,15 @@ __all__ = [
     "MigrationRegressor",
     "ModelDirError",
     "amd_tables_mask",
+    "model_manifest",
+    "seal_manifest",
     "analytic_prior",
     "cross_validate",
     "cv_scores",
     "default_model_dir",
     "fit_measurements",
     "load_model",
+    "predict_points",
     "predict_regression",
     "save_model",
     "shipped_model",

@@ -25,8 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.calibrate import cross_validate_calibration
+from models.errors import UserError
+from models.evaluate import evaluate, measured_metric
+from models.fileio import atomic_write
 from models.measurements import model_rows
 from models.params import PARAMETERS
+from models.regression import amd_tables_mask, analytic_prior, cross_validate
 
 MODEL_COLUMNS: tuple[str, ...] = (
     "analytic",
@@ -47,17 +52,6 @@ class Validation:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _metric_from_outputs(out: pd.DataFrame | dict, metric: np.ndarray, base_pages: np.ndarray) -> np.ndarray:
-    pred = np.full(len(metric), np.nan)
-    for m in np.unique(metric):
-        sel = metric == m
-        if m == "time_per_page_s":
-            pred[sel] = np.asarray(out["time_s"], dtype=np.float64)[sel] / base_pages[sel]
-        elif m in out:
-            pred[sel] = np.asarray(out[m], dtype=np.float64)[sel]
-    return pred
-
-
 def validate(
     data: pd.DataFrame,
     *,
@@ -68,12 +62,8 @@ def validate(
     min_calibration_rows: int = 10,
 ) -> Validation:
     """Predictions of every requested model for every model-metric row of ``data`` (see module doc)."""
-    from models.regression import analytic_prior
-
     unknown = sorted(set(models) - set(ALL_MODELS))
     if unknown:
-        from models.errors import UserError
-
         raise UserError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(ALL_MODELS)})")
     rows = model_rows(data)
     v = Validation(rows=rows)
@@ -97,20 +87,14 @@ def validate(
     if "montecarlo" in models:
         t = time.perf_counter()
         try:
-            from models.evaluate import evaluate
-            from models.regression import _page_kb
-
             out = evaluate(full, "montecarlo", seed=seed, replicas=replicas)
-            base_pages = full["n_folios"].to_numpy(float) * full["folio_kb"].to_numpy(float) / _page_kb(full)
-            rows["montecarlo"] = _metric_from_outputs(out, metric, base_pages)
+            rows["montecarlo"] = measured_metric(out, metric, full)
         except Exception as exc:  # a missing or failing model leaves its column empty
             v.notes.append(f"montecarlo: not available ({type(exc).__name__}: {exc})")
         v.seconds["montecarlo"] = time.perf_counter() - t
 
     if "calibrated" in models:
         t = time.perf_counter()
-        from models.calibrate import cross_validate_calibration
-
         for prof, n in rows["profile"].value_counts().items():
             if n < min_calibration_rows:
                 v.notes.append(
@@ -132,8 +116,6 @@ def validate(
     if "regression" in models:
         t = time.perf_counter()
         try:
-            from models.regression import cross_validate
-
             cv = cross_validate(rows, scheme="kfold", n_splits=n_splits, seed=seed)
             rows["regression_cv"] = cv["pred"].to_numpy()
             rows["regression_cv_lo"] = cv["lo"].to_numpy()
@@ -156,8 +138,6 @@ def _mape(pred: np.ndarray, y: np.ndarray) -> tuple[float, int]:
 
 def summary_table(v: Validation) -> pd.DataFrame:
     """MAPE of each model per (source, metric), then the AMD bar set and all rows; plus coverage."""
-    from models.regression import amd_tables_mask
-
     rows = v.rows
     if rows.empty or "analytic" not in rows.columns:
         return pd.DataFrame(columns=["source", "metric", "n", *MODEL_COLUMNS, "pi90_coverage"])
@@ -189,7 +169,7 @@ def summary_table(v: Validation) -> pd.DataFrame:
 
 def write_report(v: Validation, summary: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     """Write ``validation.csv`` (summary), ``validation-rows.csv`` and ``validation.html`` (plotly)."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # only for the HTML report: plotly takes ~1 s to import
 
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -256,9 +236,7 @@ def write_report(v: Validation, summary: pd.DataFrame, out_dir: str | Path) -> d
     for i, fig in enumerate(figs):
         parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False))
     parts.append("</body></html>")
-    tmp = paths["html"].with_suffix(".html.tmp")
-    tmp.write_text("\n".join(parts))
-    tmp.replace(paths["html"])
+    atomic_write(paths["html"], "\n".join(parts))
     return paths
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
 
+from models.errors import UserError
 from models.measurements import load_measurements
 from models.params import PARAMETERS
 from models.regression import (
@@ -25,6 +28,7 @@ from models.regression import (
     load_model,
     predict_regression,
     save_model,
+    seal_manifest,
     training_table,
 )
 
@@ -153,6 +157,89 @@ def test_save_load_round_trip_and_refusals(tmp_path: Path, table: pd.DataFrame) 
         load_model(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda m: m["learned"]["q_log"].update(bytes_per_s=5.0), id="quantile"),
+        pytest.param(
+            lambda m: m["learned"]["vintage"].update({k: 1990.0 for k in m["learned"]["vintage"]}),
+            id="vintage",
+        ),
+        pytest.param(lambda m: m["params"].update(prior="none"), id="prior"),
+        pytest.param(lambda m: m["learned"].update(metrics=["bytes_per_s"]), id="metrics"),
+    ],
+)
+def test_an_edited_model_json_is_refused(tmp_path: Path, table: pd.DataFrame, edit: Any) -> None:
+    model = MigrationRegressor(n_estimators=20).fit(table, table["value"])
+    d = save_model(model, tmp_path / "m")
+    mpath = d / MANIFEST_FILE
+    man = json.loads(mpath.read_text())
+    edit(man)
+    mpath.write_text(json.dumps(man, indent=2))
+    with pytest.raises(ModelDirError, match=r"model\.json: changed since it was written"):
+        load_model(d)
+
+
+def test_a_file_outside_model_json_is_refused(tmp_path: Path, table: pd.DataFrame) -> None:
+    model = MigrationRegressor(n_estimators=20).fit(table, table["value"])
+    d = save_model(model, tmp_path / "m")
+    load_model(d)
+    (d / "notes.txt").write_text("hello")
+    with pytest.raises(ModelDirError, match=r"notes\.txt: not part of this model folder"):
+        load_model(d)
+    with pytest.raises(ModelDirError, match=r"notes\.txt: not part of a model folder"):
+        save_model(model, d)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_saving_into_a_read_only_folder_is_one_line_and_leaves_nothing(
+    tmp_path: Path, table: pd.DataFrame
+) -> None:
+    model = MigrationRegressor(n_estimators=20).fit(table, table["value"])
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    try:
+        with pytest.raises(UserError, match=r"ro/estimator\.skops: cannot write \(Permission denied\)"):
+            save_model(model, d)
+        assert list(d.iterdir()) == []
+    finally:
+        d.chmod(0o755)
+
+
+def test_fit_out_onto_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A file-size limit makes every write of the estimator fail, as a full disk does."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+    out = tmp_path / "m"
+    env = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "app.cli", "fit", "--out", str(out)],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 2, r.stderr
+    assert (
+        r.stderr.strip()
+        == f"foliotune: error: {out}/estimator.skops: cannot write (file too large for this file system or process limit)"
+    )
+    assert list(out.iterdir()) == []
+
+
 class Gadget:
     """A type no model file should contain."""
 
@@ -168,10 +255,10 @@ def test_types_outside_the_allow_list_are_never_loaded(tmp_path: Path, table: pd
     model = MigrationRegressor(n_estimators=20).fit(table, table["value"])
     d = save_model(model, tmp_path / "m")
     est = d / ESTIMATOR_FILE
-    sio.dump({"payload": Gadget()}, est)  # consistent hash: the attacker rewrote model.json too
+    sio.dump({"payload": Gadget()}, est)  # consistent hashes: the attacker rewrote model.json too
     man = json.loads((d / MANIFEST_FILE).read_text())
     man["files"][ESTIMATOR_FILE] = hashlib.sha256(est.read_bytes()).hexdigest()
-    (d / MANIFEST_FILE).write_text(json.dumps(man))
+    (d / MANIFEST_FILE).write_text(json.dumps(seal_manifest(man)))
     with pytest.raises(ModelDirError, match="allow-list"):
         load_model(d)
 
@@ -189,9 +276,17 @@ def test_predict_regression_fits_the_shipped_model_once_and_adds_intervals(
         }
     )
     out = predict_regression(pts)
-    assert (tmp_path / "cache").is_dir()
+    cached = list((tmp_path / "cache").glob("regression-v*/*"))
+    assert sorted(p.name for p in cached) == sorted([ESTIMATOR_FILE, MANIFEST_FILE])
+    written = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in cached}
     for m in ("bytes_per_s", "pages_per_s", "time_s"):
         assert (out[f"{m}_lo"] <= out[m]).all() and (out[m] <= out[f"{m}_hi"]).all()
     assert (out["bytes_per_s"] > 1e8).all() and list(out["folio_kb"]) == [4, 64, 2048]
-    again = predict_regression(pts)  # from the cache this time
-    np.testing.assert_allclose(again["bytes_per_s"], out["bytes_per_s"])
+    again = predict_regression(pts)  # from the cache this time: a refit would rewrite both files
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in cached} == written
+    pd.testing.assert_frame_equal(again, out, check_exact=True)
+    # a damaged cache is refitted, not an error
+    (cached[0].parent / MANIFEST_FILE).write_text("{}")
+    third = predict_regression(pts)
+    assert {p.name: p.stat().st_ino for p in cached} != {k: v[0] for k, v in written.items()}
+    pd.testing.assert_frame_equal(third, out, check_exact=True)

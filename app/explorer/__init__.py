@@ -3,25 +3,36 @@
 :func:`create_app` builds a new app around an :class:`ExplorerState` (the results folders it may
 show, background sweeps, per-session regressions). Pages live in ``app.explorer.pages``: each owns
 its layout and registers its callbacks on the app it is given; callbacks are a few lines that load
-aggregated data (:mod:`app.data`) and call pure builders (:mod:`app.figures`,
+aggregated data (:mod:`app.results_view`, :mod:`app.queries`, :mod:`app.evidence`, ...) and call pure builders (:mod:`app.figures`,
 :mod:`app.recommend`). Importing this package does no work and keeps no global state.
 
 Security: the browser only ever names a results folder by its number in the server's list; uploads
-are read in memory with a size limit; exports are built in memory.
+are read in memory within limits on bytes and rows; exports are built in memory.
+
+Resources: at most ``MAX_SESSIONS`` sessions (a session idle for ``SESSION_IDLE_S`` is dropped), each
+holding its uploaded rows and refitted regression in memory only; one validation worker process
+with a short queue (:class:`app.validation.ValidationQueue`); :meth:`ExplorerState.close` (called
+by :func:`stopping_cleanly` on exit or SIGTERM) cancels queued work and ends the worker.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import signal
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.data import RegressionSource, Results, ResultsError, load_results, shipped_regression
+from app.regression_source import RegressionSource, shipped_regression
+from app.results_view import Results, ResultsError, load_results
+from app.validation import ValidationQueue, ValidationResult
 
 DEFAULT_UPLOAD_LIMIT = 5 * 1024 * 1024
 # Styles are inlined in the page (no assets folder to package or serve).
@@ -62,6 +73,8 @@ INDEX = """<!DOCTYPE html>
 <html lang="en"><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>/*CSS*/</style></head>
 <body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body></html>"""
 MAX_SESSIONS = 16
+#: A session not seen for this long is dropped with its upload and regression (s).
+SESSION_IDLE_S = 3600.0
 #: How old a results folder's file listing may be before an interaction lists it again (s).
 RESULTS_MAX_AGE_S = 1.0
 
@@ -71,6 +84,7 @@ class Session:
     rows: Any = None  # uploaded measurement rows (pandas DataFrame) or None
     regression: RegressionSource | None = None
     summary: str = ""
+    seen: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -86,6 +100,7 @@ class ExplorerState:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _sessions: OrderedDict[str, Session] = field(default_factory=OrderedDict, repr=False)
     _jobs: Any = field(default=None, repr=False)
+    _validations: ValidationQueue = field(default_factory=ValidationQueue, repr=False)
 
     # ---- results folders (the browser names them by index only)
     def folder_options(self) -> list[dict[str, str]]:
@@ -117,7 +132,7 @@ class ExplorerState:
     def jobs(self) -> Any:
         with self._lock:
             if self._jobs is None:
-                from app.explorer.jobs import SweepJobs
+                from app.explorer.jobs import SweepJobs  # the sweep runner, only once a sweep starts
 
                 self._jobs = SweepJobs(
                     self.sweeps_dir, backend=self.sweep_backend, workers=self.sweep_workers
@@ -126,16 +141,25 @@ class ExplorerState:
 
     # ---- per-session regression (refitted on an upload)
     def session(self, sid: Any) -> Session:
+        """The session ``sid`` (new if unknown); the least recently seen beyond ``MAX_SESSIONS``
+        and those idle for ``SESSION_IDLE_S`` are dropped."""
         key = str(sid or "")
+        now = time.monotonic()
         with self._lock:
             s = self._sessions.get(key)
             if s is None:
                 s = Session()
                 self._sessions[key] = s
-                while len(self._sessions) > MAX_SESSIONS:
-                    self._sessions.popitem(last=False)
             else:
                 self._sessions.move_to_end(key)
+            s.seen = now
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+            while self._sessions:
+                oldest = next(iter(self._sessions.values()))
+                if now - oldest.seen <= SESSION_IDLE_S:
+                    break
+                self._sessions.popitem(last=False)
             return s
 
     def regression(self, sid: Any) -> RegressionSource | None:
@@ -148,9 +172,17 @@ class ExplorerState:
             return s.regression
         return shipped_regression()
 
-    def session_model_dir(self, sid: str) -> Path:
-        safe = "".join(ch for ch in sid if ch.isalnum())[:32] or "anon"
-        return self.sweeps_dir / ".sessions" / safe
+    # ---- background validation (one worker process, a short queue)
+    def validation(self, meas: Any) -> ValidationResult:
+        return self._validations.summary(meas)
+
+    def close(self) -> None:
+        """Stop background work: queued validations and sweeps are cancelled, the worker ends."""
+        self._validations.close()
+        with self._lock:
+            jobs = self._jobs
+        if jobs is not None:
+            jobs.shutdown()
 
 
 def is_loopback(host: str) -> bool:
@@ -166,6 +198,7 @@ def _answer_oversized_uploads(app: Any, upload_limit: int) -> None:
     """A callback request above the server's size cap can only be an upload. Flask refuses it
     (413) before the callback runs, so the page would show nothing; answer it instead the way the
     upload callback answers a refused file: a one-line error in its status box."""
+    # with Dash (create_app): Flask and plotly are loaded by then; the pages import this package
     from flask import Response, request
     from plotly.io.json import to_json_plotly
 
@@ -190,10 +223,12 @@ def create_app(
     sweep_workers: int | None = None,
 ) -> Any:
     """A new Dash app showing ``results_dir`` (or several folders; the first is shown first)."""
+    # Dash loads only when an app is built (~1 s that `foliotune recommend` and the tests of the
+    # data layer need not pay).
     import dash
     from dash import dcc, html
 
-    from app.explorer import pages
+    from app.explorer import pages  # the pages use Dash and import this package
 
     dirs = results_dir if isinstance(results_dir, list) else [results_dir]
     folders = [Path(d).expanduser().resolve() for d in dirs]
@@ -231,14 +266,7 @@ def create_app(
                             [html.Span("foliotune", className="brand"), html.Span(" explorer")],
                             className="title",
                         ),
-                        html.Nav(
-                            [
-                                dcc.Link("Choose", href="/", id="nav-choose", className="nav"),
-                                dcc.Link("Landscape", href="/landscape", id="nav-landscape", className="nav"),
-                                dcc.Link("Evidence", href="/evidence", id="nav-evidence", className="nav"),
-                                dcc.Link("Sweeps", href="/sweeps", id="nav-sweeps", className="nav"),
-                            ]
-                        ),
+                        html.Nav(pages.nav_links()),
                         html.Div(
                             [
                                 html.Label("results", htmlFor="folder"),
@@ -266,6 +294,23 @@ def create_app(
     return app
 
 
+@contextmanager
+def stopping_cleanly(app: Any) -> Iterator[None]:
+    """Serve inside this: SIGTERM ends the server like Ctrl-C, and either way the app's background
+    work (validation worker, queued sweeps) is stopped before the process exits."""
+    state: ExplorerState = app.server.extensions["foliotune_state"]
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        state.close()
+
+
 def results_or_error(state: ExplorerState, folder_id: Any) -> tuple[Results | None, str]:
     try:
         return state.results(folder_id), ""
@@ -275,4 +320,4 @@ def results_or_error(state: ExplorerState, folder_id: Any) -> tuple[Results | No
         return None, f"{state.folder(folder_id)}: cannot be read ({type(exc).__name__}: {exc})"
 
 
-__all__ = ["ExplorerState", "create_app", "is_loopback", "results_or_error"]
+__all__ = ["ExplorerState", "create_app", "is_loopback", "results_or_error", "stopping_cleanly"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import UserError
+from models.fileio import atomic_write
 from models.measure.profile import local_profile_dict
 from models.measure.records import Report
 from models.measure.topology import kernel_release
@@ -95,10 +96,8 @@ def write_outputs(
         "report": out / f"measure-{profile_name}.json",
     }
     text = dump(local_profile_dict(rep, profile_name))
-    tmp = paths["profile"].with_suffix(".toml.tmp")
-    tmp.write_text(text)
-    load_profile_file(tmp)  # refuse to publish a profile the loader would refuse
-    tmp.replace(paths["profile"])
+    # refuse to publish a profile the loader would refuse
+    atomic_write(paths["profile"], text, check=load_profile_file)
     results_frame(rep, profile_name, command).to_csv(paths["measurements"], index=False)
     raw = {
         "date": rep.date,

@@ -1,22 +1,54 @@
-"""Explorer pages. Each module has ``layout(state, results, selection)`` and ``register(app, state)``."""
+"""Explorer pages. Each module has ``layout(state, results, selection)`` and ``register(app, state)``.
+
+:data:`PAGES` is the one list of pages: the router, the navigation links and their highlighting
+are all derived from it.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
-PATHS = {
-    "/": "choose",
-    "/choose": "choose",
-    "/landscape": "landscape",
-    "/evidence": "evidence",
-    "/sweeps": "sweeps",
-}
+from dash import Input, Output, State, dcc, html
+
+from app.explorer import results_or_error
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of the explorer: its module in this package, its title, the paths it answers and
+    whether it shows the selected results folder (a page that does not opens even when the folder
+    cannot be read)."""
+
+    name: str
+    title: str
+    paths: tuple[str, ...]
+    needs_results: bool = True
+
+    @property
+    def nav_id(self) -> str:
+        return f"nav-{self.name}"
+
+
+PAGES: tuple[Page, ...] = (
+    Page("choose", "Choose", ("/", "/choose")),
+    Page("landscape", "Landscape", ("/landscape",)),
+    Page("evidence", "Evidence", ("/evidence",)),
+    Page("sweeps", "Sweeps", ("/sweeps",), needs_results=False),
+)
+#: Path -> page.
+PATHS: dict[str, Page] = {path: page for page in PAGES for path in page.paths}
+
+
+def nav_links() -> list[Any]:
+    """The header's links, one per page."""
+    return [dcc.Link(p.title, href=p.paths[0], id=p.nav_id, className="nav") for p in PAGES]
 
 
 def problem_page(message: str) -> Any:
     """What is wrong with the results folder, and what to do (never a traceback)."""
-    from dash import dcc, html
-
     return html.Div(
         [
             html.H2("The results folder cannot be used"),
@@ -39,12 +71,9 @@ def problem_page(message: str) -> Any:
 
 
 def register(app: Any, state: Any) -> None:
-    from dash import Input, Output, State, html
-
-    from app.explorer import results_or_error
-    from app.explorer.pages import choose, evidence, landscape, sweeps
-
-    modules = {"choose": choose, "landscape": landscape, "evidence": evidence, "sweeps": sweeps}
+    """The router, the navigation highlighting and every page's callbacks, on ``app``."""
+    # Dash (and the pages, which use it) load only when an app is built: ~1 s the CLI need not pay.
+    modules = {p.name: import_module(f"{__name__}.{p.name}") for p in PAGES}
 
     @app.callback(
         Output("page", "children"),
@@ -53,27 +82,24 @@ def register(app: Any, state: Any) -> None:
         State("selection", "data"),
     )
     def route(pathname: str | None, folder_id: str | None, selection: dict[str, Any] | None) -> Any:
-        name = PATHS.get(pathname or "/")
-        if name is None:
+        page = PATHS.get(pathname or "/")
+        if page is None:
             return html.Div([html.H2("No such page"), html.P(f"{pathname} is not a page of the explorer.")])
-        if name == "sweeps":
-            return sweeps.layout(state, None, selection)
+        if not page.needs_results:
+            return modules[page.name].layout(state, None, selection)
         results, problem = results_or_error(state, folder_id)
         if results is None:
             return problem_page(problem)
-        return modules[name].layout(state, results, selection or {})
+        return modules[page.name].layout(state, results, selection or {})
 
+    nav_of_path = {path: p.nav_id for p in PAGES for path in p.paths}
+    nav_ids = [p.nav_id for p in PAGES]
     app.clientside_callback(
-        """function(path) {
-            const map = {"/": "nav-choose", "/choose": "nav-choose", "/landscape": "nav-landscape",
-                         "/evidence": "nav-evidence", "/sweeps": "nav-sweeps"};
-            return ["nav-choose", "nav-landscape", "nav-evidence", "nav-sweeps"].map(
-                id => "nav" + (map[path] === id ? " active" : ""));
-        }""",
-        Output("nav-choose", "className"),
-        Output("nav-landscape", "className"),
-        Output("nav-evidence", "className"),
-        Output("nav-sweeps", "className"),
+        f"""function(path) {{
+            const map = {json.dumps(nav_of_path)};
+            return {json.dumps(nav_ids)}.map(id => "nav" + (map[path] === id ? " active" : ""));
+        }}""",
+        *[Output(i, "className") for i in nav_ids],
         Input("url", "pathname"),
     )
     for m in modules.values():

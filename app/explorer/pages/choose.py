@@ -6,9 +6,10 @@ import math
 import time
 from typing import Any
 
-from app.data import Results, default_profile, engine_curves, recommend_for, regression_band
 from app.figures import LABELS, choice_figure, pareto_figure
+from app.queries import default_profile, engine_curves, recommend_for, regression_band
 from app.recommend import FORMATS, WORKLOAD, Constraints, Recommendation, export_bytes, export_filename
+from app.results_view import Results
 from models.errors import UserError
 
 DEFAULT_BUDGET_US = 1000.0

@@ -7,23 +7,24 @@ import binascii
 from typing import Any
 
 import pandas as pd
+from dash import Input, Output, State, dcc, html
 
-from app.data import (
-    Results,
+from app.evidence import (
     evidence_metrics,
     evidence_tables,
     evidence_x_options,
     parse_measurement_upload,
-    recommend_for,
-    regression_with,
     residual_table,
-    sensitivity,
     shipped_measurements,
-    validation_display,
-    validation_summary,
     validation_table,
 )
+from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
 from app.figures import LABELS, empty_figure, evidence_figure, residual_figure, sobol_figure
+from app.queries import recommend_for
+from app.regression_source import regression_with
+from app.results_view import Results
+from app.sensitivity import sensitivity
+from app.validation import validation_display
 from models.errors import UserError
 
 
@@ -42,16 +43,12 @@ def _residuals(state: Any, session: Any) -> pd.DataFrame:
 
 
 def _table(df: pd.DataFrame) -> Any:
-    from dash import html
-
     head = html.Tr([html.Th(str(c)) for c in df.columns])
     body = [html.Tr([html.Td(str(v)) for v in row]) for row in df.itertuples(index=False)]
     return html.Table([head, *body], className="data", id="ev-validation")
 
 
 def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
-    from dash import dcc, html
-
     meas = shipped_measurements()
     profiles = sorted(p for p in meas["profile"].unique() if evidence_metrics(meas, p))
     want = selection.get("profile")
@@ -156,14 +153,10 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
 def upload_refused(reason: str) -> Any:
     """The upload status box's one-line refusal (the server sends it too, for requests above its
     size cap)."""
-    from dash import html
-
     return html.Div(f"Upload refused: {reason}", className="error", id="ev-upload-error")
 
 
 def register(app: Any, state: Any) -> None:
-    from dash import Input, Output, State, html
-
     @app.callback(
         Output("ev-metric", "options"),
         Output("ev-metric", "value"),
@@ -211,13 +204,17 @@ def register(app: Any, state: Any) -> None:
         State("session", "data"),
     )
     def validation(_status: Any, _n: Any, session: Any) -> Any:
-        summary, notes, status = validation_summary(measurements_for(state, session))
-        if summary is not None:
+        v = state.validation(measurements_for(state, session))
+        if v.summary is not None:
             return [
-                _table(validation_display(summary)),
-                *[html.Div(n, className="muted") for n in notes],
+                _table(validation_display(v.summary)),
+                *[html.Div(n, className="muted") for n in v.notes],
             ], True
+        status = v.status
         quick = _table(validation_table(_residuals(state, session)))
+        if status == "queued":
+            msg = "Cross-validation waits for other validations to finish; meanwhile, in-sample errors:"
+            return [html.Div(msg, className="warn", id="ev-validation-status"), quick], False
         if status == "running":
             msg = "Cross-validating every model in the background (about a minute); meanwhile, in-sample errors:"
             return [html.Div(msg, className="warn", id="ev-validation-status"), quick], False
@@ -232,8 +229,6 @@ def register(app: Any, state: Any) -> None:
         State("session", "data"),
     )
     def sobol(_status: Any, selection: Any, folder_id: Any, session: Any) -> Any:
-        from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
-
         sel = selection or {}
         try:
             results = state.results(folder_id)
@@ -269,7 +264,7 @@ def register(app: Any, state: Any) -> None:
                 raise UserError(f"{name}: above the upload limit of {state.upload_limit:,} bytes")
             raw = base64.b64decode(b64, validate=True)
             rows, summary = parse_measurement_upload(raw, name, state.upload_limit)
-            reg = regression_with(rows, state.session_model_dir(str(session)))
+            reg = regression_with(rows)
         except (UserError, binascii.Error, ValueError) as exc:
             return upload_refused(str(exc))
         s = state.session(session)

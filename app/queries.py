@@ -1,0 +1,189 @@
+"""Questions asked of a results folder: the recommendation, the landscape, the curves per engine.
+
+:func:`recommend_for` is the one function the CLI and the explorer call for a recommendation; the
+landscape is :func:`app.recommend.recommend` itself per cell, so it agrees with the Choose page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.recommend import CHOICE, WORKLOAD, Constraints, Recommendation, recommend
+from app.regression_source import RegressionSource
+from app.results_view import Results
+from models.errors import UserError
+from models.profiles import DEFAULT_PROFILE
+
+
+def recommend_for(
+    results: Results,
+    profile: str | None,
+    workload: Mapping[str, Any] | None,
+    constraints: Constraints,
+    model: str | None = None,
+    regression: RegressionSource | None = None,
+) -> Recommendation:
+    """The recommendation for ``profile`` (default: :func:`default_profile`) and ``workload``
+    (completed with the profile's defaults) from the sweep's rows, with the regression's interval
+    when ``regression`` is usable and its note otherwise."""
+    m = model or results.default_model
+    prof = profile or default_profile(results, m)
+    wl = results.resolve_workload(prof, workload, m)
+    cands = results.candidates(prof, wl, m)
+    reg = regression if regression is not None and regression.ok else None
+    note = "" if reg is not None else (regression.note if regression is not None else "")
+    return recommend(
+        cands,
+        profile=prof,
+        workload=wl,
+        constraints=constraints,
+        baseline=results.baseline(prof, wl, m),
+        provenance=results.provenance(m, reg),
+        regression=reg.predict if reg is not None else None,
+        regression_note=note,
+    )
+
+
+def default_profile(results: Results, model: str | None = None) -> str:
+    """The shipped default profile when the sweep has it, else the sweep's first profile."""
+    profs = results.profiles(model or results.default_model)
+    return DEFAULT_PROFILE if DEFAULT_PROFILE in profs else profs[0]
+
+
+def engine_curves(cands: pd.DataFrame, constraints: Constraints) -> pd.DataFrame:
+    """Per copy engine, the rows of its best thread count (the one whose best allowed pages/s is highest).
+
+    One curve per engine against batch limit keeps the plots readable; the thread count is in the
+    ``copy_threads`` column of the result.
+    """
+    df = cands.copy()
+    df["copy_engine"] = df["copy_engine"].astype(str)
+    allowed = df["stall_p99_s"].to_numpy() <= constraints.stall_p99_s
+    if constraints.cpu_time_s is not None:
+        allowed &= df["cpu_time_s"].to_numpy() <= constraints.cpu_time_s
+    if constraints.remote_cpu_time_s is not None:
+        allowed &= df["remote_cpu_time_s"].to_numpy() <= constraints.remote_cpu_time_s
+    df["allowed"] = allowed
+    # numpy rather than a pandas groupby per engine (a few ms per interaction on ~100 rows)
+    eng = df["copy_engine"].to_numpy()
+    thr = df["copy_threads"].to_numpy()
+    pps = df["pages_per_s"].to_numpy(dtype=float)
+    score = np.where(allowed, pps, -np.inf)
+    keep = np.zeros(len(df), dtype=bool)
+    for e in dict.fromkeys(eng.tolist()):
+        in_e = eng == e
+        threads = np.unique(thr[in_e])
+        best = np.array([score[in_e & (thr == t)].max() for t in threads])
+        if not np.isfinite(best.max()):
+            best = np.array([pps[in_e & (thr == t)].max() for t in threads])
+        best_t = threads[best == best.max()].min()
+        keep |= in_e & (thr == best_t)
+    out = df[keep].sort_values(["copy_engine", "batch_limit_pages"])
+    return out.reset_index(drop=True)
+
+
+def regression_band(
+    cands: pd.DataFrame, rec: Recommendation, regression: RegressionSource | None
+) -> pd.DataFrame | None:
+    """The regression's pages/s interval over batch limit for the recommended engine and threads."""
+    predict = regression.predict if regression is not None else None
+    if predict is None:
+        return None
+    c = rec.choice
+    sel = cands[
+        (cands["copy_engine"].astype(str).to_numpy() == c.copy_engine)
+        & (cands["copy_threads"].to_numpy() == c.copy_threads)
+    ]
+    try:
+        pts = sel[["profile", *CHOICE, *WORKLOAD]].astype(object)
+        return predict(pts.reset_index(drop=True))
+    except Exception:  # the regression is optional
+        return None
+
+
+def landscape(
+    results: Results,
+    profile: str,
+    workload: Mapping[str, Any],
+    x: str,
+    y: str,
+    constraints: Constraints,
+    model: str | None = None,
+) -> pd.DataFrame:
+    """Best batch limit, engine, threads and gain over the default for each (x, y) cell.
+
+    ``x``/``y`` are workload parameters or ``profile``; other parameters are the given workload's
+    (or each profile's defaults where the sweep lacks them). Each cell is :func:`recommend` itself,
+    so the landscape agrees with the Choose page.
+    """
+    m = model or results.default_model
+    profiles = list(results.profiles(m)) if "profile" in (x, y) else [profile]
+    rows = []
+    for prof in profiles:
+        vals = results.workload_values(prof, m)
+        xs = [prof] if x == "profile" else vals.get(x, [])
+        ys = [prof] if y == "profile" else vals.get(y, [])
+        for xv in xs:
+            for yv in ys:
+                partial = dict(workload)
+                if x != "profile":
+                    partial[x] = xv
+                if y != "profile":
+                    partial[y] = yv
+                wl = results.resolve_workload(prof, partial, m)
+                if (x != "profile" and wl.get(x) != xv) or (y != "profile" and wl.get(y) != yv):
+                    continue
+                try:
+                    rec = recommend(
+                        results.candidates(prof, wl, m),
+                        profile=prof,
+                        workload=wl,
+                        constraints=constraints,
+                        baseline=results.baseline(prof, wl, m),
+                    )
+                except UserError:
+                    continue
+                c = rec.choice
+                rows.append(
+                    {
+                        "x": xv,
+                        "y": yv,
+                        "profile": prof,
+                        "batch_limit_pages": c.batch_limit_pages if rec.feasible else math.nan,
+                        "copy_engine": c.copy_engine if rec.feasible else "",
+                        "copy_threads": c.copy_threads if rec.feasible else 0,
+                        "gain": rec.gain if (rec.feasible and rec.gain is not None) else math.nan,
+                        "pages_per_s": c.pages_per_s,
+                        "stall_p99_s": c.stall_p99_s,
+                        "feasible": rec.feasible,
+                    }
+                )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "x",
+            "y",
+            "profile",
+            "batch_limit_pages",
+            "copy_engine",
+            "copy_threads",
+            "gain",
+            "pages_per_s",
+            "stall_p99_s",
+            "feasible",
+        ],
+    )
+
+
+def landscape_axes(results: Results, profile: str, model: str | None = None) -> list[str]:
+    """Parameters that can be a landscape axis: workload parameters with several values, and profile."""
+    vals = results.workload_values(profile, model)
+    axes = [k for k in WORKLOAD if len(vals.get(k, [])) > 1]
+    if len(results.profiles(model)) > 1:
+        axes.append("profile")
+    return axes
