@@ -35,21 +35,28 @@ NoShippedOpt = Annotated[
 
 def _register_profiles_beside(measurements: list[Path]) -> None:
     """Profiles written beside measurement files (``foliotune measure --out DIR`` writes
-    ``DIR/local.toml`` next to ``DIR/measurements-local.csv``) become known for this command, so local
-    and imported rows are used without setting ``FOLIOTUNE_PROFILE_PATH``."""
-    from models.profiles import ProfileError, load_profile_file, profile_names, register_profile
+    ``DIR/local.toml`` next to ``DIR/measurements-local.csv``) become known for this command (their
+    folder joins ``FOLIOTUNE_PROFILE_PATH``), so local and imported rows are used without setting it."""
+    import os
+
+    from models.profiles import ProfileError, load_profile_file, profile_names
 
     known = set(profile_names())
+    extra: list[str] = []
     for folder in sorted({Path(m).resolve().parent for m in measurements}):
-        for f in sorted(folder.glob("*.toml")):
-            try:
-                prof = load_profile_file(f)
-            except ProfileError:
-                continue
-            if prof.name not in known:
-                register_profile(prof)
-                known.add(prof.name)
-                print(f"profile {prof.name!r} from {f}", file=sys.stderr)
+        try:
+            found = [load_profile_file(f) for f in sorted(folder.glob("*.toml"))]
+        except ProfileError:
+            continue  # a folder with a bad profile file is left alone (it would break the catalogue)
+        new = [p for p in found if p.name not in known]
+        if new:
+            extra.append(str(folder))
+            known |= {p.name for p in new}
+            for p in new:
+                print(f"profile {p.name!r} from {p.path or folder}", file=sys.stderr)
+    if extra:
+        old = os.environ.get("FOLIOTUNE_PROFILE_PATH", "")
+        os.environ["FOLIOTUNE_PROFILE_PATH"] = ":".join([*extra, *([old] if old else [])])
 
 
 def _load(measurements: list[Path] | None, strict: bool, no_shipped: bool) -> pd.DataFrame:
