@@ -53,7 +53,7 @@ def fit_local_profile(
     from models.profiles import get_profile
 
     data, _rep = validate_table(rows, "kernel rows", strict=True)
-    best = data[data["variant"].str.endswith("-best") & data["metric"].isin(FIT_METRICS)].reset_index(
+    best = data[data["variant"].str.contains("-best") & data["metric"].isin(FIT_METRICS)].reset_index(
         drop=True
     )
     base = get_profile(profile_name)
