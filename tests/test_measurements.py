@@ -255,3 +255,43 @@ def test_amd_rfc_v2_rows_use_the_testing_batch_limit():
     # [PATCH RFC V2 9/9] sets NR_MAX_BATCHED_MIGRATION = HPAGE_PUD_NR for testing
     assert set(v2["batch_limit_pages"]) == {262144}
     assert (data["kernel"].str.match(r"^\d+\.\d+$")).all()
+
+
+def test_validate_uses_a_profile_written_beside_the_measurements(tmp_path, monkeypatch, capsys):
+    """`foliotune measure --out DIR` writes DIR/local.toml beside DIR/measurements-local.csv:
+    validate scores those rows without FOLIOTUNE_PROFILE_PATH (an unknown profile otherwise)."""
+    from app.cli import main
+    from models.profiles import PROFILE_DIR, dump_profile_toml, load_profile_file
+
+    monkeypatch.setenv("FOLIOTUNE_PROFILE_PATH", "")  # restored after the test, whatever validate sets
+    d = tmp_path / "here"
+    d.mkdir()
+    prof = load_profile_file(PROFILE_DIR / "epyc-zen3-2s.toml")
+    text = dump_profile_toml(prof).replace('name = "epyc-zen3-2s"', 'name = "beside-test"')
+    (d / "beside-test.toml").write_text(text)
+    rows = d / "measurements-beside-test.csv"
+    rows.write_text(
+        "source,profile,date,trust,folio_kb,n_folios,kernel,metric,value,unit\n"
+        "mine,beside-test,2026-11-26,A,4,32768,6.18,bytes_per_s,2.1e9,B/s\n"
+        "mine,beside-test,2026-11-26,A,2048,64,6.18,bytes_per_s,5.7e9,B/s\n"
+    )
+    code = 0
+    try:
+        main(
+            [
+                "validate",
+                "--measurements",
+                str(rows),
+                "--no-shipped",
+                "--model",
+                "analytic",
+                "--out",
+                str(tmp_path / "v"),
+            ]
+        )
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    summary = pd.read_csv(tmp_path / "v" / "validation.csv")
+    assert "mine" in set(summary["source"])
