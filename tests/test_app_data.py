@@ -132,10 +132,12 @@ def test_an_evaluated_baseline_is_the_row_the_sweep_would_have_had(
 def test_a_region_of_swept_values_becomes_a_spec_with_the_sweeps_own_settings(with_default: Path) -> None:
     r = load_results(with_default)
     wl = r.resolve_workload("epyc-zen3-2s", {})
+    sent = json.loads(json.dumps(wl))  # as the browser sends it back: 1000.0 arrives as 1000
+    sent["access_rate_hz"] = int(sent["access_rate_hz"])
     region = parse_region(
-        r, {"axes": {"folio_kb": ["4", 64]}, "profile": "epyc-zen3-2s", "model": "analytic", "workload": wl}
+        r, {"axes": {"folio_kb": ["4", 64]}, "profile": "epyc-zen3-2s", "model": "analytic", "workload": sent}
     )
-    assert region.axes == {"folio_kb": [4, 64]}
+    assert region.axes == {"folio_kb": [4, 64]} and region.workload == wl
     spec = region_spec(r, region)
     manifest = json.loads((with_default / "_foliotune_manifest.json").read_text())
     for k in ("seed", "replicas"):
