@@ -5,16 +5,23 @@
    it is already there; if Ray cannot start, the same chunks are computed serially);
 3. the regression fitted on the shipped measurements (skipped, with a note, if it is unavailable);
 4. recommendations for every swept profile at its default workload and the default stall budget,
-   written to ``OUT/recommendations/`` as JSON, CSV, YAML and a kernel snippet each;
+   written to ``OUT/recommendations/`` as JSON, CSV, YAML, a kernel snippet and a patch each;
+
+``--profile`` (repeatable) sweeps only those profiles (the default spec's other axes), in a folder of
+its own; ``local`` (written by ``foliotune measure`` to ``measurements/``) is found there when
+``FOLIOTUNE_PROFILE_PATH`` does not name it. This module is library code: it imports no CLI module.
 5. the explorer served at http://127.0.0.1:PORT (unless ``--no-serve``).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+#: Where ``foliotune measure`` writes its profile by default (app/commands/measure.py).
+MEASURE_DEFAULT_OUT = Path("measurements")
 BATCH_LIMITS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 DEFAULT_BUDGET_US = 1000.0
 
@@ -30,11 +37,51 @@ def predictions_table(profile: str | None = None) -> Any:
     return add_derived(evaluate(points, "analytic"))
 
 
-def run_default_sweep(out_dir: Path, say: Any) -> Any:
-    from sweep.runner import default_spec_path, run_sweep
+def sweep_spec(profiles: Sequence[str] | None) -> Any:
+    """The default spec, its profile axis replaced by ``profiles`` when given."""
+    import tomllib
 
+    from sweep.runner import default_spec_path
+    from sweep.spec import spec_from_dict
+
+    path = default_spec_path()
+    data = tomllib.loads(path.read_text())
+    if profiles:
+        data["axes"]["profile"] = list(dict.fromkeys(profiles))
+        data["sweep"]["name"] = f"default sweep for {', '.join(profiles)}"
+    return spec_from_dict(data, str(path))
+
+
+def find_local_profiles(profiles: Sequence[str] | None) -> None:
+    """Make profiles written by ``foliotune measure`` (``measurements/NAME.toml``) known to the models."""
+    import os
+
+    from models.profiles import profile_names
+
+    known = set(profile_names())
+    for name in profiles or ():
+        f = MEASURE_DEFAULT_OUT / f"{name}.toml"
+        if name not in known and f.is_file():
+            extra = os.environ.get("FOLIOTUNE_PROFILE_PATH", "")
+            os.environ["FOLIOTUNE_PROFILE_PATH"] = ":".join(
+                x for x in (extra, str(MEASURE_DEFAULT_OUT.resolve())) if x
+            )
+    missing = [n for n in profiles or () if n not in set(profile_names())]
+    if missing:
+        from models.errors import UserError
+
+        raise UserError(
+            f"--profile {', '.join(missing)}: unknown (known: {', '.join(profile_names())}; "
+            "run `foliotune measure` first for `local`, or set FOLIOTUNE_PROFILE_PATH)"
+        )
+
+
+def run_default_sweep(out_dir: Path, say: Any, profiles: Sequence[str] | None = None) -> Any:
+    from sweep.runner import run_sweep
+
+    spec = sweep_spec(profiles)
     try:
-        return run_sweep(default_spec_path(), out_dir, progress=True, yes=True, echo=say)
+        return run_sweep(spec, out_dir, progress=True, yes=True, echo=say)
     except Exception as exc:
         from models.errors import UserError
 
@@ -43,52 +90,63 @@ def run_default_sweep(out_dir: Path, say: Any) -> Any:
         say(
             f"[yellow]Ray could not run the sweep ({type(exc).__name__}: {exc}); computing it serially[/yellow]"
         )
-        return run_sweep(default_spec_path(), out_dir, progress=True, yes=True, echo=say, backend="serial")
+        return run_sweep(spec, out_dir, progress=True, yes=True, echo=say, backend="serial")
 
 
 def write_recommendations(
-    results_dir: Path, out_dir: Path, profile: str | None, budget_us: float, regression: Any
+    results_dir: Path, out_dir: Path, profiles: Sequence[str] | None, budget_us: float, regression: Any
 ) -> list[Any]:
     """One set of exports per profile (default workload); returns the recommendations."""
-    from app.commands.explore import write_bytes
+    from app.output import write_atomic
     from app.queries import recommend_for
-    from app.recommend import FORMATS, Constraints, export_bytes, export_filename
+    from app.recommend import Constraints
+    from app.recommend_exports import FORMATS, export_bytes, export_filename
     from app.results_view import load_results
 
     results = load_results(results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recs = []
-    profiles = [profile] if profile else list(results.profiles())
-    for prof in profiles:
+    for prof in list(profiles or results.profiles()):
         rec = recommend_for(results, prof, None, Constraints(budget_us * 1e-6), regression=regression)
         for fmt in FORMATS:
-            write_bytes(out_dir / export_filename(rec, fmt), export_bytes(rec, fmt))
+            write_atomic(out_dir / export_filename(rec, fmt), export_bytes(rec, fmt))
         recs.append(rec)
     return recs
 
 
-def run_main_job(profile: str | None, out: Path, serve: bool, port: int, host: str = "127.0.0.1") -> None:
+def run_main_job(
+    profile: str | Sequence[str] | None, out: Path, serve: bool, port: int, host: str = "127.0.0.1"
+) -> None:
     import pandas as pd
     from rich.console import Console
 
-    from app.commands.model import _print_table
+    from app.output import render_table
 
+    profiles = [profile] if isinstance(profile, str) else list(profile or [])
+    find_local_profiles(profiles)
     console = Console(stderr=True)
     say = console.print
-    table = predictions_table(profile)
     cols = [
         "profile", "folio_kb", "batch_limit_pages", "pages_per_s", "bytes_per_s", "flush_rounds", "ipis",
         "window_mean_s", "stall_p99_s", "ipi_reduction", "speedup",
     ]  # fmt: skip
-    _print_table(table[cols], "Default workload, analytic model, against batch limit")
+    shown: list[str | None] = list(profiles) or [None]
+    for prof in shown:
+        table = predictions_table(prof)
+        render_table(
+            table[cols],
+            f"Default workload of {table['profile'].iloc[0]}, analytic model, against batch limit",
+        )
 
     out = Path(out)
     from sweep.chunks import code_version
 
-    # One folder per model version: a folder written by other model code is (rightly) refused.
-    sweep_dir = out / f"sweep-{code_version().replace('+', '-')}"
+    # One folder per model version (a folder written by other model code is rightly refused) and
+    # per profile set.
+    suffix = "" if not profiles else "-" + "-".join(sorted(dict.fromkeys(profiles)))
+    sweep_dir = out / f"sweep-{code_version().replace('+', '-')}{suffix}"
     say(f"[bold]1/4 default sweep[/bold] → {sweep_dir}")
-    summary = run_default_sweep(sweep_dir, say)
+    summary = run_default_sweep(sweep_dir, say, profiles)
     say(summary.describe())
     if summary.infeasible_points:
         from sweep.storage import infeasible_reasons
@@ -106,7 +164,7 @@ def run_main_job(profile: str | None, out: Path, serve: bool, port: int, host: s
     say(
         f"[bold]3/4 recommendations[/bold] (p99 stall budget {DEFAULT_BUDGET_US:g} µs) → {out / 'recommendations'}"
     )
-    recs = write_recommendations(sweep_dir, out / "recommendations", profile, DEFAULT_BUDGET_US, reg)
+    recs = write_recommendations(sweep_dir, out / "recommendations", profiles, DEFAULT_BUDGET_US, reg)
     rows = [
         {
             "profile": r.profile,
@@ -117,21 +175,24 @@ def run_main_job(profile: str | None, out: Path, serve: bool, port: int, host: s
             "pages_per_s": r.choice.pages_per_s,
             "stall_p99_s": r.choice.stall_p99_s,
             "gain": r.gain if r.gain is not None else float("nan"),
+            "distinguishable": "yes" if r.distinguishable else "no",
             "binding": ",".join(r.binding) or "none",
         }
         for r in recs
     ]
-    _print_table(
-        pd.DataFrame(rows), f"Recommendations (p99 stall ≤ {DEFAULT_BUDGET_US:g} µs, default workloads)"
+    render_table(
+        pd.DataFrame(rows),
+        f"Recommendations (p99 stall ≤ {DEFAULT_BUDGET_US:g} µs, default workloads)",
+        formatters={"gain": lambda v: f"{v:.3f}×"},
     )
 
     if not serve:
         say("[bold]4/4 explorer[/bold] skipped (--no-serve); start it with "
             f"`foliotune explore --results {sweep_dir}`")  # fmt: skip
         return
-    from app.commands.explore import serve as serve_app
-    from app.commands.explore import warm_up
     from app.explorer import create_app
+    from app.serving import serve as serve_app
+    from app.serving import warm_up
 
     warm_up(sweep_dir, True)
     app = create_app(sweep_dir, sweeps_dir=out / "explorer-sweeps")

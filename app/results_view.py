@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from app.recommend import CHOICE, DEFAULT_CHOICE, WORKLOAD, Provenance
+from app.recommend import CHOICE, WORKLOAD, Provenance, default_choice
 from models.errors import UserError
 from models.evaluate import evaluate
 from models.params import defaults_for
@@ -170,16 +170,17 @@ class Results:
         return self.frame.iloc[rows]
 
     def baseline(self, profile: str, workload: Mapping[str, Any], model: str | None = None) -> pd.DataFrame:
-        """The kernel default (512 pages, CPU copy) for the workload: from the sweep, else evaluated.
+        """The profile's kernel default (its HPAGE_PMD_NR, CPU copy) for the workload: from the sweep, else evaluated.
 
         The evaluation uses the sweep's seed and replicas, so it is the row the sweep would have had.
         """
         m = model or self.default_model
         cands = self.candidates(profile, workload, m)
+        dflt = default_choice(profile)
         sel = (
-            (cands["batch_limit_pages"] == DEFAULT_CHOICE["batch_limit_pages"])
-            & (cands["copy_engine"].astype(str) == DEFAULT_CHOICE["copy_engine"])
-            & (cands["copy_threads"] == DEFAULT_CHOICE["copy_threads"])
+            (cands["batch_limit_pages"] == dflt["batch_limit_pages"])
+            & (cands["copy_engine"].astype(str) == dflt["copy_engine"])
+            & (cands["copy_threads"] == dflt["copy_threads"])
         )
         if sel.any():
             return cands[sel.to_numpy()].iloc[:1]
@@ -189,9 +190,7 @@ class Results:
         if hit is not None:
             return hit
         seed, replicas = self.sweep.spec.seed, self.sweep.spec.replicas
-        point = pd.DataFrame(
-            [{"profile": profile, **{k: py_value(v) for k, v in workload.items()}, **DEFAULT_CHOICE}]
-        )
+        point = pd.DataFrame([{"profile": profile, **{k: py_value(v) for k, v in workload.items()}, **dflt}])
         try:
             out = evaluate(point, m, seed=seed, replicas=replicas, on_invalid="mark")
         except UserError:

@@ -11,7 +11,7 @@ import pandas as pd
 from SALib.analyze import sobol as sobol_analyze
 from SALib.sample import sobol as sobol_sample
 
-from app.recommend import CHOICE, DEFAULT_CHOICE, WORKLOAD
+from app.recommend import CHOICE, WORKLOAD, default_choice
 from app.regression_source import RegressionSource
 from models.evaluate import evaluate
 from models.profiles import get_profile
@@ -59,7 +59,7 @@ def sensitivity(
         }
     )
     rec_pts = pts.assign(**{k: choice[k] for k in CHOICE})
-    base_pts = pts.assign(**DEFAULT_CHOICE)
+    base_pts = pts.assign(**default_choice(profile))
     predict = regression.predict if regression is not None else None
     use_reg = predict is not None
     label = "log10 gain of the recommended choice over the default"

@@ -104,7 +104,9 @@ def test_cpu_limit_binds() -> None:
     rec = recommend(c, profile="p", workload={}, constraints=Constraints(500e-6, cpu_time_s=2e-3))
     assert rec.choice.key() == (512, "cpu", 1)
     assert set(rec.binding) == {"cpu_time_s", "stall_p99_s"}
-    assert rec.gain is None  # no baseline given
+    # the profile's default (512, cpu, 1) is itself the choice: no gain, and it says so
+    assert rec.gain == 1.0 and rec.distinguishable is False
+    assert "not distinguishable from the default" in rec.why
 
 
 def test_nothing_feasible_reports_lowest_stall() -> None:
@@ -124,8 +126,9 @@ def test_regression_failure_is_a_note_not_an_error() -> None:
 
 
 def test_invalid_constraint() -> None:
-    with pytest.raises(UserError):
-        Constraints(-1.0)
+    for bad in (-1.0, 0.0):
+        with pytest.raises(UserError, match="must be > 0"):
+            Constraints(bad)
     with pytest.raises(UserError):
         recommend(SYNTH.iloc[:0], profile="p", workload={}, constraints=Constraints(1.0))
 
@@ -252,3 +255,211 @@ def test_cli_recommend(results_dir: Path, tmp_path: Path) -> None:
         [*cmd[:5], str(tmp_path / "none"), *cmd[6:]], capture_output=True, text=True, timeout=120
     )
     assert missing.returncode == 2 and "no such results folder" in missing.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 12: the kernel-wide constant, the profile's own default, intervals, patch, live CLI
+
+CLI = [sys.executable, "-m", "app.cli", "recommend"]
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "120", **(env or {})},
+    )
+
+
+def _mc(profile: str, **point: object) -> pd.Series:
+    """The Monte Carlo model itself on one point (seed 0, 64 replicas, as the live evaluation)."""
+    from models.evaluate import evaluate
+
+    return evaluate(pd.DataFrame([{"profile": profile, **point}]), "montecarlo", seed=0, replicas=64).iloc[0]
+
+
+def test_tie_goes_to_the_kernel_default_not_the_smallest_limit() -> None:
+    # 2 MiB folios: every limit up to 512 is one folio per batch, identical results (analytic: exact).
+    same = [(b, "cpu", 1, 1000.0, 0.0, 100e-6) for b in (1, 64, 256, 512)]
+    rec = recommend(_cands(same), profile="xeon-e5-2650v3-2s", workload={}, constraints=Constraints(1e-3))
+    assert rec.choice.batch_limit_pages == 512 and rec.tied == 3
+    # without the default among the tied limits: the nearest to it (log scale), not the smallest
+    rec = recommend(_cands(same[:3]), profile="xeon-e5-2650v3-2s", workload={}, constraints=Constraints(1e-3))
+    assert rec.choice.batch_limit_pages == 256
+    # Grace (64 KiB pages): the default is HPAGE_PMD_NR = 8192
+    grace = [(b, "cpu", 1, 1000.0, 0.0, 100e-6) for b in (512, 4096, 8192, 16384)]
+    rec = recommend(_cands(grace), profile="grace-2s", workload={}, constraints=Constraints(1e-3))
+    assert rec.choice.batch_limit_pages == 8192 and rec.default_limit_pages == 8192
+    assert rec.baseline is not None and rec.baseline.batch_limit_pages == 8192
+
+
+def test_every_candidate_has_intervals_and_crossing_stalls_are_flagged() -> None:
+    c = _cands(
+        [
+            (512, "cpu", 1, 1000.0, 10.0, 100e-6),
+            (1024, "cpu", 1, 1010.0, 10.0, 190e-6),  # within noise of 512, stall near the budget
+            (2048, "cpu", 1, 1500.0, 10.0, 150e-6),
+        ]
+    )
+    c["stall_p99_s_se"] = [1e-6, 10e-6, 1e-6]
+    rec = recommend(c, profile="p", workload={}, constraints=Constraints(200e-6))
+    by = {x.batch_limit_pages: x for x in rec.choices}
+    assert all(
+        x.gain is not None and x.gain[1] < x.gain[0] < x.gain[2] for x in rec.choices if x.pages_per_s_se
+    )
+    assert by[1024].stall_crosses_budget and not by[2048].stall_crosses_budget
+    assert by[1024].gain is not None and by[1024].gain[1] < 1.0 < by[1024].gain[2]  # ≈ default
+    assert rec.choice.batch_limit_pages == 2048 and rec.distinguishable is True
+    assert rec.gain_from_batch_limit is not None and rec.gain_from_batch_limit[0] == pytest.approx(1.5)
+    assert rec.gain_from_engine is not None and rec.gain_from_engine[0] == pytest.approx(1.0)
+    js = json.loads(export_bytes(rec, "json"))
+    assert "assumption" in js["stall_model"] and all(
+        "assumption" in r["stall_model"] for r in js["recommendations"]
+    )
+    assert {r["batch_limit_pages"]: r["stall_interval_crosses_budget"] for r in js["recommendations"]}[1024]
+    assert "assumption" in export_bytes(rec, "csv").decode().splitlines()[1]
+
+
+def test_marginal_view_per_limit_against_the_default() -> None:
+    from app.recommend import marginal
+
+    rec = recommend(SYNTH, profile="p", workload={}, constraints=Constraints(500e-6))
+    m = marginal(rec).set_index("batch_limit_pages")
+    assert list(m.index) == [256, 512, 1024, 4096]
+    assert m.loc[512, "d_pages_per_s_pct"] == 0.0 and m.loc[512, "d_stall_p99_s"] == 0.0
+    assert m.loc[4096, "d_pages_per_s_pct"] == pytest.approx(20.0)
+    assert m.loc[256, "d_stall_p99_s"] == pytest.approx(-100e-6)
+    assert not m.loc[4096, "meets_constraints"]
+
+
+def test_cli_2mib_folios_keep_the_kernel_default_limit() -> None:
+    # The issue's command: 2 MiB folios on the 4 KiB-page Xeon. Every limit <= 512 pages is one folio
+    # per batch, so no limit below 512 can do better than 512 for this workload, and a smaller one
+    # would change batching of every 4 KiB migration: the constant must stay 512.
+    p = cli(
+        "--profile", "xeon-e5-2650v3-2s", "--folio-kb", "2048", "--stall-p99-us", "300", "--format", "kernel"
+    )
+    assert p.returncode == 0, p.stderr
+    assert "#define NR_MAX_BATCHED_MIGRATION 512\n" in p.stdout
+    assert "gain from the batch limit alone" in p.stdout and "not merged upstream" in p.stdout
+    assert "stall model" in p.stdout
+
+
+def test_cli_json_against_the_model_itself() -> None:
+    p = cli("--profile", "grace-2s", "--stall-p99-us", "1000", "--format", "json", "--no-regression")
+    assert p.returncode == 0, p.stderr
+    best = json.loads(p.stdout)["recommendations"][0]
+    assert best["default"] == {"batch_limit_pages": 8192, "copy_engine": "cpu", "copy_threads": 1}
+    wl = best["workload"]
+    # the default and the choice, each evaluated by the Monte Carlo model directly
+    base = _mc("grace-2s", batch_limit_pages=8192, copy_engine="cpu", copy_threads=1, **wl)
+    mine = _mc("grace-2s", **{k: best[k] for k in ("batch_limit_pages", "copy_engine", "copy_threads")}, **wl)
+    same_engine = _mc(
+        "grace-2s",
+        batch_limit_pages=8192,
+        copy_engine=best["copy_engine"],
+        copy_threads=best["copy_threads"],
+        **wl,
+    )
+    assert best["default_pages_per_s"] == pytest.approx(base["pages_per_s"], rel=1e-5)
+    assert best["gain_over_default"] == pytest.approx(mine["pages_per_s"] / base["pages_per_s"], rel=1e-4)
+    assert best["gain_from_batch_limit"]["value"] == pytest.approx(
+        mine["pages_per_s"] / same_engine["pages_per_s"], rel=1e-4
+    )
+    assert best["stall_p99_s"] == pytest.approx(mine["stall_p99_s"], rel=1e-5) and mine["stall_p99_s"] <= 1e-3
+    assert best["stall_p99_s_lo"] <= best["stall_p99_s"] <= best["stall_p99_s_hi"]
+
+
+def test_cli_several_workloads_each_under_its_own_budget() -> None:
+    p = cli(
+        "--profile", "epyc-zen3-2s", "--stall-p99-us", "100", "--format", "json",
+        "--workload", "0.7:folio_kb=4,mode=async,stall_p99_us=100",
+        "--workload", "0.3:folio_kb=2048,mode=sync,stall_p99_us=5000",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    best = json.loads(p.stdout)["recommendations"][0]
+    assert [w["weight"] for w in best["workload"]] == [0.7, 0.3]
+    choice = {k: best[k] for k in ("batch_limit_pages", "copy_engine", "copy_threads")}
+    small = _mc("epyc-zen3-2s", folio_kb=4, mode="async", **choice)
+    huge = _mc("epyc-zen3-2s", folio_kb=2048, mode="sync", **choice)
+    assert small["stall_p99_s"] <= 100e-6 and huge["stall_p99_s"] <= 5000e-6
+    # weights are shares of migrated pages: the combined rate is the weighted harmonic mean
+    assert best["pages_per_s"] == pytest.approx(
+        1 / (0.7 / small["pages_per_s"] + 0.3 / huge["pages_per_s"]), rel=1e-4
+    )
+    bad = cli("--stall-p99-us", "100", "--workload", "0:folio_kb=4")
+    assert bad.returncode == 2 and "must be > 0" in bad.stderr
+
+
+def test_cli_table_fits_the_terminal_and_names_whole() -> None:
+    p = cli("--profile", "spr-dsa-2s", "--stall-p99-us", "200", env={"COLUMNS": "100"})
+    assert p.returncode == 0, p.stderr
+    assert max(len(line) for line in p.stdout.splitlines()) <= 100
+    assert "spr-dsa-2s" in p.stdout and "µs" in p.stdout and " M" in p.stdout
+    assert "Each limit against the default 512 pages" in p.stdout
+
+
+@pytest.mark.parametrize("budget", ["0", "-5"])
+def test_cli_budget_must_be_positive(budget: str) -> None:
+    p = cli("--stall-p99-us", budget)
+    assert p.returncode == 2 and "must be > 0" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_explore_missing_folder_is_one_line(tmp_path: Path) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "app.cli", "explore", "--results", str(tmp_path / "nope")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 2 and "no such results folder" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+#: mm/migrate.c around the definition, Linux 6.3+ (as the kernel source reads; tabs are tabs)
+MIGRATE_C_AROUND = (
+    "\treturn rc;\n"
+    "}\n"
+    "\n"
+    "#ifdef CONFIG_TRANSPARENT_HUGEPAGE\n"
+    "#define NR_MAX_BATCHED_MIGRATION\tHPAGE_PMD_NR\n"
+    "#else\n"
+    "#define NR_MAX_BATCHED_MIGRATION\t512\n"
+    "#endif\n"
+    "#define NR_MAX_MIGRATE_PAGES_RETRY\t10\n"
+    "#define NR_MAX_MIGRATE_ASYNC_RETRY\t3\n"
+    "#define NR_MAX_MIGRATE_SYNC_RETRY\t\t\t\t\t\\\n"
+    "\t(NR_MAX_MIGRATE_PAGES_RETRY - NR_MAX_MIGRATE_ASYNC_RETRY)\n"
+)
+
+
+@pytest.mark.parametrize("lines_before", [1500, 1645, 1700])  # the definition moves between versions
+def test_patch_applies_to_the_kernel_definition(tmp_path: Path, lines_before: int) -> None:
+    git = shutil.which("git")
+    assert git is not None
+    src = tmp_path / "linux"
+    (src / "mm").mkdir(parents=True)
+    body = "".join(f"/* line {i} */\n" for i in range(lines_before)) + MIGRATE_C_AROUND + "/* tail */\n" * 50
+    (src / "mm" / "migrate.c").write_text(body)
+    rec = recommend(SYNTH, profile="epyc-zen3-2s", workload={"folio_kb": 4}, constraints=Constraints(500e-6))
+    assert rec.choice.batch_limit_pages == 1024
+    patch = tmp_path / "rec.patch"
+    patch.write_bytes(export_bytes(rec, "patch", "6.8"))
+    check = subprocess.run([git, "apply", "--check", str(patch)], cwd=src, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    subprocess.run([git, "apply", str(patch)], cwd=src, check=True)
+    after = (src / "mm" / "migrate.c").read_text()
+    assert (
+        "#ifdef CONFIG_TRANSPARENT_HUGEPAGE\n#define NR_MAX_BATCHED_MIGRATION\t1024\n"
+        "#else\n#define NR_MAX_BATCHED_MIGRATION\t1024\n#endif\n"
+    ) in after
+    assert "foliotune recommendation for mm/migrate.c (Linux 6.8)" in after and "stall model" in after
+    assert "HPAGE_PMD_NR" not in after.split("#endif")[0].split("*/")[-1]
+
+
+def test_patch_refuses_kernels_without_batching() -> None:
+    rec = recommend(SYNTH, profile="p", workload={}, constraints=Constraints(500e-6))
+    with pytest.raises(UserError, match="before Linux 6.3"):
+        export_bytes(rec, "patch", "6.1")

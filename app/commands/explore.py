@@ -7,22 +7,30 @@ Dash, scikit-learn and pyarrow are imported only when a command runs.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from app.serving import serve, warm_up  # the old names of these helpers
 from models.errors import UserError
 
-RECOMMEND_HELP = """Recommend the batch limit, copy engine and threads for a profile and workload from sweep results.
+RECOMMEND_HELP = """Recommend the batch limit, copy engine and threads for a profile and workload.
 
 \b
-  foliotune recommend --results DIR --stall-p99-us 500 [--profile P] [--folio-kb 4 ...] --format json|csv|yaml|kernel [--out FILE]
+  foliotune recommend --stall-p99-us 300 [--profile P] [--folio-kb 2048 | --folio-mix 4:0.7,2048:0.3] [--kernel 6.8]
+  foliotune recommend --stall-p99-us 300 --workload "0.7:folio_kb=4,mode=async" --workload "0.3:folio_kb=2048,stall_p99_us=2000"
+  foliotune recommend --results DIR --stall-p99-us 500 ...   (from a sweep instead of a live evaluation)
+  --format table (default) | json | csv | yaml | kernel | patch   [--out FILE]
 
-Workload options left out take the profile's defaults where the sweep has them (else the first swept
-value). The answer maximizes pages/s within the p99 stall budget (and the optional CPU-time limits);
-see app/recommend.py for the rule."""
+Without --results every choice is evaluated now with the Monte Carlo and analytic models for exactly
+the workload given (options left out take the profile's defaults). The answer maximizes pages/s
+within the p99 stall budget (and the optional CPU-time limits); ties go to the limit nearest the
+profile's kernel default; see app/recommend.py for the rule. The p99 stall is a model assumption."""
+
+FORMATS_ALL = ("table", "json", "csv", "yaml", "kernel", "patch")
 
 
 def _workload_options(
@@ -33,6 +41,8 @@ def _workload_options(
     busy_prob: float | None,
     access_rate_hz: float | None,
     mode: str | None,
+    kernel: str | None = None,
+    folio_mix: str | None = None,
 ) -> dict[str, Any]:
     given = {
         "folio_kb": folio_kb,
@@ -42,8 +52,70 @@ def _workload_options(
         "busy_prob": busy_prob,
         "access_rate_hz": access_rate_hz,
         "mode": mode,
+        "kernel": kernel,
+        "folio_mix": folio_mix,
     }
     return {k: v for k, v in given.items() if v is not None}
+
+
+def parse_workload_spec(text: str, default_budget_us: float) -> tuple[float, dict[str, Any], float]:
+    """``"WEIGHT:key=value,..."`` -> (weight, workload, stall budget µs); ``stall_p99_us`` sets the budget.
+
+    ``folio_mix`` values hold commas and colons, so give it last: ``0.3:mode=sync,folio_mix=4:0.5,64:0.5``.
+    """
+    head, sep, rest = text.partition(":")
+    try:
+        weight = float(head)
+    except ValueError:
+        raise UserError(f"--workload {text!r}: expected WEIGHT:key=value,... (e.g. 0.7:folio_kb=4)") from None
+    if not sep or not math.isfinite(weight) or weight <= 0:
+        raise UserError(f"--workload {text!r}: the weight must be > 0 (e.g. 0.7:folio_kb=4)")
+    wl: dict[str, Any] = {}
+    budget = default_budget_us
+    body = rest
+    mix = ""
+    if "folio_mix=" in body:
+        body, _, mix = body.partition("folio_mix=")
+        wl["folio_mix"] = mix
+    for item in filter(None, (x.strip() for x in body.split(","))):
+        key, eq, val = item.partition("=")
+        if not eq:
+            raise UserError(f"--workload {text!r}: {item!r} is not key=value")
+        key = key.strip().replace("-", "_")
+        if key == "stall_p99_us":
+            budget = _positive(val, "stall_p99_us")
+            continue
+        wl[key] = _number_or_text(val.strip())
+    return weight, wl, budget
+
+
+def _number_or_text(v: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            continue
+    return v
+
+
+def _positive(v: Any, name: str) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} {v!r}: not a number") from None
+    if not math.isfinite(f) or f <= 0:
+        raise UserError(f"{name} {v}: must be > 0")
+    return f
+
+
+def _constraints(stall_p99_us: float, cpu_time_ms: float | None, remote_cpu_time_ms: float | None) -> Any:
+    from app.recommend import Constraints
+
+    return Constraints(
+        _positive(stall_p99_us, "--stall-p99-us") * 1e-6,
+        None if cpu_time_ms is None else _positive(cpu_time_ms, "--cpu-time-ms") * 1e-3,
+        None if remote_cpu_time_ms is None else _positive(remote_cpu_time_ms, "--remote-cpu-time-ms") * 1e-3,
+    )
 
 
 def recommend_export(
@@ -58,89 +130,173 @@ def recommend_export(
     fmt: str = "json",
     regression: bool = True,
     strict_workload: bool = True,
+    kernel: str | None = None,
 ) -> tuple[bytes, Any]:
-    """(export bytes, Recommendation) exactly as the explorer computes them."""
-    from app.queries import recommend_for
-    from app.recommend import Constraints, export_bytes
+    """(export bytes, Recommendation) exactly as the explorer computes them from a sweep folder."""
+    from app.queries import default_profile, recommend_for
+    from app.recommend_exports import export_bytes
     from app.regression_source import shipped_regression
     from app.results_view import load_results
 
     results = load_results(results_dir)
     if model is not None and model not in results.models:
         raise UserError(f"--model {model}: not in {results_dir} (models there: {', '.join(results.models)})")
-    cons = Constraints(
-        stall_p99_us * 1e-6,
-        None if cpu_time_ms is None else cpu_time_ms * 1e-3,
-        None if remote_cpu_time_ms is None else remote_cpu_time_ms * 1e-3,
-    )
+    cons = _constraints(stall_p99_us, cpu_time_ms, remote_cpu_time_ms)
     m = model or results.default_model
     if profile is not None and profile not in results.profiles(m):
         raise UserError(f"--profile {profile}: not in the sweep (profiles: {', '.join(results.profiles(m))})")
-    from app.queries import default_profile
-
     profile = profile or default_profile(results, m)
     if strict_workload:
+        from app.results_view import coerce_value as _coerce
+
         values = results.workload_values(profile, m)
         for k, v in workload.items():
-            from app.results_view import coerce_value
-
-            if coerce_value(k, v) not in values.get(k, []):
+            if k not in values:
+                raise UserError(
+                    f"--{k.replace('_', '-')}: the sweep in {results_dir} has no such axis; leave out --results to evaluate it live"
+                )
+            if _coerce(k, v) not in values.get(k, []):
                 opts = ", ".join(map(str, values.get(k, [])))
                 raise UserError(
-                    f"--{k.replace('_', '-')} {v}: not in the sweep for {profile} (swept: {opts})"
+                    f"--{k.replace('_', '-')} {v}: not in the sweep for {profile} (swept: {opts}); "
+                    "leave out --results to evaluate it live"
                 )
     reg = shipped_regression() if regression else None
     rec = recommend_for(results, profile, workload, cons, model=m, regression=reg)
-    return export_bytes(rec, fmt), rec
+    return (b"" if fmt == "table" else export_bytes(rec, fmt, kernel)), rec
+
+
+def recommend_live_export(
+    *,
+    profile: str | None,
+    workload: dict[str, Any],
+    stall_p99_us: float,
+    cpu_time_ms: float | None = None,
+    remote_cpu_time_ms: float | None = None,
+    fmt: str = "json",
+    regression: bool = True,
+    kernel: str | None = None,
+    workloads: list[str] | None = None,
+    replicas: int = 64,
+) -> tuple[bytes, Any]:
+    """(export bytes, Recommendation) from a live evaluation of the workload (the Choose page's path)."""
+    from app.live import recommend_live, recommend_live_weighted
+    from app.recommend_exports import export_bytes
+    from models.profiles import DEFAULT_PROFILE, get_profile
+
+    prof = profile or DEFAULT_PROFILE
+    get_profile(prof)  # unknown profile: one line naming the known ones
+    cons = _constraints(stall_p99_us, cpu_time_ms, remote_cpu_time_ms)
+    if workloads:
+        parts = []
+        for text in workloads:
+            w, wl, budget_us = parse_workload_spec(text, stall_p99_us)
+            parts.append((w, {**workload, **wl}, _constraints(budget_us, cpu_time_ms, remote_cpu_time_ms)))
+        rec = recommend_live_weighted(prof, parts, replicas=replicas)
+    else:
+        reg = None
+        if regression:
+            from app.regression_source import shipped_regression
+
+            reg = shipped_regression()
+        rec = recommend_live(prof, workload, cons, regression=reg, replicas=replicas)
+    return (b"" if fmt == "table" else export_bytes(rec, fmt, kernel)), rec
 
 
 def recommend_cmd(
-    results: Annotated[Path, typer.Option("--results", "-r", help="Sweep results folder.")],
     stall_p99_us: Annotated[
-        float, typer.Option("--stall-p99-us", min=0, help="p99 stall budget per access (µs).")
+        float, typer.Option("--stall-p99-us", help="p99 stall budget per access (µs, > 0).")
     ],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="json, csv, yaml or kernel.")] = "json",
+    results: Annotated[
+        Path | None, typer.Option("--results", "-r", help="Sweep results folder (default: evaluate live).")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="table, json, csv, yaml, kernel or patch.")
+    ] = "table",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here (default: standard output).")
     ] = None,
-    profile: Annotated[
-        str | None, typer.Option(help="Hardware profile (default: epyc-zen3-2s if swept).")
-    ] = None,
+    profile: Annotated[str | None, typer.Option(help="Hardware profile (default: epyc-zen3-2s).")] = None,
     model: Annotated[
-        str | None, typer.Option(help="Results model: montecarlo (default if present) or analytic.")
+        str | None, typer.Option(help="With --results: montecarlo (default if present) or analytic.")
     ] = None,
     cpu_time_ms: Annotated[
-        float | None, typer.Option("--cpu-time-ms", min=0, help="CPU time per call limit (ms).")
+        float | None, typer.Option("--cpu-time-ms", help="CPU time per call limit (ms).")
     ] = None,
     remote_cpu_time_ms: Annotated[
-        float | None, typer.Option("--remote-cpu-time-ms", min=0, help="Remote IPI CPU time limit (ms).")
+        float | None, typer.Option("--remote-cpu-time-ms", help="Remote IPI CPU time limit (ms).")
     ] = None,
     folio_kb: Annotated[int | None, typer.Option(help="Folio size (KiB).")] = None,
+    folio_mix: Annotated[
+        str | None, typer.Option(help="Folio sizes by share of folios, e.g. 4:0.7,64:0.2,2048:0.1.")
+    ] = None,
     n_folios: Annotated[int | None, typer.Option(help="Folios per call.")] = None,
     target_cpus: Annotated[int | None, typer.Option(help="CPUs acknowledging each flush.")] = None,
     mapcount: Annotated[int | None, typer.Option(help="Page tables mapping each folio.")] = None,
     busy_prob: Annotated[float | None, typer.Option(help="Busy probability per pass.")] = None,
     access_rate_hz: Annotated[float | None, typer.Option(help="Accesses per second per folio.")] = None,
     mode: Annotated[str | None, typer.Option(help="async or sync.")] = None,
+    kernel: Annotated[
+        str | None,
+        typer.Option(help="Kernel version MAJOR.MINOR (the model's mechanism; the patch's target)."),
+    ] = None,
+    workload: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--workload",
+            "-w",
+            help="Several workloads: WEIGHT:key=value,... (weight = share of migrated pages; "
+            "stall_p99_us=N sets its own budget). Repeat the option.",
+        ),
+    ] = None,
+    replicas: Annotated[int, typer.Option(help="Monte Carlo replicas of the live evaluation.")] = 64,
     regression: Annotated[bool, typer.Option(help="Add the fitted regression's interval.")] = True,
 ) -> None:
-    """Recommend the batch limit, copy engine and threads (the explorer's export, without a browser)."""
-    from app.recommend import FORMATS
-
-    if fmt not in FORMATS:
-        raise UserError(f"--format {fmt}: unknown (use {', '.join(FORMATS)})")
+    """Recommend the batch limit, copy engine and threads (the explorer's answer, without a browser)."""
+    if fmt not in FORMATS_ALL:
+        raise UserError(f"--format {fmt}: unknown (use {', '.join(FORMATS_ALL)})")
+    _positive(stall_p99_us, "--stall-p99-us")
     wl = _workload_options(folio_kb, n_folios, target_cpus, mapcount, busy_prob, access_rate_hz, mode)
-    data, rec = recommend_export(
-        results,
-        profile=profile,
-        workload=wl,
-        stall_p99_us=stall_p99_us,
-        cpu_time_ms=cpu_time_ms,
-        remote_cpu_time_ms=remote_cpu_time_ms,
-        model=model,
-        fmt=fmt,
-        regression=regression,
+    live_wl = _workload_options(
+        folio_kb, n_folios, target_cpus, mapcount, busy_prob, access_rate_hz, mode, kernel, folio_mix
     )
+    if results is not None:
+        if workload:
+            raise UserError("--workload: several workloads are evaluated live; leave out --results")
+        if folio_mix is not None:
+            raise UserError("--folio-mix: evaluated live only; leave out --results")
+        data, rec = recommend_export(
+            results,
+            profile=profile,
+            workload=wl,
+            stall_p99_us=stall_p99_us,
+            cpu_time_ms=cpu_time_ms,
+            remote_cpu_time_ms=remote_cpu_time_ms,
+            model=model,
+            fmt=fmt,
+            regression=regression,
+            kernel=kernel,
+        )
+    else:
+        data, rec = recommend_live_export(
+            profile=profile,
+            workload=_known_only(live_wl),
+            stall_p99_us=stall_p99_us,
+            cpu_time_ms=cpu_time_ms,
+            remote_cpu_time_ms=remote_cpu_time_ms,
+            fmt=fmt,
+            regression=regression,
+            kernel=kernel,
+            workloads=workload,
+            replicas=replicas,
+        )
+    if fmt == "table":
+        from app.recommend_table import print_recommendation
+
+        if out is not None:
+            raise UserError("--out: give --format json, csv, yaml, kernel or patch to write a file")
+        print_recommendation(rec)
+        return
     if out is None:
         sys.stdout.write(data.decode())
         return
@@ -153,38 +309,19 @@ def recommend_cmd(
     )
 
 
+def _known_only(wl: dict[str, Any]) -> dict[str, Any]:
+    """``kernel`` is also the patch's target: pass it to the models only when they know it."""
+    from app.live import known_parameters
+
+    if "kernel" in wl and "kernel" not in known_parameters():
+        wl = {k: v for k, v in wl.items() if k != "kernel"}
+    return wl
+
+
 def write_bytes(out: Path, data: bytes) -> None:
-    from models.fileio import atomic_write
+    from app.output import write_atomic
 
-    atomic_write(out, data)
-
-
-def serve(app: Any, host: str, port: int) -> None:
-    """Serve a Dash app with the threaded development server (stop with Ctrl-C)."""
-    from app.explorer import is_loopback
-
-    if not is_loopback(host):
-        print(
-            f"foliotune: warning: serving on {host}, reachable from other machines; the explorer has no "
-            "authentication (use the default 127.0.0.1 unless you mean it)",
-            file=sys.stderr,
-        )
-    app.run(host=host, port=port, debug=False)
-
-
-def warm_up(results_dir: Path, use_regression: bool) -> None:
-    """Load the results, the regression and the compiled kernels before the first page is served."""
-    from app.queries import recommend_for
-    from app.recommend import Constraints
-    from app.regression_source import shipped_regression
-    from app.results_view import ResultsError, load_results
-
-    try:
-        results = load_results(results_dir)
-        reg = shipped_regression() if use_regression else None
-        recommend_for(results, None, None, Constraints(1e-3), regression=reg)
-    except (ResultsError, UserError) as exc:
-        print(f"foliotune: {exc} (the explorer will show this)", file=sys.stderr)
+    write_atomic(out, data)
 
 
 def explore_cmd(
@@ -200,6 +337,8 @@ def explore_cmd(
     regression: Annotated[bool, typer.Option(help="Use the fitted regression for intervals.")] = True,
 ) -> None:
     """Serve the explorer (Choose, Landscape, Evidence, Sweeps) for a results folder."""
+    if not results.is_dir():
+        raise UserError(f"--results {results}: no such results folder")
     from app.explorer import create_app, stopping_cleanly
 
     sd = sweeps_dir or results.resolve().parent / "foliotune-explorer-sweeps"
