@@ -33,6 +33,7 @@ from app.validation import ValidationQueue
 from models.errors import UserError
 from models.evaluate import evaluate
 from models.measurements import REQUIRED
+from models.params import PARAMETERS
 from models.regression import MigrationRegressor, load_model, predict_regression, save_model, training_table
 
 SPEC = """
@@ -294,14 +295,13 @@ def test_residuals_of_throughput_and_time_per_page_mirror_each_other() -> None:
             }
         ]
     )
-    bps = float(evaluate(pt, "analytic")["bytes_per_s"].iloc[0])
-    base = shipped_measurements().iloc[:1].drop(columns=[c for c in pt.columns])
+    base = shipped_measurements().iloc[:1].assign(**pt.iloc[0].to_dict())
+    config = base[[c for c in PARAMETERS if c in base.columns]]  # the shipped row's other parameters too
+    bps = float(evaluate(config, "analytic")["bytes_per_s"].iloc[0])
     rows = pd.concat(
         [
-            base.assign(**pt.iloc[0].to_dict(), metric="bytes_per_s", value=2.0 * bps, source="a"),
-            base.assign(
-                **pt.iloc[0].to_dict(), metric="time_per_page_s", value=4096.0 / (2.0 * bps), source="b"
-            ),
+            base.assign(metric="bytes_per_s", value=2.0 * bps, source="a"),
+            base.assign(metric="time_per_page_s", value=4096.0 / (2.0 * bps), source="b"),
         ],
         ignore_index=True,
     ).assign(predicted=True)
@@ -481,3 +481,21 @@ def test_no_validation_worker_outlives_the_server(with_default: Path, tmp_path: 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sessions_are_bounded_and_expire_when_idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.explorer as explorer
+
+    state = explorer.ExplorerState(folders=[tmp_path], sweeps_dir=tmp_path)
+    first = state.session("a")
+    first.summary = "uploaded"
+    assert state.session("a") is first
+    for i in range(explorer.MAX_SESSIONS):
+        state.session(f"other-{i}")
+    assert state.session("a") is not first  # the least recently seen was dropped
+    monkeypatch.setattr(explorer, "SESSION_IDLE_S", 0.2)
+    kept = state.session("b")
+    time.sleep(0.3)
+    state.session("c")
+    assert state.session("b") is not kept  # idle too long: dropped with its upload and regression
+    assert not list(tmp_path.glob(".sessions*"))  # nothing written per session
