@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +56,15 @@ def read_points_csv(path: Path) -> Points:
     UserError
         One line naming the file and, where it applies, the row and column.
     """
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, not a points CSV file")
     try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise UserError(f"{path}: is a folder, not a points CSV file")
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            raise UserError(f"{path}: is a device, not a points CSV file")  # /dev/zero would never end
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     text = _decode(path, data)
@@ -198,9 +202,8 @@ def _typed(full: pd.DataFrame) -> pd.DataFrame:
             out[col] = v.astype(np.int64)
         else:
             out[col] = v
-    for col in PARAMETERS:
-        if col not in NUMERIC_PARAMETERS:
-            out[col] = out[col].astype(str).str.strip().str.lower() if col != "profile" else out[col]
+    for col in ("copy_engine", "mode"):  # read trimmed and case-insensitive: written as known
+        out[col] = out[col].astype(str).str.strip().str.lower()
     return out
 
 

@@ -175,9 +175,11 @@ def fill(fs: Path) -> None:
             f.flush()
 
 
-def test_a_folder_as_points_is_refused(tmp_path: Path) -> None:
-    r = cli("predict", "--points", str(tmp_path))
+def test_a_folder_or_a_device_as_points_is_refused(tmp_path: Path) -> None:
+    r = cli("predict", "--points", str(tmp_path))  # was IsADirectoryError
     assert_refused(r, str(tmp_path), "is a folder")
+    r = cli("predict", "--points", "/dev/zero", timeout=60)  # would read forever
+    assert_refused(r, "/dev/zero", "is a device")
 
 
 def test_predict_out_on_read_only_and_full_file_systems(tmp_path: Path) -> None:
