@@ -115,7 +115,7 @@ def bench_models(
     replicas = 8
     seeds = point_seeds(mc_arrays, profile_names(), 1)
     mc_out = np.zeros((N_COLS, len(mc_arrays)))
-    mc_inputs = kernel_inputs(mc_arrays, seeds, *mix_classes(mc_arrays, table))
+    mc_inputs = kernel_inputs(mc_arrays, seeds, *mix_classes(mc_arrays))
     draws_box = [0]
 
     def run_mc() -> None:

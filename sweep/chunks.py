@@ -114,7 +114,7 @@ def code_version() -> str:
     models_dir = Path(profiles.__file__).resolve().parent
     here = Path(__file__).resolve().parent
     files = _model_files(models_dir) + [here / "samplers.py", here / "chunks.py"]
-    files += sorted(f for d in profiles._search_dirs() if d.is_dir() for f in d.glob("*.toml"))
+    files += sorted(f for d in profiles.search_dirs() if d.is_dir() for f in d.glob("*.toml"))
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -164,6 +164,11 @@ def chunk_points_frame(spec: SweepSpec, start: int, stop: int) -> pd.DataFrame:
         if not isinstance(v, np.ndarray):
             v = np.full(n, v, dtype=object if isinstance(v, str) else None)
         cols[name] = v
+    if "folio_kb" not in given and "folio_mix" in given:
+        # folio_kb stays empty where a folio_mix is given (models/MECHANISM.md §1)
+        mix = pd.Series(cols["folio_mix"], dtype=object)
+        has_mix = (~mix.isna() & (mix.astype(str).str.strip() != "")).to_numpy()
+        cols["folio_kb"] = np.where(has_mix, np.nan, np.asarray(cols["folio_kb"], dtype=np.float64))
     return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
 
@@ -191,7 +196,9 @@ def evaluate_points(spec: SweepSpec, start: int, stop: int) -> tuple[pa.Table, i
             columns[name] = labels.take(pa.array(np.repeat(codes, k)))
         elif name in INTEGER_PARAMETERS:
             num = pd.to_numeric(col).to_numpy(dtype=np.float64)
-            columns[name] = pa.array(np.repeat(np.round(num).astype(np.int64), k))
+            empty = ~np.isfinite(num)  # folio_kb is empty where folio_mix is given
+            ints = np.round(np.where(empty, 0.0, num)).astype(np.int64)
+            columns[name] = pa.array(np.repeat(ints, k), mask=np.repeat(empty, k) if empty.any() else None)
         else:
             columns[name] = pa.array(np.repeat(pd.to_numeric(col).to_numpy(dtype=np.float64), k))
 

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from models.errors import UserError
+from models.params import STRING_PARAMETERS
 
 SAMPLERS: tuple[str, ...] = ("grid", "lhs", "sobol")
 SWEEP_KEYS: tuple[str, ...] = ("seed", "models", "replicas", "sampler", "n", "out", "name")
@@ -61,7 +62,6 @@ TOP_KEYS: tuple[str, ...] = ("sweep", "fixed", "axes", "parts")
 PART_KEYS: tuple[str, ...] = ("fixed", "axes")
 MAX_PARTS = 1000
 RANGE_KEYS: tuple[str, ...] = ("start", "stop", "num", "step", "log", "log2_start", "log2_stop", "log2_step")
-STRING_PARAMETERS: tuple[str, ...] = ("profile", "copy_engine", "mode")
 MAX_AXIS_VALUES = 1_000_000
 MAX_SAMPLED_POINTS = 1 << 30  # scipy's Sobol generator is limited to 2**30 points
 MAX_LHS_POINTS = 2_000_000  # a Latin hypercube is built whole (per worker); beyond this use sobol
@@ -415,39 +415,26 @@ def spec_from_canonical(data: Any, source: str = "<manifest>") -> SweepSpec:
 
 
 def _check_value(param: str, value: Any, key: str, err: Any) -> Any:
-    """Validate one parameter value that is wrong whatever the rest of the point; return it normalized."""
-    from models.params import ENGINES, INTEGER_PARAMETERS, MODES
+    """Validate one parameter value that is wrong whatever the rest of the point; return it normalized.
+
+    The ranges are the parameter table's (:func:`models.params.check_value`).
+    """
+    from models.params import INTEGER_PARAMETERS, check_value
     from models.profiles import profile_names
 
-    if param in STRING_PARAMETERS:
+    if param == "profile":
         if not isinstance(value, str):
             raise err(key, f"must be a string, not {value!r}")
-        if param == "profile":
-            names = profile_names()
-            if value not in names:
-                raise err(key, f"unknown profile {value!r} (known: {', '.join(names)})")
-        if param == "copy_engine" and value not in ENGINES:
-            raise err(key, f"unknown copy engine {value!r} (known: {', '.join(ENGINES)})")
-        if param == "mode" and value not in MODES:
-            raise err(key, f"unknown mode {value!r} (known: {', '.join(MODES)})")
+        names = profile_names()
+        if value not in names:
+            raise err(key, f"unknown profile {value!r} (known: {', '.join(names)})")
         return value
-    if not _is_number(value) or not math.isfinite(float(value)):
-        raise err(key, f"must be a finite number, not {value!r}")
-    if param in INTEGER_PARAMETERS:
-        if float(value) != round(float(value)) or abs(float(value)) > 2**53:
-            raise err(key, f"must be an integer, not {value!r}")
-        value = int(value)
-    else:
-        value = float(value)
-    if param == "folio_kb" and (value < 1 or value & (value - 1)):
-        raise err(key, f"must be a power of two (KiB), not {value}")
-    if param in INTEGER_PARAMETERS and value < 1:
-        raise err(key, f"must be >= 1, not {value}")
-    if param == "busy_prob" and not (0.0 <= value <= 1.0):
-        raise err(key, f"must be between 0 and 1, not {value}")
-    if param == "access_rate_hz" and value < 0:
-        raise err(key, f"must be >= 0, not {value}")
-    return value
+    why = check_value(param, value)
+    if why is not None:
+        raise err(key, why)
+    if param in STRING_PARAMETERS:
+        return value
+    return int(value) if param in INTEGER_PARAMETERS else float(value)
 
 
 def _parse_axis(param: str, raw: Any, sampler: str, err: Any, prefix: str = "") -> Axis:

@@ -101,10 +101,11 @@ def test_candidates_are_the_sweep_rows_of_one_workload(with_default: Path) -> No
 
 
 def test_status_is_the_sweep_status_plus_rows(with_default: Path) -> None:
-    from sweep.storage import sweep_status
+    from sweep.results import sweep_status
 
     st = load_results(with_default).status()
-    assert {k: st[k] for k in sweep_status(with_default)} == sweep_status(with_default)
+    want = sweep_status(with_default).to_dict()
+    assert {k: st[k] for k in want} == want
     raw = pd.read_parquet(with_default)
     assert st["complete"] and st["rows_total"] == len(raw) == 2 * st["n_points"]
     assert st["rows_loaded"] == int((raw["infeasible"] == "").sum()) < len(raw)
@@ -424,3 +425,57 @@ def test_recommend_for_uses_the_given_regression_or_says_why_not(with_default: P
 
     rec = recommend_for(r, None, None, Constraints(1e-3), regression=RegressionSource(note="off: a test"))
     assert "off: a test" in json.dumps(rec.__dict__, default=str)
+
+
+_SERVER = """
+import multiprocessing, sys, time
+from app.explorer import create_app, stopping_cleanly
+from app.evidence import shipped_measurements
+app = create_app(sys.argv[1], sweeps_dir=sys.argv[2], sweep_backend="serial", use_regression=False)
+with stopping_cleanly(app):
+    print(app.server.extensions["foliotune_state"].validation(shipped_measurements()).status, flush=True)
+    time.sleep(1)
+    print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_no_validation_worker_outlives_the_server(with_default: Path, tmp_path: Path, sig: str) -> None:
+    """SIGTERM: the server stops its worker and exits 143; SIGKILL: the worker sees its server gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(with_default), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        assert len(workers) == 1 and _alive(workers[0])
+        proc.send_signal(getattr(signal, sig))
+        code = proc.wait(timeout=30)
+        assert code == (143 if sig == "SIGTERM" else -9)
+        deadline = time.monotonic() + 15  # the worker may still be starting (importing)
+        while _alive(workers[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(workers[0]), f"validation worker {workers[0]} outlived the server"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

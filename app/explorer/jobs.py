@@ -25,6 +25,9 @@ from app.recommend import WORKLOAD
 from app.results_view import Results
 from models.errors import UserError
 from models.evaluate import MODELS
+from sweep.results import sweep_status
+from sweep.runner import run_sweep
+from sweep.spec import spec_from_dict
 
 MAX_REGION_POINTS = 200_000
 REFINE_VALUES = 5
@@ -159,11 +162,12 @@ def region_spec(results: Results, region: Region) -> dict[str, Any]:
         raise UserError(
             f"the selected region needs {n:,} points (limit {MAX_REGION_POINTS:,}); select fewer cells"
         )
-    models = [mm for mm in results.sweep_setting("models") if mm in MODELS] or [m]
+    spec = results.sweep.spec
+    models = [mm for mm in spec.models if mm in MODELS] or [m]
     sweep = {
-        "seed": int(results.sweep_setting("seed")),
+        "seed": spec.seed,
         "models": models,
-        "replicas": int(results.sweep_setting("replicas")),
+        "replicas": spec.replicas,
         "sampler": "grid",
         "name": f"explorer region: {', '.join(f'{k}={v}' for k, v in axes.items())}"[:200],
     }
@@ -182,8 +186,6 @@ class SweepJobs:
         self._lock = threading.Lock()
 
     def launch(self, spec_dict: Mapping[str, Any]) -> Job:
-        from sweep.spec import spec_from_dict
-
         spec = spec_from_dict(dict(spec_dict), source="explorer region")
         out = self.sweeps_dir / f"region-{spec.hash}"
         with self._lock:
@@ -197,8 +199,6 @@ class SweepJobs:
         return job
 
     def _run(self, job: Job, spec: Any) -> None:
-        from sweep.runner import run_sweep
-
         try:
             run_sweep(spec, job.out_dir, workers=self.workers, progress=False, yes=True, backend=self.backend)
         except UserError as exc:
@@ -219,12 +219,10 @@ class SweepJobs:
 
     def progress(self, job: Job) -> dict[str, Any]:
         """{state, done, total, fraction, error} for a job (state: queued, running, done, failed)."""
-        from sweep.storage import sweep_status
-
         done = 0
         try:
             if job.out_dir.is_dir():
-                done = int(sweep_status(job.out_dir)["points_done"])
+                done = sweep_status(job.out_dir, verify="size").points_done
         except Exception:
             done = 0
         fut = job.future

@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 #: The migration costs ``--kernel`` fits: per call, per folio, per page, per PTE (unmap and remap
-#: of one mapping) and the flush (local full flush, IPI send, the remote handler).
+#: of one mapping), the flush (local full flush, IPI send, the remote handler) and the copy (one
+#: thread's bandwidth and fixed cost, and the memory ceiling: the user-space copy measured under other
+#: load can sit below what the kernel's copy reaches).
 KERNEL_FIELDS: tuple[str, ...] = (
     "call_setup_us",
     "folio_setup_us",
@@ -27,6 +29,7 @@ KERNEL_FIELDS: tuple[str, ...] = (
     "ack_handler_full_us",
     "cpu_copy_gbps",
     "cpu_copy_fixed_ns",
+    "mem_ceiling_gbps",
 )
 #: Metrics the fit uses (per call: throughput and time; flush rounds per call).
 FIT_METRICS: tuple[str, ...] = ("bytes_per_s", "flush_rounds")
@@ -54,7 +57,7 @@ def fit_local_profile(
     )
     base = get_profile(profile_name)
     fields = [f for f in KERNEL_FIELDS if base.values[f] > 0]
-    cal = calibrate_profile(best, profile_name, fields=fields, name=profile_name, span=30.0, max_nfev=600)
+    cal = calibrate_profile(best, profile_name, fields=fields, name=profile_name, span=100.0, max_nfev=600)
     how = (
         f"measured: real migrate_pages() of Linux {kernel} on this machine, {date}; {n_calls} traced calls "
         f"({method}), fastest per configuration; fitted by foliotune calibrate (bounded least squares on "

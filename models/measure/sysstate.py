@@ -110,6 +110,10 @@ class SystemState:
                 )
             self.push(f"tracefs unmounted from {TRACEFS}", lambda: _umount(TRACEFS))
         inst = TRACEFS / "instances" / f"foliotune-{os.getpid()}"
+        k = 1
+        while inst.exists():  # a second instance of the same process (tests record alongside)
+            k += 1
+            inst = TRACEFS / "instances" / f"foliotune-{os.getpid()}-{k}"
         try:
             inst.mkdir()
         except OSError as exc:
