@@ -132,6 +132,23 @@ def predict_cmd(
         str | None, typer.Option(metavar="FLOAT", help="single point: accesses/s per folio")
     ] = None,
     mode: Annotated[str | None, typer.Option(help="single point: async or sync")] = None,
+    kernel: Annotated[str | None, typer.Option(help="single point: kernel release MAJOR.MINOR")] = None,
+    folio_mix: Annotated[
+        str | None,
+        typer.Option(metavar="KB:FRACTION,...", help="single point: folio sizes (not with --folio-kb)"),
+    ] = None,
+    numa_hinting: Annotated[
+        str | None, typer.Option(metavar="0|1", help="single point: NUMA hinting faults")
+    ] = None,
+    writeback_prob: Annotated[
+        str | None, typer.Option(metavar="FLOAT", help="single point: probability a folio is under writeback")
+    ] = None,
+    writeback_wait_s: Annotated[
+        str | None, typer.Option(metavar="FLOAT", help="single point: writeback wait, s")
+    ] = None,
+    alloc_fail_prob: Annotated[
+        str | None, typer.Option(metavar="FLOAT", help="single point: target allocation failure probability")
+    ] = None,
 ) -> None:
     """Predict the outputs of points, from a CSV (--points) or from options (one point)."""
     from app.points import check_montecarlo, option_points, read_points_csv, validate_points
@@ -159,6 +176,12 @@ def predict_cmd(
             "busy_prob": busy_prob,
             "access_rate_hz": access_rate_hz,
             "mode": mode,
+            "kernel": kernel,
+            "folio_mix": folio_mix,
+            "numa_hinting": numa_hinting,
+            "writeback_prob": writeback_prob,
+            "writeback_wait_s": writeback_wait_s,
+            "alloc_fail_prob": alloc_fail_prob,
         }
         pts = option_points(single, batch_limit_pages)
     typed, arrays = validate_points(pts)
