@@ -222,6 +222,16 @@ def _typed(full: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def refuse_folio_mix(points: Points, typed: pd.DataFrame) -> None:
+    """The regression model is fitted on one folio size per point: refuse a point with a mix."""
+    mix = (typed["folio_mix"].astype(str).str.strip() != "").to_numpy()
+    if mix.any():
+        raise UserError(
+            f"{points.where(int(np.flatnonzero(mix)[0]), 'folio_mix')}: the regression model takes one folio "
+            "size (folio_kb); mixes go to --model analytic or montecarlo"
+        )
+
+
 def check_montecarlo(points: Points, arrays: PointArrays, replicas: int) -> None:
     """Refuse Monte Carlo work that does not fit (:mod:`models.limits`), naming the point or --replicas."""
     from models.limits import montecarlo_refusal, montecarlo_windows
@@ -240,4 +250,11 @@ def check_montecarlo(points: Points, arrays: PointArrays, replicas: int) -> None
         raise UserError(f"{place}: {why}")
 
 
-__all__ = ["Points", "check_montecarlo", "option_points", "read_points_csv", "validate_points"]
+__all__ = [
+    "Points",
+    "check_montecarlo",
+    "option_points",
+    "read_points_csv",
+    "refuse_folio_mix",
+    "validate_points",
+]

@@ -140,6 +140,15 @@ def test_row_errors_name_the_file_and_the_same_row_for_every_model(tmp_path: Pat
         assert_refused(r, f"{pts}: row 3, column copy_engine")  # regression said "row 2"
 
 
+def test_a_folio_mix_is_refused_by_the_regression_not_a_traceback(tmp_path: Path) -> None:
+    pts = tmp_path / "points.csv"
+    pts.write_text('folio_kb,folio_mix\n2048,\n,"4:0.5,64:0.5"\n')
+    r = cli("predict", "--points", str(pts), "--model", "regression")  # was sklearn's "X contains NaN"
+    assert_refused(r, f"{pts}: row 3, column folio_mix", "one folio size")
+    r = cli("predict", "--points", str(pts), "--model", "analytic")
+    assert r.returncode == 0, r.stderr
+
+
 def test_a_duplicated_column_is_reported_by_its_name(tmp_path: Path) -> None:
     pts = tmp_path / "points.csv"
     pts.write_text("folio_kb,batch_limit_pages,folio_kb\n4,512,2048\n")
@@ -306,8 +315,8 @@ def _rows_equal(a: pd.Series, b: pd.Series) -> bool:
     return True
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(points=points_files(), model=st.sampled_from(["analytic", "analytic", "montecarlo"]))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(points=points_files(), model=st.sampled_from(["analytic", "analytic", "montecarlo", "regression"]))
 def test_fuzzed_points_files_exit_2_naming_the_file_or_match_single_point_predictions(
     tmp_path_factory: pytest.TempPathFactory, points: tuple[str, list[list[str]] | None], model: str
 ) -> None:

@@ -151,7 +151,7 @@ def predict_cmd(
     ] = None,
 ) -> None:
     """Predict the outputs of points, from a CSV (--points) or from options (one point)."""
-    from app.points import check_montecarlo, option_points, read_points_csv, validate_points
+    from app.points import check_montecarlo, option_points, read_points_csv, refuse_folio_mix, validate_points
     from models.evaluate import evaluate
     from models.limits import MC_MIN_REPLICAS
     from models.params import PointError
@@ -185,6 +185,8 @@ def predict_cmd(
         }
         pts = option_points(single, batch_limit_pages)
     typed, arrays = validate_points(pts)
+    if model == "regression":
+        refuse_folio_mix(pts, typed)
     if model == "montecarlo":
         check_montecarlo(pts, arrays, replicas)
     try:
