@@ -197,6 +197,7 @@ def main() -> None:
             out["live_replicas"] = LIVE_REPLICAS
         out["source"] = a.source
         from app.explorer.pages.choose import _label as label
+
         budgets = ["50", "200", "500", "1000", "2000", "100", "5000"]
         profiles = ["xeon-8260l-2s", "epyc-zen3-2s", "kunpeng920-2s", "epyc-zen3-2s"]
         actions: list[tuple[str, str, str]] = []
