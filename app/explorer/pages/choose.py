@@ -168,7 +168,6 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
         dcc.Input(
             id="ch-budget",
             type="number",
-            min=0,
             value=selection.get("budget_us", DEFAULT_BUDGET_US),
             debounce=True,
         ),
