@@ -70,7 +70,8 @@ def _read_parquet(content: bytes, label: str, max_rows: int, max_decoded: int) -
     strings = [
         f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
-    table = pf.read(read_dictionary=strings)  # repeated strings stay encoded until counted
+    # repeated strings stay dictionary-encoded until their decoded size is counted
+    table = pq.ParquetFile(io.BytesIO(content), read_dictionary=strings).read()
     if _decoded_bytes(table) > max_decoded:
         raise UserError(too_big)
     return table.to_pandas()
@@ -254,7 +255,7 @@ def residual_table(meas: pd.DataFrame, regression: RegressionSource | None = Non
 def validation_table(resid: pd.DataFrame) -> pd.DataFrame:
     """Per source and model, in sample: rows, median and 90th-percentile absolute error (%).
 
-    The quick table shown while :func:`app.validation.validation_summary` (cross-validated) runs.
+    The quick table shown while :meth:`app.validation.ValidationQueue.summary` (cross-validated) runs.
     """
     if resid.empty:
         return pd.DataFrame(columns=["source", "model", "rows", "median |error| %", "p90 |error| %"])

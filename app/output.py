@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from models.errors import UserError
+from models.fileio import atomic_write
 
 TABLE_FORMATS: tuple[str, ...] = ("table", "csv", "json")
 
@@ -132,14 +133,8 @@ def table_bytes(rows: pd.DataFrame, fmt: str) -> bytes:
 
 
 def write_atomic(out: Path, data: bytes) -> None:
-    """Write ``data`` to ``out`` through a temporary file (no partial file on failure)."""
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{out}: cannot write ({exc.strerror})") from None
+    """Write ``data`` to ``out`` through :func:`models.fileio.atomic_write` (no partial file on failure)."""
+    atomic_write(out, data)
 
 
 def columns_present(df: pd.DataFrame, wanted: Sequence[str]) -> list[str]:

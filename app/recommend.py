@@ -54,20 +54,16 @@ import numpy as np
 import pandas as pd
 
 from models.errors import UserError
+from models.params import CHOICE as _CHOICE
+from models.params import WORKLOAD as _WORKLOAD
 
-CHOICE: tuple[str, ...] = ("batch_limit_pages", "copy_engine", "copy_threads")
-#: Workload parameters: everything of a point that is neither the profile nor a choice.
-WORKLOAD: tuple[str, ...] = (
-    "folio_kb",
-    "n_folios",
-    "target_cpus",
-    "mapcount",
-    "busy_prob",
-    "access_rate_hz",
-    "mode",
-)
-#: Optional workload parameters (DESIGN.md §2), passed through when the models know them.
-OPTIONAL_WORKLOAD: tuple[str, ...] = ("kernel", "folio_mix")
+# What foliotune recommends, and the workload (everything of a point that is neither the profile
+# nor a choice, ``kernel`` and ``folio_mix`` included): both derive from the parameter table,
+# models.params.TABLE.
+CHOICE: tuple[str, ...] = _CHOICE
+WORKLOAD: tuple[str, ...] = _WORKLOAD
+#: Workload parameters the sweep may lack (older results): none now that the table holds them all.
+OPTIONAL_WORKLOAD: tuple[str, ...] = ()
 #: The x86 kernel default; a profile's own default comes from :func:`default_choice`.
 DEFAULT_CHOICE: dict[str, Any] = {"batch_limit_pages": 512, "copy_engine": "cpu", "copy_threads": 1}
 ENGINE_RANK: dict[str, int] = {"cpu": 0, "mt-cpu": 1, "dma": 2, "dsa": 3}

@@ -147,7 +147,7 @@ def main() -> None:
     out["load_s"] = time.perf_counter() - t
     out["rows_total"] = r.n_rows_total
     out["rows_feasible"] = len(r.frame)
-    out["points"] = int(r.manifest["n_points"])
+    out["points"] = r.sweep.spec.n_points
     t = time.perf_counter()
     warm_up(results, True)
     out["warm_up_s"] = time.perf_counter() - t

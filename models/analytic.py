@@ -1,18 +1,38 @@
-"""Analytic model: closed-form expected time of each phase of ``migrate_pages()``, vectorized.
+"""Analytic model: expected cost of one ``migrate_pages()`` call, per point, in closed form.
 
-For every point the kernel sums, over full batches and the last partial batch, the expectation of
-each pass: with busy probability p, folio busy independently on each pass, the number of folios
-unmapped on pass k of a batch of B is Binomial(B, p^k (1-p)); a flush round (and a copy call) happens
-when at least one is unmapped, probability 1 - (1 - p^k(1-p))^B. Sync mode then takes each folio
-still failed after 3 passes alone, up to 7 times, one immediate flush per success. Windows use the
-first two moments of the binomial, so expectations are exact, not approximations; the quantiles
-(``window_p99_s``, ``stall_p99_s``) describe a full batch on its first pass (the dominant case),
-the Monte Carlo model gives the full distribution.
+Implements ``models/MECHANISM.md`` (the mechanism contract shared with the Monte Carlo model):
+batches formed in list order until the page count reaches the cap; per batch all unmap passes,
+one batch flush, the move phase; flushes deferred or immediate by kernel release and architecture;
+-EAGAIN retries, -EBUSY writeback failures, the synchronous one-by-one fallback, allocation
+failures (split and retry, or the end of the call); folio mixes as runs of sizes in list order.
 
-Stall model (no published measurement exists, see SOURCES.md §5): each folio is touched by the
-application as a Poisson stream of rate ``access_rate_hz``; the first touch inside the folio's
-unmapped window W blocks until the remap, so the folio's stall is ``max(0, W - E)`` with
-``E ~ Exp(rate)``. ``stall_p99_s`` is the 99th percentile of that stall over the folios of a call.
+Exact and approximate parts. With independent folios, every expectation of a batch is a sum over
+folios and pairs of folios of per-pass probabilities, so the expected time, flush rounds, IPIs,
+CPU time, migrated pages and the sum of the unmapped windows are **exact** for one batch, including
+the order effects of retries (a folio unmapped on pass 1 waits for the later passes) — except:
+
+- the batch in which an order-0 allocation failure ends the call is evaluated at the expected
+  length of the prefix before the failing folio (approximate);
+- the split-piece retry batch is evaluated at the expected number of pieces, each piece
+  independently under writeback (approximate; its linear terms are exact);
+- ``window_mean_s`` is the ratio of the expected window sum to the expected number of migrated
+  folios; ``window_p99_s`` and ``stall_p99_s`` describe the first batch with every folio unmapped
+  on pass 1 (the dominant case). The Monte Carlo model gives the full distributions.
+
+Stall model: each folio is touched by the application as a Poisson stream of rate
+``access_rate_hz``; the first touch inside the folio's unmapped window W blocks until the remap, so
+the stall is ``max(0, W - E)`` with ``E ~ Exp(rate)``; ``stall_p99_s`` is its 99th percentile over
+the folios of a call.
+
+Results are bit-identical whatever the chunking: the kernel is compiled without ``fastmath`` and
+each point's arithmetic is a scalar loop that does not depend on its neighbours.
+
+References
+----------
+mm/migrate.c ``migrate_pages()``, ``migrate_pages_batch()``, ``migrate_pages_sync()``,
+``migrate_folio_unmap()`` (v6.3+; ``unmap_and_move()`` before); mm/rmap.c
+``try_to_migrate_one()``, ``should_defer_flush()``, ``set_tlb_ubc_flush_pending()``;
+arch/x86/mm/tlb.c ``arch_tlbbatch_flush()``; arch/arm64/include/asm/tlbflush.h.
 """
 
 from __future__ import annotations
@@ -22,53 +42,72 @@ import math
 
 import numba as nb
 import numpy as np
-from numba.np.unsafe.ndarray import to_fixed_tuple
 
-from models.params import OUTPUTS, PointArrays
+from models.params import MAX_MIX, OUTPUT_INDEX, OUTPUTS, PointArrays
 from models.phases import (
     ACK_ALPHA,
     ACK_SCALE,
-    ASYNC_BATCHED_PASSES,
+    BCAST_ISSUE,
     BUSY_ATTEMPT,
     CALL_SETUP,
+    CPUS,
     ENGINE_MT,
-    IS_BROADCAST,
+    FOLIO_SETUP,
+    HANDLER_FULL,
+    HANDLER_PAGE,
+    K_BATCHED,
+    K_SKIP_INACCESSIBLE,
+    NR_MAX_MIGRATE_ASYNC_RETRY,
+    NR_MAX_MIGRATE_PAGES_RETRY,
+    NR_MAX_MIGRATE_SYNC_RETRY,
     PAGE_KB,
-    SYNC_BATCHED_PASSES,
-    SYNC_SINGLE_PASSES,
-    TOTAL_PASSES,
+    PAGE_SETUP,
+    REMAP,
+    REMAP_PTE,
+    UNMAP,
+    UNMAP_PTE,
+    batch_round_fixed_s,
     copy_engine_costs,
+    defers_flush,
+    entry_round_fixed_s,
     expected_max_lomax,
     fast_expm1,
     fast_log,
-    flush_fixed_s,
-    folios_per_batch,
-    is_full_flush,
-    remap_s,
-    remote_handler_s,
-    unmap_phase_s,
+    pmd_mapped,
+    uses_broadcast,
     window_line,
 )
-from models.profiles import FIELD_INDEX
 
 N_OUT = len(OUTPUTS)
-(
-    O_TIME,
-    O_PAGES_PER_S,
-    O_BYTES_PER_S,
-    O_FLUSH_ROUNDS,
-    O_IPIS,
-    O_CPU_TIME,
-    O_REMOTE_CPU,
-    O_WINDOW_MEAN,
-    O_WINDOW_P99,
-    O_STALL_P99,
-    O_FAILED,
-    O_PASSES,
-) = range(N_OUT)
+# Output rows, by name (never by position).
+O_TIME = OUTPUT_INDEX["time_s"]
+O_PAGES_PER_S = OUTPUT_INDEX["pages_per_s"]
+O_BYTES_PER_S = OUTPUT_INDEX["bytes_per_s"]
+O_FLUSH_ROUNDS = OUTPUT_INDEX["flush_rounds"]
+O_IPIS = OUTPUT_INDEX["ipis"]
+O_CPU_TIME = OUTPUT_INDEX["cpu_time_s"]
+O_REMOTE_CPU = OUTPUT_INDEX["remote_cpu_time_s"]
+O_WINDOW_MEAN = OUTPUT_INDEX["window_mean_s"]
+O_WINDOW_P99 = OUTPUT_INDEX["window_p99_s"]
+O_STALL_P99 = OUTPUT_INDEX["stall_p99_s"]
+O_FAILED = OUTPUT_INDEX["failed_folios"]
+O_PASSES = OUTPUT_INDEX["passes"]
 Q = 0.99
 
-_jit = nb.njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath=True, _nrt=False)
+# No fastmath: the same point gives the same bits whatever its position in a chunk (issue 13).
+_jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
+
+# Columns of the per-type scratch (one row per folio size of a point, plus one for split pieces).
+# T_CF/T_CFW: per-folio copy cost and its waiting part inside a batch's copy call; T_CF1, T_CFW1,
+# T_CALL1, T_CALL1W, T_T1: the same for a copy call of this folio alone (fallback, before 6.3).
+(T_FP, T_BYTES, T_PMD, T_UA, T_RA, T_QUEUED, T_UI, T_RI, T_R, T_CF, T_CFW, T_ABAR, T_ORDER0, T_CF1, T_CFW1,
+ T_CALL1, T_CALL1W, T_T1) = range(18)  # fmt: skip
+N_TCOL = 18
+PIECE = MAX_MIX  # the row of split pieces
+# Accumulator slots (expected values over the call).
+(A_TIME, A_ROUNDS, A_IPIS, A_REMOTE, A_WAIT, A_EXTRA, A_PAGES, A_UNITS, A_WIN, A_COUNT, A_PASSES,
+ A_BATCHES) = range(12)  # fmt: skip
+N_ACC = 12
 
 
 @_jit
@@ -99,330 +138,536 @@ def stall_quantile(w_lo: float, w_hi: float, rate_hz: float, q: float) -> float:
     """q-quantile of max(0, W - E), W uniform on [w_lo, w_hi], E ~ Exp(rate_hz).
 
     With tail τ = 1 - q, L = λ·(w_hi - w_lo) and s the quantile, P(S > s) = τ has two regimes:
-    - s <= w_lo: P(S > s) = 1 - e^{λs}(e^{-λ w_lo} - e^{-λ w_hi})/L, solved in closed form;
-    - s >= w_lo: with x = λ(w_hi - s), P(S > s) = (x - 1 + e^{-x})/L, so x solves the one-parameter
-      equation x + expm1(-x) = τL (convex, increasing): Halley's method from the inverse series
-      (small τL) or from τL + 1 (large τL) is within 6e-14 of the root after two steps.
-    The regime follows from P(S > w_lo) = (L + expm1(-L))/L against τ. Branch-free (every regime
-    computed, then selected; two Halley steps: from these starting points, at most 6e-14 from the root for any τL) so that a loop over points vectorizes.
+    s <= w_lo (closed form) and s >= w_lo, where x = λ(w_hi - s) solves x + expm1(-x) = τL
+    (two Halley steps from the inverse series or from τL + 1: within 6e-14 of the root).
     """
+    if not (rate_hz > 0.0 and w_hi > 0.0):
+        return 0.0
     tail = 1.0 - q
     lam = rate_hz
     h = w_hi - w_lo
+    if h < 1e-9 * w_hi:
+        return max(w_hi + fast_log(1.0 - tail) / lam, 0.0)
     L = lam * h
     em = fast_expm1(-L)
     c = tail * L
-    # All windows equal: 1 - exp(-λ(W - s)) = tail.
-    s_equal = w_hi + fast_log(1.0 - tail) / lam
-    s_low = w_lo + fast_log((1.0 - tail) * L / -em) / lam
+    if L + em <= c:
+        return max(w_lo + fast_log((1.0 - tail) * L / -em) / lam, 0.0)
     y = math.sqrt(2.0 * c)
     x = y * (1.0 + y * (1.0 / 6.0 + y * (1.0 / 72.0))) if c < 1.0 else c + 1.0
-    # Two Halley steps, written out (a counted loop here would keep the caller's loop scalar).
     x = _halley_step(_halley_step(x, c), c)
-    s_high = w_hi - x / lam
-    s = s_equal if h < 1e-9 * w_hi else (s_low if L + em <= c else s_high)
-    return max(s, 0.0) if (rate_hz > 0.0 and w_hi > 0.0) else 0.0
-
-
-# Moment cache: one row per distinct (folios in batch, busy probability, batched passes).
-CACHE_BITS = 12
-CACHE_SLOTS = 1 << CACHE_BITS
-K_B, K_P, K_NB, M_ROUNDS, M_EC, M_EC2, M_BUSY, M_PASSES = range(8)
-CACHE_WIDTH = 8
+    return max(w_hi - x / lam, 0.0)
 
 
 @_jit
-def batch_moments(B: float, p: float, n_batched: int):
-    """Expected (flush rounds, Σ E[c], Σ E[c²], busy attempts, passes) of one batch of B folios.
+def _pass_probs(abar: float, p: float, w: float, n_pass: int, q, f, pend) -> None:
+    """Per-pass probabilities of one folio (models/MECHANISM.md §4.1): unmapped on pass k (q),
+    a failed attempt on pass k (f: split, -EAGAIN or -EBUSY), still pending after pass k (pend)."""
+    att = 1.0
+    for k in range(n_pass):
+        if k == 0:
+            q[k] = (1.0 - abar) * (1.0 - p) * (1.0 - w)
+            f[k] = abar + (1.0 - abar) * (p + (1.0 - p) * w)
+            att = (1.0 - abar) * p
+        else:
+            q[k] = att * (1.0 - p) * (1.0 - w)
+            f[k] = att * (p + (1.0 - p) * w)
+            att = att * p
+        pend[k] = att
 
-    The number unmapped on pass k is c_k ~ Binomial(B, p^k (1-p)); a round (and a copy call) happens
-    when c_k >= 1. Σ windows of a pass is linear in c and c² (see ``window_line``), so these five
-    numbers give every expectation of the batched passes for any costs.
+
+@_jit
+def _batch(
+    ty,
+    seg_t,
+    seg_n,
+    n_seg: int,
+    n_pass: int,
+    p: float,
+    w: float,
+    bc: float,
+    flush_s: float,
+    call_s: float,
+    call_wait: float,
+    progressive: bool,
+    t_used: float,
+    is_mt: bool,
+    batch_ipis: float,
+    batch_remote: float,
+    entry_s: float,
+    entry_ipis: float,
+    entry_remote: float,
+    per_folio_move: bool,
+    weight: float,
+    acc,
+    qs,
+    fs,
+    ps,
+) -> None:
+    """Add ``weight`` × the expectations of one batch to ``acc``.
+
+    ``seg_t``/``seg_n``: the batch's runs of folio types in list order. Per type, ``ty`` holds the
+    unmap step cost and immediate rounds of the async passes (T_UA, T_RA), whether its PTEs queue
+    the batch flush (T_QUEUED), remap, copy and split probability. ``per_folio_move``: each folio
+    is copied and remapped right after its unmap (before 6.3): no batch flush, window = own move.
+    Exact for independent folios (pair sums over runs; see the module docstring).
     """
+    for s in range(n_seg):
+        t = seg_t[s]
+        _pass_probs(ty[t, T_ABAR], p, w, n_pass, qs[s], fs[s], ps[s])
+    # Totals and the probabilities of "none of the batch" events.
+    none_unmapped = 1.0
+    none_queued = 1.0
+    for s in range(n_seg):
+        t = seg_t[s]
+        x = 0.0
+        for k in range(n_pass):
+            x += qs[s, k]
+        keep = (1.0 - x) ** seg_n[s]
+        none_unmapped *= keep
+        if ty[t, T_QUEUED] > 0.5 and not per_folio_move:
+            none_queued *= keep
+    p_call = 1.0 - none_unmapped
+    p_flush = 1.0 - none_queued
+    # Linear terms.
+    time = 0.0
     rounds = 0.0
-    s_ec = 0.0
-    s_ec2 = 0.0
-    busy = 0.0
-    pk = 1.0  # p^k: probability a folio is still pending at pass k
-    for _k in range(n_batched):
-        qk = pk * (1.0 - p)
-        if qk <= 0.0 and pk <= 0.0:
-            break
-        ec = B * qk
-        s_ec += ec
-        s_ec2 += B * qk * (1.0 - qk) + ec * ec
-        rounds += 1.0 - (1.0 - qk) ** B if qk < 1.0 else 1.0
-        busy += B * pk * p
-        pk *= p
-    # Passes made over the batch: 1 + Σ_{k≥1} P(some folio needs more than k attempts)
+    unmapped = 0.0
+    pages = 0.0
+    wait = 0.0
+    extra = 0.0
+    cost_all = 0.0  # Σ_i E[cost_i] over every folio of the batch (unmap passes)
+    own_xc = 0.0  # Σ_i E[X_i cost_i]
+    for s in range(n_seg):
+        t = seg_t[s]
+        nn = seg_n[s]
+        ua = ty[t, T_UA]
+        ec = 0.0
+        oxc = 0.0
+        x = 0.0
+        for k in range(n_pass):
+            ec += ua * qs[s, k] + bc * fs[s, k]
+            oxc += qs[s, k] * (k * bc + ua)
+            x += qs[s, k]
+        cost_all += nn * ec
+        own_xc += nn * oxc
+        unmapped += nn * x
+        pages += nn * x * ty[t, T_FP]
+        rounds += nn * x * ty[t, T_RA]
+        if per_folio_move:
+            time += nn * (ec + x * (ty[t, T_CALL1] + ty[t, T_CF1] + ty[t, T_R]))
+            wait += nn * x * (ty[t, T_CFW1] + ty[t, T_CALL1W])
+            if is_mt:
+                extra += (ty[t, T_T1] - 1.0) * nn * x * ty[t, T_CF1]
+        else:
+            time += nn * (ec + x * (ty[t, T_CF] + ty[t, T_R]))
+            wait += nn * x * ty[t, T_CFW]
+            if is_mt:
+                extra += (t_used - 1.0) * nn * x * ty[t, T_CF]
+    if not per_folio_move:
+        time += p_flush * flush_s + p_call * call_s
+        wait += p_call * call_wait
+    entry_rounds = rounds
+    rounds += 0.0 if per_folio_move else p_flush
     passes = 1.0
-    pk = p
-    for _k in range(1, TOTAL_PASSES):
-        if pk <= 0.0:
-            break
-        passes += 1.0 - (1.0 - pk) ** B
-        pk *= p
-    return rounds, s_ec, s_ec2, busy, passes
+    for k in range(n_pass - 1):
+        none_pending = 1.0
+        for s in range(n_seg):
+            none_pending *= (1.0 - ps[s, k]) ** seg_n[s]
+        passes += 1.0 - none_pending
+
+    # Windows: Σ over unmapped folios of (remap end - unmap end), models/MECHANISM.md §5.
+    if per_folio_move:
+        win = 0.0
+        for s in range(n_seg):
+            t = seg_t[s]
+            x = 0.0
+            for k in range(n_pass):
+                x += qs[s, k]
+            win += seg_n[s] * x * (ty[t, T_CALL1] + ty[t, T_CF1] + ty[t, T_R])
+    else:
+        # E[C · unmap-phase time] and the unmap end times Σ_j t_u(j).
+        e_cd = own_xc
+        for s in range(n_seg):
+            x = 0.0
+            ec = 0.0
+            t = seg_t[s]
+            for k in range(n_pass):
+                x += qs[s, k]
+                ec += ty[t, T_UA] * qs[s, k] + bc * fs[s, k]
+            e_cd += seg_n[s] * x * (cost_all - ec)
+        sum_tu = own_xc
+        for k in range(n_pass):
+            before_all = 0.0  # Σ_t n_t Σ_{k'<k} e_tk'
+            for s in range(n_seg):
+                t = seg_t[s]
+                for kk in range(k):
+                    before_all += seg_n[s] * (ty[t, T_UA] * qs[s, kk] + bc * fs[s, kk])
+            earlier_k = 0.0  # Σ over earlier runs of n_t e_tk
+            for s in range(n_seg):
+                t = seg_t[s]
+                nn = seg_n[s]
+                e_sk = ty[t, T_UA] * qs[s, k] + bc * fs[s, k]
+                own_before = 0.0
+                for kk in range(k):
+                    own_before += ty[t, T_UA] * qs[s, kk] + bc * fs[s, kk]
+                sum_tu += nn * qs[s, k] * (before_all - own_before + earlier_k + 0.5 * (nn - 1.0) * e_sk)
+                earlier_k += nn * e_sk
+        # E[C · flush]: the flush happens iff a queued folio is unmapped.
+        unq_x = 0.0
+        for s in range(n_seg):
+            t = seg_t[s]
+            if ty[t, T_QUEUED] <= 0.5:
+                for k in range(n_pass):
+                    unq_x += seg_n[s] * qs[s, k]
+        e_cf = flush_s * (unmapped - unq_x * none_queued)
+        # Remap ends in move order (pass, then list position): pair sums of g = cf + r or r.
+        pair_g = 0.0
+        cf_pairs = 0.0
+        for s in range(n_seg):
+            t = seg_t[s]
+            g = ty[t, T_R] + (ty[t, T_CF] if progressive else 0.0)
+            x = 0.0
+            for k in range(n_pass):
+                x += qs[s, k]
+            pair_g += seg_n[s] * g * x
+            cf_pairs += seg_n[s] * ty[t, T_CF] * x * (1.0 - x)
+        cf_tot = 0.0
+        for s in range(n_seg):
+            x = 0.0
+            for k in range(n_pass):
+                x += qs[s, k]
+            cf_tot += seg_n[s] * ty[seg_t[s], T_CF] * x
+        cf_pairs += unmapped * cf_tot  # E[C Σcf] = Σ n cf x (1 - x) + (Σ n x)(Σ n cf x)
+        for k in range(n_pass):
+            gq_before_all = 0.0  # Σ_t n_t g_t Q_t(<k)
+            for s in range(n_seg):
+                t = seg_t[s]
+                g = ty[t, T_R] + (ty[t, T_CF] if progressive else 0.0)
+                for kk in range(k):
+                    gq_before_all += seg_n[s] * g * qs[s, kk]
+            earlier = 0.0  # Σ over earlier runs of n_t g_t q_tk
+            for s in range(n_seg):
+                t = seg_t[s]
+                nn = seg_n[s]
+                g = ty[t, T_R] + (ty[t, T_CF] if progressive else 0.0)
+                own_q_before = 0.0
+                for kk in range(k):
+                    own_q_before += qs[s, kk]
+                pair_g += (
+                    nn
+                    * qs[s, k]
+                    * (gq_before_all - g * own_q_before + earlier + 0.5 * (nn - 1.0) * g * qs[s, k])
+                )
+                earlier += nn * g * qs[s, k]
+        sum_tr = e_cd + e_cf + call_s * unmapped + pair_g + (0.0 if progressive else cf_pairs)
+        win = sum_tr - sum_tu
+
+    acc[A_TIME] += weight * time
+    acc[A_ROUNDS] += weight * rounds
+    acc[A_IPIS] += weight * (entry_rounds * entry_ipis + (0.0 if per_folio_move else p_flush * batch_ipis))
+    acc[A_REMOTE] += weight * (
+        entry_rounds * entry_remote + (0.0 if per_folio_move else p_flush * batch_remote)
+    )
+    acc[A_WAIT] += weight * wait
+    acc[A_EXTRA] += weight * extra
+    acc[A_PAGES] += weight * pages
+    acc[A_UNITS] += weight * unmapped
+    acc[A_WIN] += weight * win
+    acc[A_COUNT] += weight * unmapped
+    acc[A_PASSES] += weight * passes
+    acc[A_BATCHES] += weight
 
 
 @_jit
-def _cached_moments(cache, B: float, p: float, n_batched: int) -> int:
-    """Row of ``cache`` holding the moments of (B, p, n_batched), computed on a miss.
+def _fallback(ty, seg_t, seg_n, n_seg: int, p: float, w: float, n_pass_a: int, bc: float, wb_wait_s: float,
+              is_mt: bool, entry_ipis: float, entry_remote: float, weight: float, acc) -> None:  # fmt: skip
+    """Add ``weight`` × the synchronous one-by-one fallback of a batch (models/MECHANISM.md §4.3):
+    every folio pending after the async passes or failed for writeback, alone, up to
+    NR_MAX_MIGRATE_SYNC_RETRY attempts, immediate flushes (mm/migrate.c ``migrate_pages_sync()``)."""
+    p_pa = p**n_pass_a
+    p_s = p**NR_MAX_MIGRATE_SYNC_RETRY
+    fails = p * (1.0 - p_s) / (1.0 - p) if p < 1.0 else float(NR_MAX_MIGRATE_SYNC_RETRY)
+    for s in range(n_seg):
+        t = seg_t[s]
+        keep = seg_n[s] * (1.0 - ty[t, T_ABAR])
+        cand = keep * (p_pa + (1.0 - p_pa) * w)
+        if cand <= 0.0:
+            continue
+        ok = cand * (1.0 - p_s)
+        move = ty[t, T_CALL1] + ty[t, T_CF1] + ty[t, T_R]
+        waited = keep * w * (1.0 - p_s) * wb_wait_s
+        acc[A_TIME] += weight * (cand * fails * bc + ok * (ty[t, T_UI] + move) + waited)
+        acc[A_ROUNDS] += weight * ok * ty[t, T_RI]
+        acc[A_IPIS] += weight * ok * ty[t, T_RI] * entry_ipis
+        acc[A_REMOTE] += weight * ok * ty[t, T_RI] * entry_remote
+        acc[A_WAIT] += weight * (ok * (ty[t, T_CFW1] + ty[t, T_CALL1W]) + waited)
+        if is_mt:
+            acc[A_EXTRA] += weight * (ty[t, T_T1] - 1.0) * ok * ty[t, T_CF1]
+        acc[A_PAGES] += weight * ok * ty[t, T_FP]
+        acc[A_UNITS] += weight * ok
+        acc[A_WIN] += weight * ok * move
+        acc[A_COUNT] += weight * ok
 
-    Open addressing with linear probing; row 0 of ``cache`` counts the filled rows. The caller
-    empties the table between blocks when it is nearly half full, so probes stay short and the
-    slots handed out for a block stay valid for that block.
-    """
-    h = (int(B) * -7046029254386353131) ^ (int(p * 1073741824.0) * -4417276706812531889) ^ n_batched
-    h = (h ^ (h >> 29)) * -4658895280553007687
-    slot = 1 + ((h >> 40) & (CACHE_SLOTS - 2))
+
+@_jit
+def _expected_prefix(a: float, n0: float, b: float) -> float:
+    """Folios before the first failing order-0 folio, given one fails in this batch of ``b``
+    folios holding ``n0`` order-0 ones (scaled from the order-0 positions; approximate)."""
+    r = 1.0 - a
+    if n0 <= 0.0 or a <= 0.0:
+        return b
+    stop = 1.0 - r**n0
+    if r <= 0.0:
+        return 0.0
+    # Σ_{j=0}^{n0-1} j r^j a / (1 - r^n0)
+    mean = a * r * (1.0 - n0 * r ** (n0 - 1.0) + (n0 - 1.0) * r**n0) / ((1.0 - r) ** 2) / stop
+    return mean * b / n0
+
+
+@_jit
+def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n, n: float, limit: float,
+                  engine: float, threads: float, targets: float, mapcount: float, p: float, sync: bool,
+                  numa: bool, w: float, wb_wait_s: float, a: float, rate: float, out, col: int, ty, seg_t,
+                  seg_n, acc, qs, fs, ps) -> None:  # fmt: skip
+    """Every output of one point (models/MECHANISM.md), written to ``out[:, col]``."""
+    page_kb = prof[PAGE_KB]
+    page_bytes = page_kb * 1024.0
+    bc = prof[BUSY_ATTEMPT]
+    batched = kc >= K_BATCHED
+    bcast = uses_broadcast(prof, kc, targets)
+    defer = defers_flush(prof, kc, targets)
+    skip_hint = numa and kc >= K_SKIP_INACCESSIBLE
+    remote = targets - 1.0
+    entry_s = entry_round_fixed_s(prof, bcast, targets) + (0.0 if bcast else tail_mean)
+    entry_ipis = 0.0 if bcast else remote
+    entry_remote = 0.0 if bcast else remote * prof[HANDLER_PAGE]
+    flush_s = batch_round_fixed_s(prof, bcast, targets) + (0.0 if bcast else tail_mean)
+    batch_ipis = 0.0 if bcast else remote
+    batch_remote = 0.0 if bcast else remote * prof[HANDLER_FULL]
+    is_mt = engine == ENGINE_MT
+
+    # Total bytes of a nominal full batch (for the multi-threaded copy's thread count).
+    total_pages = 0.0
+    for k in range(mix_len):
+        total_pages += mix_n[k] * mix_kb[k] / page_kb
+    batch_pages = min(max(limit, 1.0), total_pages) if batched else mix_kb[0] / page_kb
+    batch_bytes = max(batch_pages, 1.0) * page_bytes
+
+    call_s = 0.0
+    call_wait = 0.0
+    progressive = True
+    t_used = 1.0
+    for k in range(mix_len + 1):
+        row = k if k < mix_len else PIECE
+        fp = mix_kb[k] / page_kb if k < mix_len else 1.0
+        fbytes = fp * page_bytes
+        pmd = pmd_mapped(prof, fp)
+        entries = 1.0 if pmd else fp
+        u0 = prof[FOLIO_SETUP] + prof[PAGE_SETUP] * fp + (prof[UNMAP] + prof[UNMAP_PTE] * entries) * mapcount
+        # Immediate context: each PTE of each mapping flushed as cleared (ptep_clear_flush(), none
+        # for inaccessible hinting PTEs); a PMD-mapped THP flushed by pmdp_invalidate(), always.
+        r_imm = mapcount if pmd else (0.0 if numa else fp * mapcount)
+        ty[row, T_FP] = fp
+        ty[row, T_BYTES] = fbytes
+        ty[row, T_PMD] = 1.0 if pmd else 0.0
+        ty[row, T_UI] = u0 + r_imm * entry_s
+        ty[row, T_RI] = r_imm
+        if defer:
+            # Deferred (mm/rmap.c try_to_migrate_one(), TTU_BATCH_FLUSH): PTEs queued for the batch
+            # flush unless inaccessible from 6.4; broadcast machines issue one invalidation per
+            # queued PTE at unmap (arm64 __flush_tlb_page_nosync(), x86 invlpgb_flush_user_nr_nosync()).
+            queued = (not pmd) and not skip_hint
+            r_a = mapcount if pmd else 0.0
+            issue = fp * mapcount * prof[BCAST_ISSUE] if (queued and bcast) else 0.0
+            ty[row, T_UA] = u0 + r_a * entry_s + issue
+            ty[row, T_RA] = r_a
+            ty[row, T_QUEUED] = 1.0 if queued else 0.0
+        else:
+            ty[row, T_UA] = ty[row, T_UI]
+            ty[row, T_RA] = r_imm
+            ty[row, T_QUEUED] = 0.0
+        ty[row, T_R] = (prof[REMAP] + prof[REMAP_PTE] * entries) * mapcount
+        cs, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fbytes, batch_bytes / fbytes)
+        ty[row, T_CF] = cf
+        ty[row, T_CFW] = cfw
+        call_s, call_wait, progressive, t_used = cs, cw, prog, tu
+        cs1, cf1, cfw1, cw1, _prog1, tu1 = copy_engine_costs(prof, engine, threads, fbytes, 1.0)
+        ty[row, T_CF1] = cf1
+        ty[row, T_CFW1] = cfw1
+        ty[row, T_CALL1] = cs1
+        ty[row, T_CALL1W] = cw1
+        ty[row, T_T1] = tu1
+        ty[row, T_ABAR] = a if fp > 1.0 else 0.0
+        ty[row, T_ORDER0] = 1.0 if fp <= 1.0 else 0.0
+
+    for i in range(N_ACC):
+        acc[i] = 0.0
+    acc[A_TIME] = prof[CALL_SETUP]
+    n_pass = NR_MAX_MIGRATE_ASYNC_RETRY if sync else NR_MAX_MIGRATE_PAGES_RETRY
+    per_folio = not batched
+
+    # Batches in list order (models/MECHANISM.md §2); before 6.3 the whole list is one "batch".
+    reach = 1.0
+    first_c = -1.0
+    first_t = 0
+    k = 0
+    left = mix_n[0]
+    n_seg = 0
+    acc_pages = 0.0
     while True:
-        if cache[slot, K_B] == B and cache[slot, K_P] == p and cache[slot, K_NB] == n_batched:
-            return slot
-        if cache[slot, K_B] < 0.0:
+        while k < mix_len and left <= 0.0:
+            k += 1
+            left = mix_n[k] if k < mix_len else 0.0
+        mult = 1.0
+        if k >= mix_len:
+            if n_seg == 0:
+                break
+        elif per_folio:
+            seg_t[n_seg] = k
+            seg_n[n_seg] = left
+            n_seg += 1
+            left = 0.0
+            continue
+        elif n_seg == 0:
+            # A run of identical full batches inside one size: ceil(limit / fp) folios each.
+            fp = ty[k, T_FP]
+            b = max(1.0, math.ceil(limit / fp))
+            full = math.floor(left / b)
+            seg_t[0] = k
+            n_seg = 1
+            if full >= 1.0:
+                seg_n[0] = b
+                mult = full
+                left -= full * b
+            else:
+                seg_n[0] = left
+                acc_pages = left * fp
+                left = 0.0
+                continue
+        else:
+            # Completing a batch begun by the previous size: until the pages reach the cap.
+            fp = ty[k, T_FP]
+            take = min(left, max(1.0, math.ceil((limit - acc_pages) / fp)))
+            seg_t[n_seg] = k
+            seg_n[n_seg] = take
+            n_seg += 1
+            left -= take
+            acc_pages += take * fp
+            if acc_pages < limit:
+                continue
+        # Evaluate `mult` identical batches of seg_t/seg_n, reached with probability `reach`.
+        b_folios = 0.0
+        n0 = 0.0
+        for s in range(n_seg):
+            b_folios += seg_n[s]
+            if ty[seg_t[s], T_ORDER0] > 0.5:
+                n0 += seg_n[s]
+        if first_c < 0.0:
+            first_c = seg_n[0]
+            first_t = seg_t[0]
+        r_ok = (1.0 - a) ** n0
+        geom = (1.0 - r_ok**mult) / (1.0 - r_ok) if r_ok < 1.0 else mult
+        w_reach = reach * geom
+        # No order-0 allocation failure in the batch: order-0 folios allocate (conditioning).
+        _batch(ty, seg_t, seg_n, n_seg, n_pass, p, w, bc, flush_s, call_s, call_wait, progressive, t_used,
+               is_mt, batch_ipis, batch_remote, entry_s, entry_ipis, entry_remote, per_folio,
+               w_reach * r_ok, acc, qs, fs, ps)  # fmt: skip
+        if sync:
+            _fallback(ty, seg_t, seg_n, n_seg, p, w, n_pass, bc, wb_wait_s, is_mt, entry_ipis, entry_remote,
+                      w_reach * r_ok, acc)  # fmt: skip
+        pieces = 0.0
+        for s in range(n_seg):
+            pieces += seg_n[s] * ty[seg_t[s], T_ABAR] * ty[seg_t[s], T_FP]
+        if pieces > 0.0:
+            # Split pieces: one async pass after the batch (migrate_pages(): split_folios, nr_pass 1).
+            seg_t[MAX_MIX] = PIECE
+            seg_n[MAX_MIX] = pieces
+            a_units = acc[A_UNITS]
+            _batch(ty, seg_t[MAX_MIX:], seg_n[MAX_MIX:], 1, 1, p, w, bc, flush_s, call_s, call_wait,
+                   progressive, t_used, is_mt, batch_ipis, batch_remote, entry_s, entry_ipis, entry_remote,
+                   per_folio, w_reach * r_ok, acc, qs, fs, ps)  # fmt: skip
+            # A piece is 1/fp of its folio: convert the piece count added to folio units.
+            added = acc[A_UNITS] - a_units
+            share = 0.0
+            for s in range(n_seg):
+                share += seg_n[s] * ty[seg_t[s], T_ABAR]
+            acc[A_UNITS] = a_units + (added * share / pieces if pieces > 0.0 else 0.0)
+            acc[A_BATCHES] -= w_reach * r_ok  # the piece batch is not one of the call's batches
+            acc[A_PASSES] -= w_reach * r_ok
+        if r_ok < 1.0:
+            # The batch holding the first failing order-0 folio: pass 1 over the prefix, then the
+            # call ends (migrate_pages_batch() case -ENOMEM: goto move; migrate_pages(): goto out).
+            pre = _expected_prefix(a, n0, b_folios)
+            scale = pre / b_folios if b_folios > 0.0 else 0.0
+            for s in range(n_seg):
+                seg_n[s] *= scale
+            _batch(ty, seg_t, seg_n, n_seg, 1, p, w, bc, flush_s, call_s, call_wait, progressive, t_used,
+                   is_mt, batch_ipis, batch_remote, entry_s, entry_ipis, entry_remote, per_folio,
+                   w_reach * (1.0 - r_ok), acc, qs, fs, ps)  # fmt: skip
+        reach *= r_ok**mult
+        n_seg = 0
+        acc_pages = 0.0
+        if reach <= 0.0:
             break
-        slot = slot + 1 if slot < CACHE_SLOTS - 1 else 1
-    cache[0, 0] += 1.0
-    rounds, s_ec, s_ec2, busy, passes = batch_moments(B, p, n_batched)
-    cache[slot, K_B] = B
-    cache[slot, K_P] = p
-    cache[slot, K_NB] = n_batched
-    cache[slot, M_ROUNDS] = rounds
-    cache[slot, M_EC] = s_ec
-    cache[slot, M_EC2] = s_ec2
-    cache[slot, M_BUSY] = busy
-    cache[slot, M_PASSES] = passes
-    return slot
 
-
-@_jit
-def _combine(cache, sf: int, sl: int, col: int, n_full: float) -> float:
-    """A moment summed over the call: ``n_full`` full batches (row ``sf``) and the last (row ``sl``)."""
-    return n_full * cache[sf, col] + cache[sl, col]
-
-
-@_jit
-def closed_forms(
-    prof, tail_mean, folio_kb, n, limit, engine, threads, targets, mapcount, p, sync, rounds_b, unmapped_b,
-    ec2_b, busy_b,
-):  # fmt: skip
-    """Every output of one point but the passes and the stall quantile, from its batch moments summed
-    over the call (``rounds_b``, ``unmapped_b``, ``ec2_b``, ``busy_b``) and the mean acknowledgement
-    tail of a flush round (``tail_mean``).
-
-    Straight-line code (selects, no loads but ``prof``'s constant fields), so that a loop calling
-    it over a block of points vectorizes. Returns the outputs in ``OUTPUTS`` order (without
-    ``stall_p99_s`` and ``passes``) and (w_lo, w_hi), the range of the unmapped windows of a full
-    batch's first pass.
-    """
-    page_bytes = prof[PAGE_KB] * 1024.0
-    fp = folio_kb / prof[PAGE_KB]
-    folio_bytes = folio_kb * 1024.0
-    b = folios_per_batch(limit, fp, n)
-    u = unmap_phase_s(prof, fp, mapcount)
-    r = remap_s(prof, fp, mapcount)
-
-    # Flush rounds of the batched passes and of the single-folio fallback.
-    full = is_full_flush(prof, b, fp)
-    flush_s = flush_fixed_s(prof, full, fp, targets) + tail_mean
-    full1 = is_full_flush(prof, 1.0, fp)
-    flush1_s = flush_fixed_s(prof, full1, fp, targets) + tail_mean
-
-    call_s, cf, cf_wait, call_wait, progressive, t_used = copy_engine_costs(
-        prof, engine, threads, folio_bytes, b
-    )
-    call1_s, cf1, cf1_wait, call1_wait, _prog1, t1_used = copy_engine_costs(
-        prof, engine, threads, folio_bytes, 1.0
-    )
-
-    calls_b = rounds_b
-    busy = busy_b
-    # Σ windows of a pass of c folios is c²·w2 + c·w1 + slope·(c² + c)/2 (see ``window_line``).
-    a, slope_b = window_line(b, u, flush_s, call_s, cf, r, progressive)
-    w2 = u if progressive else u + cf
-    w1 = flush_s if progressive else flush_s + call_s
-    win_b = ec2_b * w2 + unmapped_b * w1 + slope_b * 0.5 * (ec2_b + unmapped_b)
-
-    # Synchronous one-by-one fallback: each folio pending after the batched passes, alone.
-    p3 = p * p * p
-    p7 = p3 * p3 * p
-    p10 = p7 * p3
-    fallback = sync != 0 and p > 0.0
-    succ_sync = n * p3 * (1.0 - p7) if fallback else 0.0
-    busy_sync = n * p3 * p * (1.0 - p7) / (1.0 - p) if p < 1.0 else n * SYNC_SINGLE_PASSES
-    busy += busy_sync if fallback else 0.0
-    failed = n * p10
-    win_sync = succ_sync * (flush1_s + call1_s + cf1 + r)
-
-    time = (
-        prof[CALL_SETUP]
-        + unmapped_b * (u + cf + r)
-        + rounds_b * flush_s
-        + calls_b * call_s
-        + succ_sync * (u + flush1_s + call1_s + cf1 + r)
-        + busy * prof[BUSY_ATTEMPT]
-    )
-    succeeded = n - failed
-    rounds = rounds_b + succ_sync
-    remote_targets = targets - 1.0 if prof[IS_BROADCAST] < 0.5 else 0.0
-    remote_cpu = remote_targets * (
-        rounds_b * remote_handler_s(prof, full) + succ_sync * remote_handler_s(prof, full1)
-    )
-    wait = unmapped_b * cf_wait + calls_b * call_wait + succ_sync * (cf1_wait + call1_wait)
-    # Helper threads of a multi-threaded copy burn CPU for the copy's duration too.
-    extra_threads = (t_used - 1.0) * unmapped_b * cf + (t1_used - 1.0) * succ_sync * cf1
-    extra_threads = extra_threads if engine == ENGINE_MT else 0.0
-
-    migrated = unmapped_b + succ_sync
+    time = acc[A_TIME]
     inv_time = 1.0 / time
-    window_mean = (win_b + win_sync) / migrated if migrated > 0.0 else 0.0
-    w_first, w_last = a + slope_b, a + slope_b * b
-    return (
-        time,
-        succeeded * fp * inv_time,
-        succeeded * fp * page_bytes * inv_time,
-        rounds,
-        rounds * remote_targets,
-        time - wait + extra_threads,
-        remote_cpu,
-        window_mean,
-        line_quantile(a, slope_b, b, Q),
-        failed,
-        min(w_first, w_last),
-        max(w_first, w_last),
-    )
+    out[O_TIME, col] = time
+    out[O_PAGES_PER_S, col] = acc[A_PAGES] * inv_time
+    out[O_BYTES_PER_S, col] = acc[A_PAGES] * page_bytes * inv_time
+    out[O_FLUSH_ROUNDS, col] = acc[A_ROUNDS]
+    out[O_IPIS, col] = acc[A_IPIS]
+    out[O_CPU_TIME, col] = time - acc[A_WAIT] + acc[A_EXTRA]
+    out[O_REMOTE_CPU, col] = acc[A_REMOTE]
+    out[O_WINDOW_MEAN, col] = acc[A_WIN] / acc[A_COUNT] if acc[A_COUNT] > 0.0 else 0.0
+    out[O_FAILED, col] = max(n - acc[A_UNITS], 0.0)
+    out[O_PASSES, col] = acc[A_PASSES] / acc[A_BATCHES] if acc[A_BATCHES] > 0.0 else 0.0
+    # Quantiles: the first batch with every folio unmapped on pass 1 (dominant case).
+    t = first_t
+    c = max(first_c, 1.0)
+    if per_folio:
+        w1 = ty[t, T_CALL1] + ty[t, T_CF1] + ty[t, T_R]
+        w_lo = w1
+        w_hi = w1
+        out[O_WINDOW_P99, col] = w1
+    else:
+        f_s = flush_s if ty[t, T_QUEUED] > 0.5 else 0.0
+        a0, slope = window_line(c, ty[t, T_UA], f_s, call_s, ty[t, T_CF], ty[t, T_R], progressive)
+        out[O_WINDOW_P99, col] = line_quantile(a0, slope, c, Q)
+        w_first = a0 + slope
+        w_last = a0 + slope * c
+        w_lo = min(w_first, w_last)
+        w_hi = max(w_first, w_last)
+    out[O_STALL_P99, col] = stall_quantile(w_lo, w_hi, rate, Q)
 
 
-BLOCK = 256  # points per stage: scratch stays in L1
-NF = len(FIELD_INDEX)  # fields of a profile row
-# Rows of the block scratch (one flat array, row k at k·BLOCK, so that the vectorizer sees constant
-# distances between rows and needs no run-time alias checks): inputs, moments, then outputs.
-(
-    S_FOLIO, S_N, S_LIMIT, S_ENGINE, S_THREADS, S_TARGETS, S_MAPCOUNT, S_P, S_SYNC, S_TAIL, S_ROUNDS,
-    S_UNMAPPED, S_EC2, S_BUSY, S_TIME, S_PAGES_PER_S, S_BYTES_PER_S, S_FLUSH_ROUNDS, S_IPIS, S_CPU_TIME,
-    S_REMOTE_CPU, S_WINDOW_MEAN, S_WINDOW_P99, S_FAILED, S_WLO, S_WHI, S_RATE, S_STALL,
-) = range(28)  # fmt: skip
-S_ROWS = 28
-# The outputs held in the scratch: S_TIME + k holds output row k, k < O_STALL_P99, or k + 1 beyond.
-N_COPIED = S_FAILED - S_TIME + 1
-
-
-@_jit
-def _at(row: int, j: int):
-    """Flat scratch index of (row, j), unsigned so that indexing skips the negative-index fix-up."""
-    return np.uint64(row * BLOCK + j)
-
-
-@_jit
-def _closed_forms_run(prof, sc, j0: int, j1: int) -> None:
-    """Closed forms of the block's points j0..j1-1, which share the profile ``prof`` (a tuple)."""
-    for j in range(j0, j1):
-        res = closed_forms(
-            prof, sc[_at(S_TAIL, j)], sc[_at(S_FOLIO, j)], sc[_at(S_N, j)], sc[_at(S_LIMIT, j)],
-            sc[_at(S_ENGINE, j)], sc[_at(S_THREADS, j)], sc[_at(S_TARGETS, j)], sc[_at(S_MAPCOUNT, j)],
-            sc[_at(S_P, j)], sc[_at(S_SYNC, j)], sc[_at(S_ROUNDS, j)], sc[_at(S_UNMAPPED, j)],
-            sc[_at(S_EC2, j)], sc[_at(S_BUSY, j)],
-        )  # fmt: skip
-        sc[_at(S_TIME, j)] = res[0]
-        sc[_at(S_PAGES_PER_S, j)] = res[1]
-        sc[_at(S_BYTES_PER_S, j)] = res[2]
-        sc[_at(S_FLUSH_ROUNDS, j)] = res[3]
-        sc[_at(S_IPIS, j)] = res[4]
-        sc[_at(S_CPU_TIME, j)] = res[5]
-        sc[_at(S_REMOTE_CPU, j)] = res[6]
-        sc[_at(S_WINDOW_MEAN, j)] = res[7]
-        sc[_at(S_WINDOW_P99, j)] = res[8]
-        sc[_at(S_FAILED, j)] = res[9]
-        sc[_at(S_WLO, j)] = res[10]
-        sc[_at(S_WHI, j)] = res[11]
-
-
-@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
-def _analytic_block(
-    pidx, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, emax, out, cache,
-    sc, s, e,
-):  # fmt: skip
-    """Points s..e-1 in three stages: moments (scalar, cached) gathered with the inputs into the
-    scratch ``sc``; the closed forms (a vectorized loop per run of points sharing a profile); the
-    stall quantile (only where access_rate_hz > 0).
-
-    Compiled without the reference-counting runtime: a row view per point would otherwise cost
-    two atomic operations per view and helper call.
-    """
-    if cache[0, 0] > CACHE_SLOTS // 2 - 2 * BLOCK:
-        cache[:, :] = -1.0
-        cache[0, 0] = 0.0
-    m = e - s
-    for j in range(m):
-        i = s + j
+@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
+def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
+                    sync, numa, wb, wb_wait, alloc, table, emax, out):  # fmt: skip
+    """All outputs of every point (one scalar evaluation per point; no state shared between points)."""
+    ty = np.zeros((MAX_MIX + 1, N_TCOL))
+    seg_t = np.zeros(MAX_MIX + 2, dtype=np.int64)
+    seg_n = np.zeros(MAX_MIX + 2)
+    acc = np.zeros(N_ACC)
+    qs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
+    fs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
+    ps = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
+    for i in range(n.shape[0]):
         pi = pidx[i]
-        nn = n[i]
-        pp = p[i]
+        prof = table[pi]
         tg = targets[i]
-        fp = folio_kb[i] / table[pi, PAGE_KB]
-        b = folios_per_batch(limit[i], fp, nn)
-        n_batches = math.ceil(nn / b)
-        b_last = nn - (n_batches - 1.0) * b
-        n_batched = ASYNC_BATCHED_PASSES if sync[i] == 0 else SYNC_BATCHED_PASSES
-        sf = _cached_moments(cache, b, pp, n_batched)
-        sl = sf if b_last == b else _cached_moments(cache, b_last, pp, n_batched)
-        n_full = n_batches - 1.0
-        sc[_at(S_ROUNDS, j)] = _combine(cache, sf, sl, M_ROUNDS, n_full)
-        sc[_at(S_UNMAPPED, j)] = _combine(cache, sf, sl, M_EC, n_full)
-        sc[_at(S_EC2, j)] = _combine(cache, sf, sl, M_EC2, n_full)
-        sc[_at(S_BUSY, j)] = _combine(cache, sf, sl, M_BUSY, n_full)
-        out[O_PASSES, i] = _combine(cache, sf, sl, M_PASSES, n_full) / n_batches
-        sc[_at(S_TAIL, j)] = table[pi, ACK_SCALE] * emax[pi, int(tg) - 1] if tg > 1.0 else 0.0
-        sc[_at(S_FOLIO, j)] = folio_kb[i]
-        sc[_at(S_N, j)] = nn
-        sc[_at(S_LIMIT, j)] = limit[i]
-        sc[_at(S_ENGINE, j)] = engine[i]
-        sc[_at(S_THREADS, j)] = threads[i]
-        sc[_at(S_TARGETS, j)] = tg
-        sc[_at(S_MAPCOUNT, j)] = mapcount[i]
-        sc[_at(S_P, j)] = pp
-        sc[_at(S_SYNC, j)] = sync[i]
-    j0 = 0
-    while j0 < m:
-        pi = pidx[s + j0]
-        j1 = j0 + 1
-        while j1 < m and pidx[s + j1] == pi:
-            j1 += 1
-        _closed_forms_run(to_fixed_tuple(table[pi], NF), sc, j0, j1)
-        j0 = j1
-    for k in range(N_COPIED):
-        o = k if k < O_STALL_P99 else k + 1
-        for j in range(m):
-            out[o, np.uint64(s + j)] = sc[_at(S_TIME + k, j)]
-    for j in range(m):
-        sc[_at(S_RATE, j)] = rate[s + j]
-    for j in range(m):
-        sc[_at(S_STALL, j)] = stall_quantile(sc[_at(S_WLO, j)], sc[_at(S_WHI, j)], sc[_at(S_RATE, j)], Q)
-    for j in range(m):
-        out[O_STALL_P99, np.uint64(s + j)] = sc[_at(S_STALL, j)]
-
-
-@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def analytic_kernel(
-    pidx, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, emax, out
-):
-    """All outputs of every point. Batch moments are computed once per distinct (B, p, mode) in
-    the call (a small open-addressing cache); the rest is a few dozen flops per point."""
-    cache = np.full((CACHE_SLOTS, CACHE_WIDTH), -1.0)
-    cache[0, 0] = 0.0
-    sc = np.empty(S_ROWS * BLOCK, dtype=np.float64)
-    N = folio_kb.shape[0]
-    for s in range(0, N, BLOCK):
-        _analytic_block(
-            pidx, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, emax, out,
-            cache, sc, s, min(s + BLOCK, N),
-        )  # fmt: skip
+        tail = prof[ACK_SCALE] * emax[pi, int(tg) - 1] if tg > 1.0 else 0.0
+        point_outputs(prof, tail, kern[i], mix_len[i], mix_kb[i], mix_n[i], n[i], limit[i], engine[i],
+                      threads[i], tg, mapcount[i], p[i], sync[i] != 0, numa[i] > 0.5, wb[i], wb_wait[i],
+                      alloc[i], rate[i], out, i, ty, seg_t, seg_n, acc, qs, fs, ps)  # fmt: skip
 
 
 def emax_table(table: np.ndarray) -> np.ndarray:
-    """E[max of k Lomax acknowledgement tails] for k = 1..max CPUs, one row per profile."""
-    from models.phases import CPUS
+    """E[max of k Lomax acknowledgement tails] for k = 0..max CPUs - 1, one row per profile.
 
+    Column k - 1 holds the expectation for k - 1 remote CPUs (the mm's other CPUs).
+    """
     kmax = int(table[:, CPUS].max())
     out = np.zeros((table.shape[0], kmax), dtype=np.float64)
     for i in range(table.shape[0]):
@@ -439,15 +684,37 @@ def _emax_cached(key: bytes, shape: tuple[int, int]) -> np.ndarray:
 def analytic_outputs(
     arrays: PointArrays, table: np.ndarray, out: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
-    """Expected outputs for validated point arrays (see ``models.evaluate``).
+    """Expected outputs of validated points (models/MECHANISM.md).
 
-    ``out`` (shape ``(len(OUTPUTS), n)``, float64) may be passed to reuse a warm buffer.
+    Parameters
+    ----------
+    arrays : PointArrays
+        Validated parameter arrays (:func:`models.params.check_points`); SI units.
+    table : numpy.ndarray
+        Profile rows (:func:`models.profiles.profile_table`), indexed by ``arrays.profile_index``.
+    out : numpy.ndarray, optional
+        A ``(len(OUTPUTS), n)`` float64 buffer to reuse.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        One float64 array per name of :data:`models.params.OUTPUTS` (SI units: s, pages/s, B/s,
+        rounds, IPIs, folios, passes per batch).
+
+    References
+    ----------
+    mm/migrate.c ``migrate_pages()``, ``migrate_pages_batch()``, ``migrate_pages_sync()``,
+    ``migrate_folio_unmap()`` (Linux 6.3+); mm/rmap.c ``try_to_migrate_one()``,
+    ``should_defer_flush()``, ``set_tlb_ubc_flush_pending()`` (6.4); arch/x86/mm/tlb.c
+    ``arch_tlbbatch_flush()`` (INVLPGB from 6.15); arch/arm64/include/asm/tlbflush.h (6.6).
     """
     if out is None:
         out = np.empty((N_OUT, len(arrays)), dtype=np.float64)
     analytic_kernel(
-        arrays.profile_index, arrays.folio_kb, arrays.n_folios, arrays.batch_limit_pages, arrays.engine_code,
-        arrays.copy_threads, arrays.target_cpus, arrays.mapcount, arrays.busy_prob, arrays.access_rate_hz,
-        arrays.sync_mode, table, _emax_cached(table.tobytes(), table.shape), out,
+        arrays.profile_index, arrays.kernel_code, arrays.mix_len, arrays.mix_kb, arrays.mix_folios,
+        arrays.n_folios, arrays.batch_limit_pages, arrays.engine_code.astype(np.float64), arrays.copy_threads,
+        arrays.target_cpus, arrays.mapcount, arrays.busy_prob, arrays.access_rate_hz, arrays.sync_mode,
+        arrays.numa_hinting, arrays.writeback_prob, arrays.writeback_wait_s, arrays.alloc_fail_prob, table,
+        _emax_cached(table.tobytes(), table.shape), out,
     )  # fmt: skip
     return {name: out[i] for i, name in enumerate(OUTPUTS)}

@@ -70,7 +70,7 @@ def bench_models(
     n_points: int = 2_000_000, min_seconds: float = 1.0, block: int = 1 << 16
 ) -> dict[str, float]:
     from models.analytic import N_OUT, analytic_kernel, emax_table
-    from models.montecarlo import N_COLS, mc_kernel, point_seeds
+    from models.montecarlo import N_COLS, kernel_inputs, mc_kernel, mix_classes, point_seeds
     from models.profiles import profile_names, profile_table
 
     rng = np.random.default_rng(12345)
@@ -115,14 +115,11 @@ def bench_models(
     replicas = 8
     seeds = point_seeds(mc_arrays, profile_names(), 1)
     mc_out = np.zeros((N_COLS, len(mc_arrays)))
+    mc_inputs = kernel_inputs(mc_arrays, seeds, *mix_classes(mc_arrays))
     draws_box = [0]
 
     def run_mc() -> None:
-        draws_box[0] = mc_kernel(
-            mc_arrays.profile_index, seeds, mc_arrays.folio_kb, mc_arrays.n_folios, mc_arrays.batch_limit_pages,
-            mc_arrays.engine_code, mc_arrays.copy_threads, mc_arrays.target_cpus, mc_arrays.mapcount,
-            mc_arrays.busy_prob, mc_arrays.access_rate_hz, mc_arrays.sync_mode, table, replicas, mc_out,
-        )  # fmt: skip
+        draws_box[0] = mc_kernel(*mc_inputs, table, replicas, mc_out)
 
     t_mc = _timed(run_mc, min_seconds)
     folios = float(mc_arrays.n_folios.sum()) * replicas

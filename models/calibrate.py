@@ -22,6 +22,7 @@ import pandas as pd
 
 from models.errors import UserError
 from models.evaluate import measured_metric, run_kernel
+from models.fileio import OutputFileError, atomic_write
 from models.measurements import data_hash, model_rows
 from models.params import PARAMETERS, check_points, complete_points, first_error
 from models.profiles import (
@@ -30,7 +31,7 @@ from models.profiles import (
     dump_profile_toml,
     get_profile,
     profile_names,
-    register_profile,
+    profile_table_with,
 )
 
 #: Fields calibration may fit: continuous costs and bandwidths (not topology, limits or defaults).
@@ -89,7 +90,7 @@ def uncertain_fields(profile: HardwareProfile) -> list[str]:
 class Calibration:
     """Result of :func:`calibrate_profile`."""
 
-    profile: HardwareProfile  # the calibrated profile (registered in this process)
+    profile: HardwareProfile  # the calibrated profile (not registered: write it to a file to use it)
     base: HardwareProfile
     fields: list[str]
     before: dict[str, float]  # SI
@@ -110,29 +111,28 @@ class Calibration:
 class _Evaluator:
     """Evaluates the analytic model on fixed measurement rows for trial values of some fields.
 
-    The trial profile is registered once under its final name, so the point arrays (and their
-    profile index) are computed once; each trial only replaces the profile's values.
+    The points keep the base profile's name, so the point arrays (and their profile index) are
+    computed once; each trial passes a profile table whose base row holds the trial values
+    (nothing is registered: the profile catalogue is read-only).
     """
 
     def __init__(self, rows: pd.DataFrame, base: HardwareProfile, name: str) -> None:
         self.base = base
         self.name = name
-        register_profile(base.with_values(name, {}, "calibration in progress"))
-        pts = rows[list(PARAMETERS)].copy()
-        pts["profile"] = name
+        pts = rows[[c for c in PARAMETERS if c in rows.columns]].copy()
+        pts["profile"] = base.name
         full = complete_points(pts)
         self.arrays, reasons = check_points(full)
         msg = first_error(reasons)
         if msg is not None:
             raise CalibrationError(f"measurement {msg}")
         self.metric = rows["metric"].to_numpy()
-        self.pi = profile_names().index(name)
+        self.pi = profile_names().index(base.name)
 
     def predict(self, values: dict[str, float], provenance: str = "calibration in progress") -> np.ndarray:
-        register_profile(self.base.with_values(self.name, values, provenance))
-        return measured_metric(
-            run_kernel(self.arrays, "analytic"), self.metric, self.arrays, page_kb=self.base.page_kb
-        )
+        trial = self.base.with_values(self.name, values, provenance)
+        out = run_kernel(self.arrays, "analytic", table=profile_table_with({self.base.name: trial}))
+        return measured_metric(out, self.metric, self.arrays, page_kb=self.base.page_kb)
 
 
 def _bounds(profile: HardwareProfile, fields: Sequence[str], span: float) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +218,7 @@ def calibrate_profile(
         f"{np.sqrt(np.mean(fit.fun**2)):.3f}"
     )
     pred_after = ev.predict(after, provenance)
-    cal = get_profile(target)
+    cal = base.with_values(target, after, provenance)
     rows = rows.assign(pred_before=pred_before, pred_after=pred_after)
     ape_b = np.abs(pred_before - y) / y
     ape_a = np.abs(pred_after - y) / y
@@ -254,9 +254,9 @@ def write_calibrated(cal: Calibration, out_dir: str | Path | None = None) -> Pat
     try:
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"{cal.profile.name}.toml"
-        tmp = d / f".{cal.profile.name}.toml.tmp"
-        tmp.write_text(dump_profile_toml(cal.profile))
-        tmp.replace(path)
+        atomic_write(path, dump_profile_toml(cal.profile))
+    except OutputFileError as exc:
+        raise CalibrationError(f"{d}: cannot write the calibrated profile ({exc})") from None
     except OSError as exc:
         raise CalibrationError(f"{d}: cannot write the calibrated profile ({exc.strerror})") from None
     return path

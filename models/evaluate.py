@@ -1,8 +1,9 @@
 """Front door of the cost models: a table of points in, a table of outputs out.
 
 ``evaluate(points, model)`` completes missing parameter columns from each point's profile,
-validates every row, runs the chosen model's vectorized kernel and returns the outputs of
-DESIGN.md §2 (``OUTPUTS``), one row per input row, in input order.
+validates every row, runs the chosen model's vectorized kernel and returns the outputs
+(``models.params.OUTPUTS``), one row per input row, in input order. The mechanism both models
+implement is ``models/MECHANISM.md``.
 
 Monte Carlo results depend only on each point's parameters and the seed (a per-point stream is
 derived from a hash of both), never on how points are grouped, ordered or chunked.
@@ -27,10 +28,35 @@ from models.montecarlo import MC_EXTRA  # noqa: E402  (re-exported)
 
 
 def run_kernel(
-    arrays: PointArrays, model: str, *, seed: int = 0, replicas: int = 64
+    arrays: PointArrays,
+    model: str,
+    *,
+    seed: int = 0,
+    replicas: int = 64,
+    table: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run a model kernel on validated arrays; returns output name -> float64 array."""
-    table = profile_table(profile_names())
+    """Run a model kernel on validated arrays.
+
+    Parameters
+    ----------
+    arrays : PointArrays
+        Validated points (:func:`models.params.check_points`).
+    model : str
+        ``"analytic"`` or ``"montecarlo"``.
+    seed, replicas : int
+        Monte Carlo seed and replicas per point.
+    table : numpy.ndarray, optional
+        Profile rows indexed by ``arrays.profile_index``; default the catalogue's
+        (:func:`models.profiles.profile_table`). Calibration passes trial values here
+        (:func:`models.profiles.profile_table_with`) instead of registering profiles.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Output name -> float64 array (SI units, :data:`models.params.OUTPUTS`).
+    """
+    if table is None:
+        table = profile_table(profile_names())
     if model == "analytic":
         from models.analytic import analytic_outputs
 
@@ -50,6 +76,7 @@ def evaluate(
     replicas: int = 64,
     on_invalid: Literal["raise", "mark"] = "raise",
     row_offset: int = 1,
+    table: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Evaluate ``points`` with ``model``; return the completed points plus the output columns.
 
@@ -64,7 +91,7 @@ def evaluate(
         msg = first_error(reasons, row_offset=row_offset)
         if msg is not None:
             raise PointError(msg)
-    outputs = run_kernel(arrays, model, seed=seed, replicas=replicas)
+    outputs = run_kernel(arrays, model, seed=seed, replicas=replicas, table=table)
     out = full.reset_index(drop=True)
     bad = reasons != ""
     cols = {}

@@ -30,8 +30,11 @@ SHIPPED_PATH = DATA_DIR / "measurements.csv"
 PROVENANCE_COLUMNS: tuple[str, ...] = ("source", "reference", "machine", "profile", "date", "trust")
 PARAMETER_COLUMNS: tuple[str, ...] = tuple(p for p in PARAMETERS if p != "profile")
 VALUE_COLUMNS: tuple[str, ...] = ("variant", "metric", "value", "sd", "unit", "notes")
+#: Kernel release the measurement ran on (or the cycle a patch series was posted against), "MAJOR.MINOR".
+#: A model parameter once the model takes one; until then a column of the schema only.
+KERNEL_COLUMNS: tuple[str, ...] = () if "kernel" in PARAMETER_COLUMNS else ("kernel",)
 #: Columns of a measurement file, in file order.
-COLUMNS: tuple[str, ...] = PROVENANCE_COLUMNS + PARAMETER_COLUMNS + VALUE_COLUMNS
+COLUMNS: tuple[str, ...] = PROVENANCE_COLUMNS + PARAMETER_COLUMNS + KERNEL_COLUMNS + VALUE_COLUMNS
 REQUIRED: tuple[str, ...] = ("source", "profile", "date", "trust", "metric", "value", "unit")
 TRUST_GRADES: tuple[str, ...] = ("A", "B", "C")
 #: Extra columns added by the loader.
@@ -94,6 +97,7 @@ METRICS: dict[str, Metric] = {
 MODEL_METRICS: tuple[str, ...] = tuple(k for k, m in METRICS.items() if m.predicted)
 
 _DATE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
+_KERNEL = re.compile(r"^[1-9]\d*\.\d+$")
 
 
 class MeasurementError(UserError):
@@ -211,12 +215,23 @@ def validate_table(
     flag(_text(df["value"]).to_numpy() == "", "value", "empty")
     flag(~np.isfinite(value), "value", "not a finite number")
     flag(value < 0, "value", "negative")
+    # Every metric is scored on a log scale (fit, calibrate, validate): 0 has no logarithm.
+    flag(value == 0, "value", "zero (metrics are compared on a log scale; leave the row out instead)")
+    with np.errstate(over="ignore", invalid="ignore"):
+        flag(
+            ~np.isfinite(value * factor) & np.isfinite(value) & np.isfinite(factor),
+            "value",
+            "infinite after conversion to SI",
+        )
     sd_text = _text(df["sd"]).to_numpy()
     sd = pd.to_numeric(df["sd"], errors="coerce").to_numpy(dtype=np.float64)
     flag((sd_text != "") & ~np.isfinite(sd), "sd", "not a finite number")
     flag((sd_text != "") & (sd < 0), "sd", "negative")
     flag(~np.isin(text["trust"].to_numpy(), TRUST_GRADES), "trust", "must be A, B or C")
     flag(~text["date"].str.match(_DATE).to_numpy(), "date", "must be YYYY-MM-DD or YYYY-MM")
+    if KERNEL_COLUMNS:
+        kern = _text(df["kernel"])
+        flag(((kern != "") & ~kern.str.match(_KERNEL)).to_numpy(), "kernel", "must be MAJOR.MINOR (e.g. 6.3)")
     known_profiles = set(profile_names())
     prof = text["profile"].to_numpy()
     flag(~np.isin(prof, list(known_profiles)), "profile", "unknown profile")
@@ -292,6 +307,8 @@ def validate_table(
     )
     for c in PARAMETER_COLUMNS:
         out[c] = completed[c] if len(completed) else df[c]
+    if KERNEL_COLUMNS:
+        out["kernel"] = _text(df["kernel"])
     out["variant"] = text["variant"]
     out["metric"] = text["metric"]
     with np.errstate(invalid="ignore"):

@@ -34,26 +34,29 @@ from models.params import OUTPUTS, PointArrays
 from models.phases import (
     ACK_ALPHA,
     ACK_SCALE,
-    ASYNC_BATCHED_PASSES,
+    BCAST_ISSUE,
     BUSY_ATTEMPT,
     CALL_SETUP,
     ENGINE_MT,
-    IS_BROADCAST,
+    HANDLER_FULL,
+    HANDLER_PAGE,
+    K_BATCHED,
+    K_SKIP_INACCESSIBLE,
+    NR_MAX_MIGRATE_ASYNC_RETRY,
+    NR_MAX_MIGRATE_PAGES_RETRY,
+    NR_MAX_MIGRATE_SYNC_RETRY,
     PAGE_KB,
-    SYNC_BATCHED_PASSES,
-    SYNC_SINGLE_PASSES,
-    TOTAL_PASSES,
+    batch_round_fixed_s,
     copy_engine_costs,
     copy_jitter_cv,
+    defers_flush,
     draw_max_lomax,
+    entry_round_fixed_s,
     fast_log,
-    flush_fixed_s,
-    folios_per_batch,
-    is_full_flush,
+    pmd_mapped,
     remap_s,
-    remote_handler_s,
     unmap_phase_s,
-    window_line,
+    uses_broadcast,
 )
 
 #: Monte Carlo columns beyond OUTPUTS.
@@ -75,6 +78,18 @@ MC_EXTRA: tuple[str, ...] = (
 _COLUMNS = OUTPUTS + MC_EXTRA
 _C = {name: i for i, name in enumerate(_COLUMNS)}
 N_COLS = len(_COLUMNS)
+C_TIME_S = _C["time_s"]
+C_PAGES_PER_S = _C["pages_per_s"]
+C_BYTES_PER_S = _C["bytes_per_s"]
+C_FLUSH_ROUNDS = _C["flush_rounds"]
+C_IPIS = _C["ipis"]
+C_CPU_TIME_S = _C["cpu_time_s"]
+C_REMOTE_CPU_TIME_S = _C["remote_cpu_time_s"]
+C_WINDOW_MEAN_S = _C["window_mean_s"]
+C_WINDOW_P99_S = _C["window_p99_s"]
+C_STALL_P99_S = _C["stall_p99_s"]
+C_FAILED_FOLIOS = _C["failed_folios"]
+C_PASSES = _C["passes"]
 C_FLUSH_ROUNDS_SE = _C["flush_rounds_se"]
 C_IPIS_SE = _C["ipis_se"]
 C_CPU_TIME_S_SE = _C["cpu_time_s_se"]
@@ -505,58 +520,25 @@ def _flush_s(ts, i: int, pool, fixed, scale, alpha, remote):
     return fixed + scale * pool[i], ts, i + 1, drawn
 
 
-# One-folio batches (b == 1: the unbatched path, or folios as large as the batch limit). Each folio
-# is its own batch, so its attempts do not interact with any other folio's: the busy attempts
-# before it gets through are geometric, and every random part of a folio is one uniform of a
-# counter-based stream. The whole replica is then a few vectorized passes over the folios instead
-# of a loop of passes, flushes and copy calls per folio.
-
-
-@_vec
-def _lone_busy(s0, n: int, inv_log_p: float, kbuf):
-    """Busy attempts of each of n lone folios before it gets through, K = floor(log U / log p)
-    (P(K >= k) = p^k), capped at TOTAL_PASSES (= failed), into ``kbuf``. Returns (Σ K, # failed)."""
+@_jit
+def _tail_sum(ts, i: int, pool, k: int, remote, alpha):
+    """Σ of ``k`` draws of the slowest of ``remote`` acknowledgement tails (unit scale), taken from
+    the pool as ``_flush_s`` takes them. Returns (sum, ts, i, draws)."""
     tot = 0.0
-    fails = 0
-    cap = float(TOTAL_PASSES)
-    for j in range(n):
-        u = _uniform(s0, j)
-        k = min(math.floor(fast_log(u) * inv_log_p), cap)
-        kbuf[j] = k
-        tot += k
-        fails += 1 if k >= cap else 0
-    return tot, fails
+    drawn = 0
+    for _r in range(k):
+        if i >= TAIL_POOL:
+            _fill_tails(ts, remote, alpha, pool)
+            ts += np.uint64(TAIL_POOL) * _GOLDEN
+            drawn += TAIL_POOL
+            i = 0
+        tot += pool[i]
+        i += 1
+    return tot, ts, i, drawn
 
 
 @_vec
-def _lone_tails(ts, n: int, base: float, scale: float, remote: float, alpha: float, wbuf) -> None:
-    """Windows ``base`` + the slowest of ``remote`` acknowledgement tails of each folio's flush."""
-    for j in range(n):
-        u = _uniform(ts, j)
-        wbuf[j] = base + scale * draw_max_lomax(remote, alpha, u)
-
-
-@_vec
-def _lone_fill(n: int, base: float, wbuf) -> None:
-    """Windows all ``base`` (nothing random in them: one CPU to flush, no jitter)."""
-    for j in range(n):
-        wbuf[j] = base
-
-
-@_vec
-def _lone_jitter(s0, n: int, wait: float, cv: float, wbuf) -> float:
-    """Each folio's copy call jittered as in ``_copy_call_s`` (its waiting part ``wait`` scaled by
-    a mean-1 factor): added to the windows. Returns Σ jitter factors."""
-    tot = 0.0
-    for j in range(n):
-        f = _jitter(cv, _uniform(s0, j))
-        wbuf[j] += wait * (f - 1.0)
-        tot += f
-    return tot
-
-
-@_vec
-def _lone_stalls(s0, m: int, inv_rate: float, wbuf, sbuf) -> float:
+def _stalls(s0, m: int, inv_rate: float, wbuf, sbuf) -> float:
     """Stall max(0, W - E) of each folio, E = -log(U)/rate; returns Σ W."""
     win = 0.0
     for j in range(m):
@@ -574,277 +556,722 @@ def _sum(a, m: int) -> float:
     return t
 
 
+# Per size class of a point (folio sizes of a mix, in list order; one class without a mix; the
+# order-0 pieces of split folios last), the costs of one folio: rows of ``cc``.
+(
+    CC_FP, CC_U, CC_R, CC_CF, CC_CFW, CC_CALL, CC_CALLW, CC_PROG, CC_TUSED, CC_CF1, CC_CF1W, CC_CALL1,
+    CC_CALL1W, CC_T1USED, CC_IMM_DEF, CC_IMM_NOW, CC_ISSUE, CC_QUEUE,
+) = range(18)  # fmt: skip
+CC_WIDTH = 18
+MAX_CLASSES = 24  # sizes of a mix (at most one per power of two from 4 KiB to 16 GiB) + pieces
+
+# Point-level costs of flush rounds: rows of ``rc``.
+(
+    RC_IMM_FIXED, RC_IMM_TAIL, RC_IMM_IPIS, RC_IMM_REMOTE, RC_B_FIXED, RC_B_TAIL, RC_B_IPIS, RC_B_REMOTE,
+    RC_SCALE, RC_ALPHA, RC_REMOTE, RC_DEFER, RC_BCAST,
+) = range(13)  # fmt: skip
+RC_WIDTH = 13
+
+
 @_jit
-def _lone_replica(
-    s0,
-    ts,
-    n: int,
-    p: float,
-    flush_fixed,
-    scale,
-    alpha,
-    remote,
-    call_s,
-    cf,
-    wait_s,
-    cv,
-    r,
-    rate,
-    wbuf,
-    sbuf,
-    kbuf,
+def _round_costs(prof, kcode: float, targets: float, rc) -> None:
+    """Flush-round costs of a point by kind (models/MECHANISM.md §3) into ``rc``.
+
+    - x86 (IPI): an immediate round (``ptep_clear_flush()`` → ``flush_tlb_page()`` →
+      ``flush_tlb_mm_range()``, arch/x86/mm/tlb.c) flushes one entry locally and sends IPIs to the
+      mm's other CPUs, waiting for the slowest; the batch flush (``arch_tlbbatch_flush()``) is a
+      full flush of the batch's cpumask, the same IPI round with the full-flush handler.
+    - broadcast (arm64 TLBI ...IS + DSB ISH, arch/arm64/include/asm/tlbflush.h ``flush_tlb_page()``;
+      x86 INVLPGB + TLBSYNC from 6.15 for an mm on >= 4 CPUs, arch/x86/mm/tlb.c
+      ``broadcast_tlb_flush()``, ``consider_global_asid()``): no IPIs, no tail; the batch flush is
+      the completion wait alone (arm64 ``arch_tlbbatch_flush()`` = ``dsb(ish)``, from 6.6; x86
+      ``tlbsync()``, from 6.15).
+    - deferral: mm/rmap.c ``should_defer_flush()`` (``defers_flush()``).
+    """
+    bcast = uses_broadcast(prof, kcode, targets)
+    remote = targets - 1.0
+    has_remote = (not bcast) and remote >= 1.0
+    rc[RC_IMM_FIXED] = entry_round_fixed_s(prof, bcast, targets)
+    rc[RC_IMM_TAIL] = 1.0 if has_remote else 0.0
+    rc[RC_IMM_IPIS] = remote if has_remote else 0.0
+    rc[RC_IMM_REMOTE] = remote * prof[HANDLER_PAGE] if has_remote else 0.0
+    rc[RC_B_FIXED] = batch_round_fixed_s(prof, bcast, targets)
+    rc[RC_B_TAIL] = rc[RC_IMM_TAIL]
+    rc[RC_B_IPIS] = rc[RC_IMM_IPIS]
+    rc[RC_B_REMOTE] = remote * prof[HANDLER_FULL] if has_remote else 0.0
+    rc[RC_SCALE] = prof[ACK_SCALE]
+    rc[RC_ALPHA] = prof[ACK_ALPHA]
+    rc[RC_REMOTE] = remote
+    rc[RC_DEFER] = 1.0 if defers_flush(prof, kcode, targets) else 0.0
+    rc[RC_BCAST] = 1.0 if bcast else 0.0
+
+
+@_jit
+def _class_costs(prof, rc, kcode, hint, folio_kb, unit_folios, engine, threads, mapcount, cc, c) -> None:
+    """Costs of one folio of ``folio_kb`` into row ``c`` of ``cc`` (models/MECHANISM.md §3, §4.1).
+
+    Immediate rounds at unmap: a PMD-mapped THP is flushed when it is unmapped in every release and
+    mode (``set_pmd_migration_entry()`` → ``pmdp_invalidate()``, mm/huge_memory.c), one round per
+    mapping; a PTE-mapped folio unmapped without deferral flushes each PTE of each mapping as it is
+    cleared (mm/rmap.c ``try_to_migrate_one()`` → ``ptep_clear_flush()``), none for NUMA-hinting
+    entries (``pte_accessible()`` false). With deferral a PTE-mapped folio queues the batch flush
+    (not from 6.4 for hinting entries: ``set_tlb_ubc_flush_pending()``) and, on broadcast machines,
+    issues its TLBIs at unmap (arm64 ``arch_tlbbatch_add_pending()`` →
+    ``__flush_tlb_page_nosync()``; x86 ``invlpgb_flush_user_nr_nosync()``).
+    """
+    page_kb = prof[PAGE_KB]
+    fp = folio_kb / page_kb
+    pmd = pmd_mapped(prof, fp)
+    cc[c, CC_FP] = fp
+    cc[c, CC_U] = unmap_phase_s(prof, fp, mapcount)
+    cc[c, CC_R] = remap_s(prof, fp, mapcount)
+    fb = folio_kb * 1024.0
+    call_s, cf, cf_wait, call_wait, progressive, t_used = copy_engine_costs(
+        prof, engine, threads, fb, unit_folios
+    )
+    call1, cf1, cf1_wait, call1_wait, _prog1, t1_used = copy_engine_costs(prof, engine, threads, fb, 1.0)
+    cc[c, CC_CF] = cf
+    cc[c, CC_CFW] = cf_wait
+    cc[c, CC_CALL] = call_s
+    cc[c, CC_CALLW] = call_wait
+    cc[c, CC_PROG] = 1.0 if progressive else 0.0
+    cc[c, CC_TUSED] = t_used
+    cc[c, CC_CF1] = cf1
+    cc[c, CC_CF1W] = cf1_wait
+    cc[c, CC_CALL1] = call1
+    cc[c, CC_CALL1W] = call1_wait
+    cc[c, CC_T1USED] = t1_used
+    hinted = hint > 0.5
+    cc[c, CC_IMM_DEF] = mapcount if pmd else 0.0
+    cc[c, CC_IMM_NOW] = mapcount if pmd else (0.0 if hinted else fp * mapcount)
+    queue = (not pmd) and not (hinted and kcode >= K_SKIP_INACCESSIBLE)
+    cc[c, CC_QUEUE] = 1.0 if queue else 0.0
+    cc[c, CC_ISSUE] = prof[BCAST_ISSUE] * fp * mapcount if (queue and rc[RC_BCAST] > 0.5) else 0.0
+
+
+@_jit
+def _imm_rounds_s(rc, k: float, ts, tpos: int, pool):
+    """Time of ``k`` immediate rounds (fixed part plus drawn tails). Returns (s, ts, tpos, draws)."""
+    if k <= 0.0:
+        return 0.0, ts, tpos, 0
+    s = k * rc[RC_IMM_FIXED]
+    if rc[RC_IMM_TAIL] > 0.5:
+        tails, ts, tpos, dr = _tail_sum(ts, tpos, pool, int(k), rc[RC_REMOTE], rc[RC_ALPHA])
+        return s + rc[RC_SCALE] * tails, ts, tpos, dr
+    return s, ts, tpos, 0
+
+
+@_jit
+def _move(
+    s0, ts, tpos, pool, cc, rc, queued: bool, unm: int, ubuf, fcls, tbuf, wbuf, m: int, time: float, cv: float
 ):
-    """One replica of n one-folio batches: (Σ copy waiting parts, busy attempts, failed folios,
-    folios through m, Σ windows, s0, ts, draws); windows in ``wbuf[:m]``, stalls in ``sbuf[:m]``
-    (when rate > 0). ``s0`` and ``ts`` are the main and tail streams, advanced past their draws."""
+    """The end of a batch (mm/migrate.c ``migrate_pages_batch()`` after the unmap passes): one
+    ``try_to_unmap_flush()`` if a deferred flush is pending, then the move phase over the unmapped
+    folios in unmap order: one copy call, each folio remapped (``cpu``: copied and remapped folio
+    by folio). Windows (end of unmap step to end of remap) go to ``wbuf[m:m+unm]``.
+
+    Returns (time, rounds, ipis, remote_cpu, wait, extra_cpu, s0, ts, tpos, draws)."""
+    rounds = ipis = remote = wait = extra = 0.0
     nd = 0
+    if queued:
+        f = rc[RC_B_FIXED]
+        if rc[RC_B_TAIL] > 0.5:
+            t, ts, tpos, dr = _tail_sum(ts, tpos, pool, 1, rc[RC_REMOTE], rc[RC_ALPHA])
+            f += rc[RC_SCALE] * t
+            nd += dr
+        time += f
+        rounds = 1.0
+        ipis = rc[RC_B_IPIS]
+        remote = rc[RC_B_REMOTE]
+    if unm == 0:
+        return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd
+    c0 = fcls[ubuf[0]]
+    call = cc[c0, CC_CALL]
+    wpart = cc[c0, CC_CALLW]
+    if cc[c0, CC_PROG] > 0.5:
+        time += call
+        for j in range(unm):
+            c = fcls[ubuf[j]]
+            time += cc[c, CC_CF] + cc[c, CC_R]
+            wbuf[m + j] = time - tbuf[j]
+        return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd
+    cf = 0.0
+    for j in range(unm):
+        c = fcls[ubuf[j]]
+        cf += cc[c, CC_CF]
+        wpart += cc[c, CC_CFW]
+    total = call + cf
+    if cv > 0.0 and wpart > 0.0:
+        s0 += _GOLDEN
+        nd += 1
+        jf = _jitter(cv, _u01(s0))
+        total += wpart * (jf - 1.0)
+        wpart *= jf
+    wait = wpart
+    extra = (cc[c0, CC_TUSED] - 1.0) * cf
+    time += total
+    for j in range(unm):
+        time += cc[fcls[ubuf[j]], CC_R]
+        wbuf[m + j] = time - tbuf[j]
+    return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd
+
+
+@_jit
+def _alone_copy(s0, cc, c: int, cv: float):
+    """One copy call of one folio of class c: (duration, waiting part, s0, draws)."""
+    call = cc[c, CC_CALL1] + cc[c, CC_CF1]
+    w = cc[c, CC_CALL1W] + cc[c, CC_CF1W]
+    if cv > 0.0 and w > 0.0:
+        s0 += _GOLDEN
+        jf = _jitter(cv, _u01(s0))
+        return call + w * (jf - 1.0), w * jf, s0, 1
+    return call, w, s0, 0
+
+
+@_vec
+def _busy_flags(s0, k: int, p: float, flags) -> int:
+    """``flags[j]`` = 1.0 when draw j of the stream at ``s0`` is below p (busy), else 0; returns Σ."""
+    tot = 0
+    for j in range(k):
+        b = 1 if _uniform(s0, j) < p else 0
+        flags[j] = b
+        tot += b
+    return tot
+
+
+@_vec
+def _zeros(a, k: int) -> None:
+    for j in range(k):
+        a[j] = 0.0
+
+
+@_jit
+def _fast_pass(pend, npend: int, flags, busy_s: float, step: float, time: float, ubuf, tbuf, unm: int):
+    """One unmap pass of one-size folios in list order, branch-free: a busy folio costs ``busy_s``
+    and stays pending, the others cost ``step`` and are unmapped (their ends in ``tbuf``)."""
+    newn = 0
+    for idx in range(npend):
+        f = pend[idx]
+        b = flags[idx]
+        time += busy_s if b > 0.5 else step
+        ubuf[unm] = f
+        tbuf[unm] = time
+        unm += 0 if b > 0.5 else 1
+        pend[newn] = f
+        newn += 1 if b > 0.5 else 0
+    return time, unm, newn
+
+
+@_jit
+def _replica(
+    s0, ts, tpos, pool, cc, rc, fcls, bstart, nbat: int, pre63: bool, sync: bool, p, wb, wbwait, af,
+    busy_s, cv, mt: bool, pcls: int, ncls: int, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf,
+):  # fmt: skip
+    """One ``migrate_pages()`` call (models/MECHANISM.md §2-§4): the batches of ``bstart`` (before
+    6.3 one "batch", the whole list, every folio alone), each with its unmap passes, batch flush,
+    move phase, synchronous one-by-one fallback and split-piece retry.
+
+    Returns (time without call set-up, rounds, ipis, remote CPU, waits, extra CPU, failed folios,
+    Σ passes, windows m, pages moved, s0, ts, tpos, draws); windows in ``wbuf[:m]``.
+    """
+    time = rounds = ipis = remote = wait = extra = failed = passes_sum = moved = 0.0
+    nd = 0
+    m = 0
+    nrun = 0
+    ended = False
+    n_passes = NR_MAX_MIGRATE_ASYNC_RETRY if sync else NR_MAX_MIGRATE_PAGES_RETRY
+    defer = (not pre63) and rc[RC_DEFER] > 0.5
+    imm0 = cc[0, CC_IMM_DEF] if defer else cc[0, CC_IMM_NOW]
+    fast = ncls == 1 and af <= 0.0 and wb <= 0.0 and not pre63 and (imm0 == 0.0 or rc[RC_IMM_TAIL] < 0.5)
+    step = cc[0, CC_U] + imm0 * rc[RC_IMM_FIXED] + (cc[0, CC_ISSUE] if defer else 0.0)
+    for bi in range(nbat):
+        bs = bstart[bi]
+        be = bstart[bi + 1]
+        if ended:  # -ENOMEM on an order-0 folio ended the call: nothing after it migrates
+            failed += be - bs
+            continue
+        nrun += 1
+        npend = be - bs
+        for j in range(npend):
+            pend[j] = bs + j
+            wbf[bs + j] = 0
+        unm = 0
+        nfb = 0
+        nspl = 0
+        queued = False
+        passes = 0
+        for k in range(n_passes):
+            if npend == 0:
+                break
+            passes += 1
+            newn = 0
+            idx = 0
+            if fast:
+                # One size, nothing but -EAGAIN: the busy draws of the pass in one vectorized loop,
+                # then a branch-free pass in list order (unmap steps and busy attempts in time).
+                nb_ = 0
+                if p > 0.0:
+                    nb_ = _busy_flags(s0, npend, p, kbuf)
+                    s0 += np.uint64(npend) * _GOLDEN
+                    nd += npend
+                else:
+                    _zeros(kbuf, npend)
+                time, unm, newn = _fast_pass(pend, npend, kbuf, busy_s, step, time, ubuf, tbuf, unm)
+                c_un = npend - nb_
+                imm = cc[0, CC_IMM_DEF] if defer else cc[0, CC_IMM_NOW]
+                rounds += imm * c_un
+                ipis += imm * c_un * rc[RC_IMM_IPIS]
+                remote += imm * c_un * rc[RC_IMM_REMOTE]
+                moved += cc[0, CC_FP] * c_un
+                queued = queued or (c_un > 0 and defer and cc[0, CC_QUEUE] > 0.5)
+                npend = newn
+                continue
+            while idx < npend:
+                f = pend[idx]
+                idx += 1
+                c = fcls[f]
+                if k == 0:
+                    # mm/migrate.c migrate_folio_unmap(): the destination is allocated first; -ENOMEM
+                    # splits a large folio (try_split_folio()) and ends unmapping for an order-0 one.
+                    if af > 0.0:
+                        s0 += _GOLDEN
+                        nd += 1
+                        if _u01(s0) < af:
+                            if cc[c, CC_FP] > 1.0:
+                                spl[nspl] = f
+                                nspl += 1
+                                continue
+                            ended = True
+                            failed += 1.0 + (npend - idx) + newn  # it, the untried, the pending
+                            break
+                    if wb > 0.0:
+                        s0 += _GOLDEN
+                        nd += 1
+                        wbf[f] = 1 if _u01(s0) < wb else 0
+                if p > 0.0:
+                    s0 += _GOLDEN
+                    nd += 1
+                    if _u01(s0) < p:  # -EAGAIN: locked elsewhere or an extra reference; retried
+                        time += busy_s
+                        pend[newn] = f
+                        newn += 1
+                        continue
+                if wbf[f] != 0:  # -EBUSY: under writeback, non-blocking attempt
+                    time += busy_s
+                    if sync:
+                        fbuf[nfb] = f
+                        nfb += 1
+                    else:
+                        failed += 1.0
+                    continue
+                if pre63:  # alone: unmap with immediate flushes, copy, remap (unmap_and_move())
+                    r_s, ts, tpos, dr = _imm_rounds_s(rc, cc[c, CC_IMM_NOW], ts, tpos, pool)
+                    nd += dr
+                    rounds += cc[c, CC_IMM_NOW]
+                    ipis += cc[c, CC_IMM_NOW] * rc[RC_IMM_IPIS]
+                    remote += cc[c, CC_IMM_NOW] * rc[RC_IMM_REMOTE]
+                    copy, w, s0, dr = _alone_copy(s0, cc, c, cv)
+                    nd += dr
+                    wait += w
+                    if mt:
+                        extra += (cc[c, CC_T1USED] - 1.0) * cc[c, CC_CF1]
+                    time += cc[c, CC_U] + r_s + copy + cc[c, CC_R]
+                    wbuf[m] = copy + cc[c, CC_R]
+                    m += 1
+                    moved += cc[c, CC_FP]
+                    continue
+                imm = cc[c, CC_IMM_DEF] if defer else cc[c, CC_IMM_NOW]
+                r_s, ts, tpos, dr = _imm_rounds_s(rc, imm, ts, tpos, pool)
+                nd += dr
+                rounds += imm
+                ipis += imm * rc[RC_IMM_IPIS]
+                remote += imm * rc[RC_IMM_REMOTE]
+                time += cc[c, CC_U] + r_s
+                if defer:
+                    time += cc[c, CC_ISSUE]
+                    queued = queued or cc[c, CC_QUEUE] > 0.5
+                ubuf[unm] = f
+                tbuf[unm] = time
+                unm += 1
+                moved += cc[c, CC_FP]
+            npend = newn
+            if ended:
+                break
+        passes_sum += passes
+        if not ended:
+            if sync:
+                for j in range(npend):
+                    fbuf[nfb] = pend[j]
+                    nfb += 1
+            else:
+                failed += npend  # still busy after the last pass
+        if not pre63:
+            time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr = _move(
+                s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv
+            )
+            nd += dr
+            rounds += r1
+            ipis += i1
+            remote += rm1
+            wait += w1
+            extra += e1 if mt else 0.0
+            m += unm
+        if ended:
+            failed += nfb + nspl  # the fallback and the split pieces of this batch do not run
+            continue
+        # mm/migrate.c migrate_pages_sync(): each failed folio alone, MIGRATE_SYNC, up to 7
+        # attempts; folio_lock() and folio_wait_writeback() block; unmapped without TTU_BATCH_FLUSH.
+        most = 0
+        for j in range(nfb):
+            f = fbuf[j]
+            c = fcls[f]
+            done = False
+            for attempt in range(NR_MAX_MIGRATE_SYNC_RETRY):
+                if p > 0.0:
+                    s0 += _GOLDEN
+                    nd += 1
+                    if _u01(s0) < p:
+                        time += busy_s
+                        continue
+                if wbf[f] != 0 and wbwait > 0.0:
+                    s0 += _GOLDEN
+                    nd += 1
+                    wt = -wbwait * fast_log(_u01(s0))
+                    time += wt
+                    wait += wt
+                r_s, ts, tpos, dr = _imm_rounds_s(rc, cc[c, CC_IMM_NOW], ts, tpos, pool)
+                nd += dr
+                rounds += cc[c, CC_IMM_NOW]
+                ipis += cc[c, CC_IMM_NOW] * rc[RC_IMM_IPIS]
+                remote += cc[c, CC_IMM_NOW] * rc[RC_IMM_REMOTE]
+                copy, w, s0, dr = _alone_copy(s0, cc, c, cv)
+                nd += dr
+                wait += w
+                if mt:
+                    extra += (cc[c, CC_T1USED] - 1.0) * cc[c, CC_CF1]
+                time += cc[c, CC_U] + r_s + copy + cc[c, CC_R]
+                wbuf[m] = copy + cc[c, CC_R]
+                m += 1
+                moved += cc[c, CC_FP]
+                most = max(most, attempt + 1)
+                done = True
+                break
+            if not done:
+                failed += 1.0
+                most = NR_MAX_MIGRATE_SYNC_RETRY
+        if nspl == 0:
+            continue
+        # Split pieces: migrate_pages() retries them once, MIGRATE_ASYNC, as one batch
+        # (migrate_pages_batch(&split_folios, ..., MIGRATE_ASYNC, ..., 1)).
+        unm = 0
+        queued = False
+        pdefer = (not pre63) and rc[RC_DEFER] > 0.5
+        for j in range(nspl):
+            f = spl[j]
+            fp = cc[fcls[f], CC_FP]
+            share = 1.0 / fp
+            for _piece in range(int(fp)):
+                if p > 0.0:
+                    s0 += _GOLDEN
+                    nd += 1
+                    if _u01(s0) < p:
+                        time += busy_s
+                        failed += share
+                        continue
+                if wbf[f] != 0:
+                    time += busy_s
+                    failed += share
+                    continue
+                if pre63:
+                    r_s, ts, tpos, dr = _imm_rounds_s(rc, cc[pcls, CC_IMM_NOW], ts, tpos, pool)
+                    nd += dr
+                    rounds += cc[pcls, CC_IMM_NOW]
+                    ipis += cc[pcls, CC_IMM_NOW] * rc[RC_IMM_IPIS]
+                    remote += cc[pcls, CC_IMM_NOW] * rc[RC_IMM_REMOTE]
+                    copy, w, s0, dr = _alone_copy(s0, cc, pcls, cv)
+                    nd += dr
+                    wait += w
+                    if mt:
+                        extra += (cc[pcls, CC_T1USED] - 1.0) * cc[pcls, CC_CF1]
+                    time += cc[pcls, CC_U] + r_s + copy + cc[pcls, CC_R]
+                    wbuf[m] = copy + cc[pcls, CC_R]
+                    m += 1
+                    moved += 1.0
+                    continue
+                imm = cc[pcls, CC_IMM_DEF] if pdefer else cc[pcls, CC_IMM_NOW]
+                r_s, ts, tpos, dr = _imm_rounds_s(rc, imm, ts, tpos, pool)
+                nd += dr
+                rounds += imm
+                ipis += imm * rc[RC_IMM_IPIS]
+                remote += imm * rc[RC_IMM_REMOTE]
+                time += cc[pcls, CC_U] + r_s
+                if pdefer:
+                    time += cc[pcls, CC_ISSUE]
+                    queued = queued or cc[pcls, CC_QUEUE] > 0.5
+                ubuf[unm] = -1
+                tbuf[unm] = time
+                unm += 1
+                moved += 1.0
+        if not pre63:
+            # the pieces' classes: ``_move`` reads fcls[ubuf[j]]; point ubuf at a piece slot
+            for j in range(unm):
+                ubuf[j] = fcls.shape[0] - 1
+            time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr = _move(
+                s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv
+            )
+            nd += dr
+            rounds += r1
+            ipis += i1
+            remote += rm1
+            wait += w1
+            extra += e1 if mt else 0.0
+            m += unm
+    return (
+        time,
+        rounds,
+        ipis,
+        remote,
+        wait,
+        extra,
+        failed,
+        passes_sum / max(nrun, 1),
+        m,
+        moved,
+        s0,
+        ts,
+        tpos,
+        nd,
+    )
+
+
+# Batches of one folio (6.3+ with a cap of at most one folio's pages) and the pre-6.3 path (every
+# folio alone), one size, no writeback and no allocation failure: no folio's attempts touch
+# another's, so a folio's busy attempts before it gets through are geometric over all its attempts
+# (P(K >= k) = p^k, batched passes and fallback alike), and every random part of a folio is one
+# uniform of a counter-based stream. The replica is then a few vectorized passes over the folios.
+
+
+@_vec
+def _lone_busy(s0, n: int, inv_log_p: float, kbuf):
+    """Busy attempts of each of n lone folios before it gets through, K = floor(log U / log p),
+    capped at NR_MAX_MIGRATE_PAGES_RETRY (= failed), into ``kbuf``. Returns Σ K."""
+    tot = 0.0
+    cap = float(NR_MAX_MIGRATE_PAGES_RETRY)
+    for j in range(n):
+        k = min(math.floor(fast_log(_uniform(s0, j)) * inv_log_p), cap)
+        kbuf[j] = k
+        tot += k
+    return tot
+
+
+@_vec
+def _lone_tails(ts, n: int, remote: float, alpha: float, tbuf) -> None:
+    """The slowest of ``remote`` acknowledgement tails (unit scale) of each folio's flush."""
+    for j in range(n):
+        tbuf[j] = draw_max_lomax(remote, alpha, _uniform(ts, j))
+
+
+@_vec
+def _tails_total(ts, k: int, remote: float, alpha: float) -> float:
+    """Σ of k draws of the slowest of ``remote`` acknowledgement tails (unit scale)."""
+    tot = 0.0
+    for j in range(k):
+        tot += draw_max_lomax(remote, alpha, _uniform(ts, j))
+    return tot
+
+
+@_jit
+def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bool, cc, rc, kbuf, tbuf, wbuf):
+    """One replica of n lone folios of class 0. Same returns as ``_replica``."""
+    nd = 0
+    # Attempts: async, NR_MAX_MIGRATE_PAGES_RETRY batched passes; sync, NR_MAX_MIGRATE_ASYNC_RETRY
+    # batched (async, deferred) passes and then the rest alone, MIGRATE_SYNC (immediate flushes).
+    n_batched = NR_MAX_MIGRATE_ASYNC_RETRY if sync else NR_MAX_MIGRATE_PAGES_RETRY
+    cap = float(NR_MAX_MIGRATE_PAGES_RETRY)
     busy = 0.0
-    failed = 0
     if p >= 1.0:
-        return 0.0, float(TOTAL_PASSES) * n, float(n), 0, 0.0, s0, ts, 0
-    if p > 0.0:
-        busy, failed = _lone_busy(s0, n, 1.0 / math.log(p), kbuf)
+        for j in range(n):
+            kbuf[j] = cap
+        busy = cap * n
+    elif p > 0.0:
+        busy = _lone_busy(s0, n, 1.0 / math.log(p), kbuf)
         s0 += np.uint64(n) * _GOLDEN
         nd += n
-    base = flush_fixed + call_s + cf + r
-    if remote >= 1.0:
-        _lone_tails(ts, n, base, scale, remote, alpha, wbuf)
+    else:
+        for j in range(n):
+            kbuf[j] = 0.0
+    defer = (not pre63) and rc[RC_DEFER] > 0.5
+    imm_b = cc[0, CC_IMM_DEF] if defer else cc[0, CC_IMM_NOW]
+    imm_1 = cc[0, CC_IMM_NOW]
+    queued = defer and cc[0, CC_QUEUE] > 0.5
+    flush_b = rc[RC_B_FIXED] if queued else 0.0
+    flush_tail = queued and rc[RC_B_TAIL] > 0.5
+    if pre63:  # every attempt alone: unmap (immediate flushes), copy of one folio, remap
+        call_b, cf_b, w_b, t_b = (
+            cc[0, CC_CALL1],
+            cc[0, CC_CF1],
+            cc[0, CC_CALL1W] + cc[0, CC_CF1W],
+            cc[0, CC_T1USED],
+        )
+    else:
+        call_b, cf_b, w_b, t_b = (
+            cc[0, CC_CALL],
+            cc[0, CC_CF],
+            cc[0, CC_CALLW] + cc[0, CC_CFW],
+            cc[0, CC_TUSED],
+        )
+    call_1, cf_1, w_1, t_1 = (
+        cc[0, CC_CALL1],
+        cc[0, CC_CF1],
+        cc[0, CC_CALL1W] + cc[0, CC_CF1W],
+        cc[0, CC_T1USED],
+    )
+    u = cc[0, CC_U]
+    r = cc[0, CC_R]
+    issue = cc[0, CC_ISSUE] if defer else 0.0
+    if flush_tail:
+        _lone_tails(ts, n, rc[RC_REMOTE], rc[RC_ALPHA], tbuf)
         ts += np.uint64(n) * _GOLDEN
         nd += n
-    else:
-        _lone_fill(n, base, wbuf)
-    jitter = cv > 0.0 and wait_s > 0.0
+    jitter = cv > 0.0 and (w_b > 0.0 or w_1 > 0.0)
     js0 = s0
-    jsum = float(n)
     if jitter:
-        jsum = _lone_jitter(s0, n, wait_s, cv, wbuf)
         s0 += np.uint64(n) * _GOLDEN
         nd += n
-    m = n
-    if failed > 0:  # keep the folios that got through (in order); drop the failed ones' jitter
-        m = 0
-        for j in range(n):
-            if kbuf[j] < TOTAL_PASSES:
-                wbuf[m] = wbuf[j]
-                m += 1
-            elif jitter:
-                jsum -= _jitter(cv, _uniform(js0, j))
-    if rate > 0.0:
-        win = _lone_stalls(s0, m, 1.0 / rate, wbuf, sbuf)
-        s0 += np.uint64(m) * _GOLDEN
-        nd += m
-    else:
-        win = _sum(wbuf, m)
-    wait = wait_s * jsum if jitter else wait_s * m
-    return wait, busy, float(failed), m, win, s0, ts, nd
+    m = 0
+    n_b = 0
+    n_1 = 0
+    failed = 0.0
+    wait = 0.0
+    tails_b = 0.0
+    most_b = 0.0
+    passes_sum = 0.0
+    scale = rc[RC_SCALE]
+    for j in range(n):
+        k = kbuf[j]
+        if k >= cap:
+            failed += 1.0
+            passes_sum += n_batched
+            most_b = n_batched
+            continue
+        batched = k < n_batched
+        jf = _jitter(cv, _uniform(js0, j)) if jitter else 1.0
+        if batched:
+            tl = tbuf[j] if flush_tail else 0.0
+            tails_b += tl
+            w = flush_b + scale * tl + call_b + cf_b + w_b * (jf - 1.0) + r
+            wait += w_b * jf
+            n_b += 1
+            passes_sum += k + 1.0
+            most_b = max(most_b, k + 1.0)
+        else:
+            w = call_1 + cf_1 + w_1 * (jf - 1.0) + r
+            wait += w_1 * jf
+            n_1 += 1
+            passes_sum += n_batched
+            most_b = n_batched
+        wbuf[m] = w
+        m += 1
+    win = _sum(wbuf, m)
+    rounds_imm = n_b * imm_b + n_1 * imm_1
+    time = busy * busy_s + n_b * (u + issue) + n_1 * u + rounds_imm * rc[RC_IMM_FIXED] + win
+    if rc[RC_IMM_TAIL] > 0.5 and rounds_imm > 0.0:
+        time += scale * _tails_total(ts, int(rounds_imm), rc[RC_REMOTE], rc[RC_ALPHA])
+        ts += np.uint64(int(rounds_imm)) * _GOLDEN
+        nd += int(rounds_imm)
+    rounds_b = n_b if queued else 0.0
+    rounds = rounds_imm + rounds_b
+    ipis = rounds_imm * rc[RC_IMM_IPIS] + rounds_b * rc[RC_B_IPIS]
+    remote = rounds_imm * rc[RC_IMM_REMOTE] + rounds_b * rc[RC_B_REMOTE]
+    extra = ((t_b - 1.0) * cf_b * n_b + (t_1 - 1.0) * cf_1 * n_1) if mt else 0.0
+    moved = (n_b + n_1) * cc[0, CC_FP]
+    # Unmap passes per batch (models/MECHANISM.md §5): before 6.3 passes over the list.
+    passes = most_b if pre63 else passes_sum / n
+    return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, TAIL_POOL, nd
 
 
 @_jit
 def mc_point(
-    prof,
-    seed,
-    folio_kb,
-    n,
-    limit,
-    engine,
-    threads,
-    targets,
-    mapcount,
-    p,
-    rate,
-    sync,
-    replicas,
-    wbuf,
-    sbuf,
-    state,
-    pool,
-    samp,
-    tmp1,
-    tmp2,
-    runs,
-    kbuf,
-    out,
-    col,
-):
+    prof, seed, kcode, ncls, cls_kb, cls_cnt, n, limit, engine, threads, targets, mapcount, p, rate, sync,
+    hint, wb, wbwait, af, replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf,
+    kbuf, state, pool, samp, tmp1, tmp2, out, col,
+):  # fmt: skip
     """Simulate ``replicas`` calls of one point; write means and errors to ``out[:, col]``.
 
-    ``state`` is a scratch array of four uint64 (SplitMix64 state, draw counter, tail-stream state,
-    tail-pool position) and ``pool`` one of ``TAIL_POOL`` floats, both reset here.
+    The folio list holds ``cls_cnt[c]`` folios of ``cls_kb[c]`` KiB for c = 0..ncls-1, in that
+    order (one class without a mix). ``state`` gets the stream states back (four uint64).
     """
-    # Stream states and the draw count live in locals (kept in registers); ``state`` gets them back.
     s0 = seed
     nd = 0
     ts = _mix(seed ^ _TAIL_SALT)
     tpos = TAIL_POOL
     page_kb = prof[PAGE_KB]
-    fp = folio_kb / page_kb
-    folio_bytes = folio_kb * 1024.0
-    b = folios_per_batch(limit, fp, n)
-    n_batches = int(math.ceil(n / b))
-    b_last = n - (n_batches - 1) * b
-    u = unmap_phase_s(prof, fp, mapcount)
-    r = remap_s(prof, fp, mapcount)
-    n_batched = ASYNC_BATCHED_PASSES if sync == 0 else SYNC_BATCHED_PASSES
-    full = is_full_flush(prof, b, fp)
-    full1 = is_full_flush(prof, 1.0, fp)
-    remote = targets - 1.0
-    flush_fixed = flush_fixed_s(prof, full, fp, targets)
-    flush1_fixed = flush_fixed_s(prof, full1, fp, targets)
-    scale = prof[ACK_SCALE]
-    alpha = prof[ACK_ALPHA]
-    call_s, cf, cf_wait, call_wait, progressive, t_used = copy_engine_costs(
-        prof, engine, threads, folio_bytes, b
-    )
-    call1, cf1, cf1_wait, call1_wait, _prog1, t1_used = copy_engine_costs(
-        prof, engine, threads, folio_bytes, 1.0
-    )
+    pre63 = kcode < K_BATCHED
+    _round_costs(prof, kcode, targets, rc)
+    n_int = int(n)
+    # The list in order (mm/migrate.c migrate_pages(): batches cut when the pages reach the cap).
+    # Copy costs per size: a multi-threaded copy splits a nominal full batch (the cap, or the
+    # whole list if smaller; one folio before 6.3), as the analytic model does.
+    total_pages = 0.0
+    for c in range(ncls):
+        total_pages += cls_cnt[c] * cls_kb[c] / page_kb
+    batch_pages = cls_kb[0] / page_kb if pre63 else min(max(limit, 1.0), total_pages)
+    batch_kb = max(batch_pages, 1.0) * page_kb
+    f = 0
+    for c in range(ncls):
+        _class_costs(prof, rc, kcode, hint, cls_kb[c], batch_kb / cls_kb[c], engine, threads, mapcount, cc, c)
+        for _j in range(int(cls_cnt[c])):
+            fcls[f] = c
+            f += 1
+    pcls = ncls  # order-0 pieces of split folios
+    _class_costs(prof, rc, kcode, hint, page_kb, batch_kb / page_kb, engine, threads, mapcount, cc, pcls)
+    fcls[fcls.shape[0] - 1] = pcls
+    nbat = 0
+    bstart[0] = 0
+    if pre63:
+        nbat = 1
+        bstart[1] = n_int
+    else:
+        pages = 0.0
+        for j in range(n_int):
+            pages += cc[fcls[j], CC_FP]
+            if pages >= limit or j == n_int - 1:
+                nbat += 1
+                bstart[nbat] = j + 1
+                pages = 0.0
     cv = copy_jitter_cv(prof, engine)
-    remote_ipis = remote if prof[IS_BROADCAST] < 0.5 else 0.0
-    h_full = remote_handler_s(prof, full)
-    h1 = remote_handler_s(prof, full1)
     mt = engine == ENGINE_MT
-    lone = b == 1.0  # one-folio batches: vectorized over the folios (``_lone_replica``)
+    busy_s = prof[BUSY_ATTEMPT]
     inv_rate = 1.0 / rate if rate > 0.0 else 0.0
 
-    # Sums over replicas (x) and of squares (x2) for the standard errors.
+    # Lone folios, one size, nothing that couples them (allocation failure ends the call;
+    # writeback sends folios to the fallback in order): the vectorized replica.
+    lone = ncls == 1 and af <= 0.0 and wb <= 0.0 and (pre63 or nbat == n_int)
     s_time = s_time2 = s_pages = s_pages2 = s_tp = 0.0
     s_rounds = s_rounds2 = s_ipis = s_ipis2 = s_cpu = s_cpu2 = s_remote = 0.0
     s_win = s_win2 = s_m = s_m2 = s_wm = 0.0
     s_w50 = s_w99 = s_w99sq = s_s50 = s_s99 = s_s99sq = 0.0
     s_failed = s_failed2 = s_passes = s_passes2 = 0.0
     for _rep in range(replicas):
-        time = prof[CALL_SETUP]
-        rounds_b = 0.0
-        rounds_1 = 0.0
-        wait = 0.0
-        extra = 0.0
-        busy = 0.0
-        failed = 0.0
-        passes_sum = 0.0
-        win = 0.0
-        m = 0
-        nr = 0  # passes with windows, as arithmetic sequences in runs[:, :nr]
         if lone:
-            wait, busy, failed, m, win, s0, ts, dr = _lone_replica(
-                s0, ts, int(n), p, flush_fixed, scale, alpha, remote, call_s, cf, call_wait + cf_wait, cv, r, rate,
-                wbuf, sbuf, kbuf,
+            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr = (
+                _lone_replica(s0, ts, n_int, pre63, sync != 0, p, busy_s, cv, mt, cc, rc, kbuf, tbuf, wbuf)
+            )
+        else:
+            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr = _replica(
+                s0, ts, tpos, pool, cc, rc, fcls, bstart, nbat, pre63, sync != 0, p, wb, wbwait, af, busy_s, cv,
+                mt, pcls, ncls, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf,
             )  # fmt: skip
-            nd += dr
-            tpos = TAIL_POOL  # the tail stream moved on: refill the pool before its next use
-            time += m * u + win  # each folio through: unmap + its window (flush, copy, remap)
-            rounds_b = float(m)
-            if mt:
-                extra = (t_used - 1.0) * cf * m
-            passes_sum = busy + m  # K + 1 attempts per folio through, TOTAL_PASSES per failed one
-        else:
-            for batch in range(n_batches):
-                B = b if batch < n_batches - 1 else b_last
-                pending = int(B)
-                passes = 0
-                for _k in range(n_batched):
-                    if pending == 0:
-                        break
-                    passes += 1
-                    c = pending
-                    if p > 0.0:
-                        if pending == 1:  # scalar: no vector-loop set-up for one draw (same stream)
-                            nbusy = 1 if _u01(s0 + _GOLDEN) < p else 0
-                        else:
-                            nbusy = _count_busy(s0, pending, p)
-                        s0 += np.uint64(pending) * _GOLDEN
-                        nd += pending
-                        c -= nbusy
-                        busy += nbusy
-                    pending -= c
-                    if c == 0:
-                        continue
-                    fc = float(c)
-                    flush, ts, tpos, dr = _flush_s(ts, tpos, pool, flush_fixed, scale, alpha, remote)
-                    nd += dr
-                    rounds_b += 1.0
-                    copy, w, dr = _copy_call_s(s0, call_s, cf, cf_wait, call_wait, fc, cv)
-                    s0 += np.uint64(dr) * _GOLDEN
-                    nd += dr
-                    wait += w
-                    if mt:
-                        extra += (t_used - 1.0) * fc * cf
-                    time += fc * (u + r) + flush + copy
-                    if progressive:
-                        a, slope = window_line(fc, u, flush, 0.0, cf, r, True)
-                    else:
-                        a = fc * u + flush + copy
-                        slope = r - u
-                    runs[0, nr] = a
-                    runs[1, nr] = slope
-                    runs[2, nr] = fc
-                    nr += 1
-                    if c == 1:  # scalar: no vector-loop set-up for one folio (same stream)
-                        w1 = a + slope
-                        win += w1
-                        wbuf[m] = w1
-                        if rate > 0.0:
-                            sbuf[m] = _stall(w1, _uniform(s0, 0), inv_rate)
-                    else:
-                        win += _pass_windows(s0, c, a, slope, rate, wbuf, sbuf, m)
-                    if rate > 0.0:
-                        s0 += np.uint64(c) * _GOLDEN
-                        nd += c
-                    m += c
-                if sync != 0 and pending > 0:
-                    # One-by-one synchronous fallback: each folio alone, flushed immediately.
-                    most = 0
-                    for _f in range(pending):
-                        done = False
-                        for attempt in range(SYNC_SINGLE_PASSES):
-                            if p > 0.0:
-                                s0 += _GOLDEN
-                                nd += 1
-                                if _u01(s0) < p:
-                                    busy += 1.0
-                                    continue
-                            flush, ts, tpos, dr = _flush_s(ts, tpos, pool, flush1_fixed, scale, alpha, remote)
-                            nd += dr
-                            rounds_1 += 1.0
-                            copy, w, dr = _copy_call_s(s0, call1, cf1, cf1_wait, call1_wait, 1.0, cv)
-                            s0 += np.uint64(dr) * _GOLDEN
-                            nd += dr
-                            wait += w
-                            if mt:
-                                extra += (t1_used - 1.0) * cf1
-                            time += u + flush + copy + r
-                            wj = flush + copy + r
-                            win += wj
-                            wbuf[m] = wj
-                            runs[0, nr] = wj
-                            runs[1, nr] = 0.0
-                            runs[2, nr] = 1.0
-                            nr += 1
-                            if rate > 0.0:
-                                sbuf[m] = _stall(wj, _uniform(s0, 0), inv_rate)
-                                s0 += _GOLDEN
-                                nd += 1
-                            m += 1
-                            most = max(most, attempt + 1)
-                            done = True
-                            break
-                        if not done:
-                            failed += 1.0
-                            most = SYNC_SINGLE_PASSES
-                    passes += most
-                elif pending > 0:
-                    failed += pending
-                passes_sum += passes
-        time += busy * prof[BUSY_ATTEMPT]
-        pages = (n - failed) * fp
-        rounds = rounds_b + rounds_1
-        ipis = rounds * remote_ipis
+        nd += dr
+        time = prof[CALL_SETUP] + t
         cpu = time - wait + extra
-        remote_cpu = remote_ipis * (rounds_b * h_full + rounds_1 * h1)
-        if nr > 0 and nr * RUN_MIN_FOLIOS <= m:  # few long passes: order statistics of the sequences
-            w50 = _runs_kth(runs, nr, max(math.ceil(0.50 * m) - 1, 0), tmp1)
-            w99 = _runs_kth(runs, nr, max(math.ceil(0.99 * m) - 1, 0), tmp1)
+        if rate > 0.0 and m > 0:
+            win = _stalls(s0, m, inv_rate, wbuf, sbuf)
+            s0 += np.uint64(m) * _GOLDEN
+            nd += m
         else:
-            w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
+            win = _sum(wbuf, m)
+        w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
         # Stalls are often mostly zero (no touch inside the window): then both quantiles are 0.
         # When half of them or more are zero the p50 is 0 and only the p99 needs a selection.
         st50 = st99 = 0.0
@@ -855,7 +1282,7 @@ def mc_point(
                 st50, st99 = _p50_p99(sbuf, m, samp, tmp1, tmp2)
             elif n_pos >= m - k99:
                 st99 = _kth(sbuf, m, k99, samp, tmp1)
-        passes_mean = passes_sum / n_batches
+        passes_mean = passes_sum
         fm = float(m)
         s_time += time
         s_time2 += time * time
@@ -906,19 +1333,19 @@ def mc_point(
 
     t_mu, t_se = mean_se(s_time, s_time2)
     pps, pps_se = ratio_se(s_pages, s_pages2, s_time, s_time2, s_tp)
-    out[0, col] = t_mu
-    out[1, col] = pps
-    out[2, col] = pps * page_kb * 1024.0
-    out[3, col], out[C_FLUSH_ROUNDS_SE, col] = mean_se(s_rounds, s_rounds2)
-    out[4, col], out[C_IPIS_SE, col] = mean_se(s_ipis, s_ipis2)
-    out[5, col], out[C_CPU_TIME_S_SE, col] = mean_se(s_cpu, s_cpu2)
-    out[6, col] = s_remote / R
+    out[C_TIME_S, col] = t_mu
+    out[C_PAGES_PER_S, col] = pps
+    out[C_BYTES_PER_S, col] = pps * page_kb * 1024.0
+    out[C_FLUSH_ROUNDS, col], out[C_FLUSH_ROUNDS_SE, col] = mean_se(s_rounds, s_rounds2)
+    out[C_IPIS, col], out[C_IPIS_SE, col] = mean_se(s_ipis, s_ipis2)
+    out[C_CPU_TIME_S, col], out[C_CPU_TIME_S_SE, col] = mean_se(s_cpu, s_cpu2)
+    out[C_REMOTE_CPU_TIME_S, col] = s_remote / R
     wm, wm_se = ratio_se(s_win, s_win2, s_m, s_m2, s_wm)
-    out[7, col] = wm
-    out[8, col], out[C_WINDOW_P99_S_SE, col] = mean_se(s_w99, s_w99sq)
-    out[9, col], out[C_STALL_P99_S_SE, col] = mean_se(s_s99, s_s99sq)
-    out[10, col], out[C_FAILED_FOLIOS_SE, col] = mean_se(s_failed, s_failed2)
-    out[11, col], out[C_PASSES_SE, col] = mean_se(s_passes, s_passes2)
+    out[C_WINDOW_MEAN_S, col] = wm
+    out[C_WINDOW_P99_S, col], out[C_WINDOW_P99_S_SE, col] = mean_se(s_w99, s_w99sq)
+    out[C_STALL_P99_S, col], out[C_STALL_P99_S_SE, col] = mean_se(s_s99, s_s99sq)
+    out[C_FAILED_FOLIOS, col], out[C_FAILED_FOLIOS_SE, col] = mean_se(s_failed, s_failed2)
+    out[C_PASSES, col], out[C_PASSES_SE, col] = mean_se(s_passes, s_passes2)
     out[C_TIME_S_SE, col] = t_se
     out[C_PAGES_PER_S_SE, col] = pps_se
     out[C_WINDOW_MEAN_S_SE, col] = wm_se
@@ -934,25 +1361,44 @@ def mc_point(
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def mc_kernel(
-    pidx, seeds, folio_kb, n, limit, engine, threads, targets, mapcount, p, rate, sync, table, replicas, out
-):
+    pidx, seeds, kcode, ncls, cls_kb, cls_cnt, n, limit, engine, threads, targets, mapcount, p, rate, sync,
+    hint, wb, wbwait, af, table, replicas, out,
+):  # fmt: skip
+    """Every point of the arrays (one entry per point; ``cls_kb``/``cls_cnt`` one row per point)."""
     nmax = 1
     for i in range(n.shape[0]):
         nmax = max(nmax, int(n[i]))
-    wbuf = np.empty(nmax, dtype=np.float64)
-    sbuf = np.empty(nmax, dtype=np.float64)
+    wmax = nmax
+    for i in range(n.shape[0]):  # windows: folios plus the pieces of split ones
+        tot = 0.0
+        for c in range(ncls[i]):
+            tot += cls_cnt[i, c] * max(cls_kb[i, c] / table[pidx[i], PAGE_KB], 1.0)
+        wmax = max(wmax, int(tot) + int(n[i]))
+    cc = np.zeros((MAX_CLASSES + 1, CC_WIDTH), dtype=np.float64)
+    rc = np.zeros(RC_WIDTH, dtype=np.float64)
+    fcls = np.zeros(nmax + 1, dtype=np.int64)
+    bstart = np.zeros(nmax + 1, dtype=np.int64)
+    pend = np.empty(nmax, dtype=np.int64)
+    ubuf = np.empty(wmax, dtype=np.int64)
+    tbuf = np.empty(wmax, dtype=np.float64)
+    fbuf = np.empty(nmax, dtype=np.int64)
+    spl = np.empty(nmax, dtype=np.int64)
+    wbf = np.zeros(nmax, dtype=np.int64)
+    kbuf = np.empty(nmax, dtype=np.float64)
+    wbuf = np.empty(wmax, dtype=np.float64)
+    sbuf = np.empty(wmax, dtype=np.float64)
     state = np.zeros(4, dtype=np.uint64)
     pool = np.empty(TAIL_POOL, dtype=np.float64)
     samp = np.empty(SAMPLE, dtype=np.float64)
-    tmp1 = np.empty(nmax + 1, dtype=np.float64)
-    runs = np.empty((3, nmax + 1), dtype=np.float64)
-    tmp2 = np.empty(nmax + 1, dtype=np.float64)
-    kbuf = np.empty(nmax, dtype=np.float64)
+    tmp1 = np.empty(wmax + 1, dtype=np.float64)
+    tmp2 = np.empty(wmax + 1, dtype=np.float64)
     draws = 0
-    for i in range(folio_kb.shape[0]):
+    for i in range(n.shape[0]):
         draws += mc_point(
-            table[pidx[i]], seeds[i], folio_kb[i], n[i], limit[i], engine[i], threads[i], targets[i],
-            mapcount[i], p[i], rate[i], sync[i], replicas, wbuf, sbuf, state, pool, samp, tmp1, tmp2, runs, kbuf, out, i,
+            table[pidx[i]], seeds[i], kcode[i], ncls[i], cls_kb[i], cls_cnt[i], n[i], limit[i], engine[i],
+            threads[i], targets[i], mapcount[i], p[i], rate[i], sync[i], hint[i], wb[i], wbwait[i], af[i],
+            replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf, kbuf, state, pool,
+            samp, tmp1, tmp2, out, i,
         )  # fmt: skip
     return draws
 
@@ -981,12 +1427,38 @@ def point_seeds(arrays: PointArrays, profile_names: tuple[str, ...], seed: int) 
         arrays.busy_prob,
         arrays.access_rate_hz,
         arrays.sync_mode.astype(np.float64),
+        _column(arrays, "kernel_code", 606.0),
+        _column(arrays, "numa_hinting", 0.0),
+        _column(arrays, "writeback_prob", 0.0),
+        _column(arrays, "writeback_wait_s", 0.001),
+        _column(arrays, "alloc_fail_prob", 0.0),
     )
+    if getattr(arrays, "mix_folios", None) is not None:
+        cols += tuple(np.asarray(arrays.mix_kb, dtype=np.float64).T)
+        cols += tuple(np.asarray(arrays.mix_folios, dtype=np.float64).T)
     for col in cols:
         bits = col if col.dtype == np.uint64 else np.ascontiguousarray(col, dtype=np.float64).view(np.uint64)
         with np.errstate(over="ignore"):
             h = _splitmix_np(h ^ bits)
     return h
+
+
+def mix_classes(arrays: PointArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The folio list of each point as size classes in list order: (classes per point, KiB per
+    class, folios per class), from the validated mix (models/MECHANISM.md §1: a single
+    ``folio_kb`` is a mix of one size)."""
+    n_pts = len(arrays)
+    if getattr(arrays, "mix_folios", None) is not None:
+        return (
+            np.ascontiguousarray(arrays.mix_len, dtype=np.int64),
+            np.ascontiguousarray(arrays.mix_kb, dtype=np.float64),
+            np.ascontiguousarray(arrays.mix_folios, dtype=np.float64),
+        )
+    return (
+        np.ones(n_pts, dtype=np.int64),
+        np.asarray(arrays.folio_kb, dtype=np.float64).reshape(n_pts, 1).copy(),
+        np.asarray(arrays.n_folios, dtype=np.float64).reshape(n_pts, 1).copy(),
+    )
 
 
 def montecarlo_outputs(
@@ -999,11 +1471,27 @@ def montecarlo_outputs(
         from models.errors import UserError
 
         raise UserError(f"replicas: must be >= 2 to estimate errors (got {replicas})")
-    out = np.zeros((N_COLS, len(arrays)), dtype=np.float64)
+    n_pts = len(arrays)
+    out = np.zeros((N_COLS, n_pts), dtype=np.float64)
     seeds = point_seeds(arrays, profile_names(), seed)
-    mc_kernel(
-        arrays.profile_index, seeds, arrays.folio_kb, arrays.n_folios, arrays.batch_limit_pages,
-        arrays.engine_code, arrays.copy_threads, arrays.target_cpus, arrays.mapcount, arrays.busy_prob,
-        arrays.access_rate_hz, arrays.sync_mode, table, replicas, out,
-    )  # fmt: skip
+    ncls, cls_kb, cls_cnt = mix_classes(arrays)
+    mc_kernel(*kernel_inputs(arrays, seeds, ncls, cls_kb, cls_cnt), table, replicas, out)
     return {name: out[i] for i, name in enumerate(_COLUMNS)}
+
+
+def _column(arrays: PointArrays, name: str, default: float) -> np.ndarray:
+    v = getattr(arrays, name, None)
+    if v is None:
+        return np.full(len(arrays), default, dtype=np.float64)
+    return np.ascontiguousarray(v, dtype=np.float64)
+
+
+def kernel_inputs(arrays: PointArrays, seeds, ncls, cls_kb, cls_cnt) -> tuple:
+    """The per-point arrays of ``mc_kernel`` in its order (before ``table``)."""
+    return (
+        arrays.profile_index, seeds, _column(arrays, "kernel_code", 606.0), ncls, cls_kb, cls_cnt,
+        arrays.n_folios, arrays.batch_limit_pages, arrays.engine_code, arrays.copy_threads, arrays.target_cpus,
+        arrays.mapcount, arrays.busy_prob, arrays.access_rate_hz, arrays.sync_mode,
+        _column(arrays, "numa_hinting", 0.0), _column(arrays, "writeback_prob", 0.0),
+        _column(arrays, "writeback_wait_s", 0.001), _column(arrays, "alloc_fail_prob", 0.0),
+    )  # fmt: skip

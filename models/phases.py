@@ -65,15 +65,30 @@ DMA_DESC = _F["dma_desc_setup_us"]
 DMA_SUBMIT = _F["dma_submit_us"]
 DMA_COMPLETION = _F["dma_completion_us"]
 DMA_CV = _F["dma_jitter_cv"]
-DSA_OFFSET = _F["dsa_channel_gbps"] - _F["dma_channel_gbps"]
-IS_BROADCAST = _F["is_broadcast"]
+DSA_BW = _F["dsa_channel_gbps"]
+DSA_DESC = _F["dsa_desc_setup_us"]
+DSA_SUBMIT = _F["dsa_submit_us"]
+DSA_COMPLETION = _F["dsa_completion_us"]
+DSA_CV = _F["dsa_jitter_cv"]
+BCAST_ISSUE = _F["broadcast_issue_ns"]
+BCAST_SYNC = _F["broadcast_sync_us"]
+BCAST_PER_CPU = _F["broadcast_per_cpu_ns"]
+FLUSH_ARM64 = _F["flush_arm64"]
+INVLPGB = _F["invlpgb"]
+#: Old name of FLUSH_ARM64 (the Monte Carlo kernel reads it until it follows MECHANISM.md).
+IS_BROADCAST = FLUSH_ARM64
 CPUS = _F["cpus"]
 
 ENGINE_CPU, ENGINE_MT, ENGINE_DMA, ENGINE_DSA = 0, 1, 2, 3
-ASYNC_BATCHED_PASSES = 10  # NR_MAX_MIGRATE_PAGES_RETRY, all batched, in MIGRATE_ASYNC mode
-SYNC_BATCHED_PASSES = 3  # NR_MAX_MIGRATE_ASYNC_RETRY before the one-by-one fallback
-SYNC_SINGLE_PASSES = 7  # NR_MAX_MIGRATE_SYNC_RETRY
-TOTAL_PASSES = 10
+# Retry limits, mm/migrate.c (v6.3+; the same counts drive unmap_and_move()'s passes before 6.3).
+NR_MAX_MIGRATE_PAGES_RETRY = 10  # passes of migrate_pages_batch() in MIGRATE_ASYNC mode
+NR_MAX_MIGRATE_ASYNC_RETRY = 3  # async batched passes of migrate_pages_sync() before the fallback
+NR_MAX_MIGRATE_SYNC_RETRY = NR_MAX_MIGRATE_PAGES_RETRY - NR_MAX_MIGRATE_ASYNC_RETRY  # 7, per folio
+# Old names (read by the Monte Carlo kernel until it follows MECHANISM.md).
+ASYNC_BATCHED_PASSES = NR_MAX_MIGRATE_PAGES_RETRY
+SYNC_BATCHED_PASSES = NR_MAX_MIGRATE_ASYNC_RETRY
+SYNC_SINGLE_PASSES = NR_MAX_MIGRATE_SYNC_RETRY
+TOTAL_PASSES = NR_MAX_MIGRATE_PAGES_RETRY
 
 _jit = nb.njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath=True, _nrt=False)
 
@@ -142,7 +157,7 @@ def flush_fixed_s(prof, full: bool, pages_per_folio: float, target_cpus: float) 
 @_jit
 def remote_handler_s(prof, full: bool) -> float:
     """CPU time one remote CPU spends handling one flush IPI (0 with broadcast TLBI)."""
-    if prof[IS_BROADCAST] > 0.5:
+    if prof[FLUSH_ARM64] > 0.5:
         return 0.0
     return prof[HANDLER_FULL] if full else prof[HANDLER_PAGE]
 
@@ -292,10 +307,10 @@ def copy_engine_costs(prof, engine, threads: float, folio_bytes: float, unit_fol
     mt_pf = prof[CPU_FIXED] + folio_bytes / min(prof[CPU_BW] * scale, ceiling)
     # dma/dsa: one descriptor per folio on ``threads`` channels.
     dsa = engine == ENGINE_DSA
-    chan_bw = prof[DMA_BW + DSA_OFFSET] if dsa else prof[DMA_BW]
-    submit = prof[DMA_SUBMIT + DSA_OFFSET] if dsa else prof[DMA_SUBMIT]
-    completion = prof[DMA_COMPLETION + DSA_OFFSET] if dsa else prof[DMA_COMPLETION]
-    desc = prof[DMA_DESC + DSA_OFFSET] if dsa else prof[DMA_DESC]
+    chan_bw = prof[DSA_BW] if dsa else prof[DMA_BW]
+    submit = prof[DSA_SUBMIT] if dsa else prof[DMA_SUBMIT]
+    completion = prof[DSA_COMPLETION] if dsa else prof[DMA_COMPLETION]
+    desc = prof[DSA_DESC] if dsa else prof[DMA_DESC]
     transfer = folio_bytes / min(threads * chan_bw, ceiling)
 
     is_dma = engine >= ENGINE_DMA
@@ -313,7 +328,7 @@ def copy_jitter_cv(prof, engine: int) -> float:
     if engine == ENGINE_DMA:
         return prof[DMA_CV]
     if engine == ENGINE_DSA:
-        return prof[DMA_CV + DSA_OFFSET]
+        return prof[DSA_CV]
     return 0.0
 
 
@@ -330,3 +345,77 @@ def window_line(
     if progressive:
         return c * u + flush_s, per_folio_s + r - u
     return c * u + flush_s + call_s + c * per_folio_s, r - u
+
+
+# ---------------------------------------------------------------------------------------------
+# The mechanism of models/MECHANISM.md: which flushes happen, and what one round costs.
+# ---------------------------------------------------------------------------------------------
+#: Releases at which the mechanism changes (kernel_code = 100·MAJOR + MINOR).
+K_BATCHED = 603  # mm/migrate.c migrate_pages_batch(): batches, TTU_BATCH_FLUSH in async mode (v6.3)
+K_SKIP_INACCESSIBLE = 604  # mm/rmap.c set_tlb_ubc_flush_pending(): !pte_accessible() -> no batch flush (v6.4)
+K_ARM64_BATCHED = 606  # arch/arm64: ARCH_WANT_BATCHED_UNMAP_TLB_FLUSH (v6.6)
+K_INVLPGB = 615  # arch/x86/mm/tlb.c: broadcast_tlb_flush(), INVLPGB for mms with a global ASID (v6.15)
+INVLPGB_MIN_CPUS = 4.0  # arch/x86/mm/tlb.c consider_global_asid(): mm_active_cpus_exceeds(mm, 3)
+
+
+@_jit
+def uses_broadcast(prof, kernel_code: float, targets: float) -> bool:
+    """Flushes are broadcast invalidations (no IPIs): arm64 always; x86 with INVLPGB from 6.15 for
+    an mm on 4 or more CPUs (arch/x86/mm/tlb.c ``consider_global_asid()``, v6.15)."""
+    x86_bcast = prof[INVLPGB] > 0.5 and kernel_code >= K_INVLPGB and targets >= INVLPGB_MIN_CPUS
+    return prof[FLUSH_ARM64] > 0.5 or x86_bcast
+
+
+@_jit
+def defers_flush(prof, kernel_code: float, targets: float) -> bool:
+    """``should_defer_flush()`` for an unmap with ``TTU_BATCH_FLUSH`` (the async passes).
+
+    mm/rmap.c ``should_defer_flush()``: never before 6.3 (migration did not pass
+    ``TTU_BATCH_FLUSH``); x86 ``arch_tlbbatch_should_defer()``: another CPU in the mm's cpumask;
+    arm64 only from 6.6 (``ARCH_WANT_BATCHED_UNMAP_TLB_FLUSH``).
+    """
+    if kernel_code < K_BATCHED:
+        return False
+    if prof[FLUSH_ARM64] > 0.5:
+        return kernel_code >= K_ARM64_BATCHED
+    return targets > 1.0
+
+
+@_jit
+def broadcast_sync_s(prof) -> float:
+    """Wait for broadcast invalidations to complete (arm64 ``dsb(ish)``, x86 ``tlbsync()``): it
+    reaches every CPU of the machine, not only the mm's (arm64 has no ``mm_cpumask``)."""
+    return (
+        prof[BCAST_SYNC] + prof[BCAST_PER_CPU] * (prof[CPUS] - 1.0) + prof[SOCKET_HOP] * (prof[SOCKETS] - 1.0)
+    )
+
+
+@_jit
+def entry_round_fixed_s(prof, bcast: bool, targets: float) -> float:
+    """Deterministic part of one immediate single-entry flush (one PTE or one PMD).
+
+    x86: ``flush_tlb_mm_range()`` → INVLPG locally and an IPI to each other CPU of the mm (plus the
+    acknowledgement tail, not included here); broadcast: ``flush_tlb_page()`` on arm64 (TLBI …IS +
+    DSB ISH) or ``broadcast_tlb_flush()`` on x86 (INVLPGB + TLBSYNC).
+    """
+    if bcast:
+        return prof[LOCAL_PAGE_FLUSH] + prof[BCAST_ISSUE] + broadcast_sync_s(prof)
+    return flush_fixed_s(prof, False, 1.0, targets)
+
+
+@_jit
+def batch_round_fixed_s(prof, bcast: bool, targets: float) -> float:
+    """Deterministic part of the batch flush ``try_to_unmap_flush()`` → ``arch_tlbbatch_flush()``.
+
+    x86: a full flush of the batch's cpumask (IPIs; tail not included); broadcast: only the
+    completion wait (the invalidations were issued per PTE at unmap).
+    """
+    if bcast:
+        return broadcast_sync_s(prof)
+    return flush_fixed_s(prof, True, 1.0, targets)
+
+
+@_jit
+def pmd_mapped(prof, pages_per_folio: float) -> bool:
+    """A folio of PTRS_PER_PTE pages is mapped by one PMD (a PMD-sized THP)."""
+    return pages_per_folio >= prof[PAGE_KB] * 1024.0 / 8.0

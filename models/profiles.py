@@ -12,6 +12,7 @@ Profiles live in ``models/profiles/*.toml`` (shipped) and in extra directories n
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tomllib
@@ -70,6 +71,10 @@ FIELDS: dict[str, tuple[float, float, float]] = {
     # Lomax shape >= 4: a finite fourth moment keeps Monte Carlo standard errors trustworthy.
     "ack_tail_alpha": (1.0, 4.0, 100),
     "socket_hop_us": (_US, 0, 1e3),
+    # Broadcast invalidation (arm64 TLBI ...IS + DSB ISH; x86 INVLPGB + TLBSYNC), models/MECHANISM.md §3
+    "broadcast_issue_ns": (_NS, 0, 1e5),
+    "broadcast_sync_us": (_US, 0, 1e3),
+    "broadcast_per_cpu_ns": (_NS, 0, 1e5),
     # CPU copy
     "cpu_copy_gbps": (_GBPS, 0.01, 1e4),
     "cpu_copy_fixed_ns": (_NS, 0, 1e5),
@@ -99,8 +104,9 @@ FIELDS: dict[str, tuple[float, float, float]] = {
 }
 #: Order of the SI values in :meth:`HardwareProfile.vector` (what the kernels read).
 FIELD_ORDER: tuple[str, ...] = tuple(FIELDS)
-#: Derived values appended to the vector after the file fields.
-DERIVED_FIELDS: tuple[str, ...] = ("is_broadcast", "cpus")
+#: Derived values appended to the vector after the file fields: the flush mechanism as numbers
+#: (``flush_arm64`` 1.0 for ``arm64-tlbi``; ``invlpgb`` 1.0 when the CPU has INVLPGB) and the CPUs.
+DERIVED_FIELDS: tuple[str, ...] = ("flush_arm64", "invlpgb", "cpus")
 FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELD_ORDER + DERIVED_FIELDS)}
 _INTEGER_FIELDS = {
     "sockets",
@@ -116,29 +122,106 @@ _INTEGER_FIELDS = {
     "default_n_folios",
     "default_target_cpus",
 }
+#: Numeric fields a file may leave out (profiles written before they existed), with the value used.
+_OPTIONAL_FIELDS: dict[str, float] = {
+    "broadcast_issue_ns": 0.0,
+    "broadcast_sync_us": 0.0,
+    "broadcast_per_cpu_ns": 0.0,
+}
+#: Flush mechanisms (models/MECHANISM.md §3) and the older names still accepted in files.
+FLUSH_MECHANISMS: tuple[str, ...] = ("x86-ipi", "arm64-tlbi")
+_FLUSH_ALIASES = {"ipi": "x86-ipi", "broadcast": "arm64-tlbi"}
+#: Text and boolean fields, each ``{ value = ..., source = "..." }`` (a bare value is accepted for
+#: files written before sources were required; its source then says so).
+TEXT_FIELDS: tuple[str, ...] = ("flush_mechanism", "default_kernel", "invlpgb")
+_TEXT_DEFAULTS: dict[str, tuple[Any, str]] = {
+    "default_kernel": ("6.6", "assumed (not given in the file)"),
+    "invlpgb": (False, "assumed (not given in the file)"),
+}
+
+
+def kernel_code(version: str) -> int:
+    """``"MAJOR.MINOR"`` as ``100·MAJOR + MINOR`` (6.3 → 603); -1 when not a known release.
+
+    Known releases: 4.14–4.20, 5.0–5.19, 6.0–6.18 (THP migration exists from 4.14).
+    """
+    text = str(version).strip()
+    parts = text.split(".")
+    if len(parts) != 2 or not all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts):
+        return -1
+    major, minor = int(parts[0]), int(parts[1])
+    known = {4: range(14, 21), 5: range(0, 20), 6: range(0, 19)}
+    return 100 * major + minor if minor in known.get(major, ()) else -1
+
+
+KNOWN_KERNELS: tuple[str, ...] = tuple(
+    f"{a}.{b}" for a, r in ((4, range(14, 21)), (5, range(0, 20)), (6, range(0, 19))) for b in r
+)
 
 
 @dataclass(frozen=True)
 class HardwareProfile:
-    """A machine, as SI numbers with a source for each (read-only)."""
+    """A machine, as SI numbers with a source for each (read-only).
+
+    The fields the code reads by name are typed properties; every number is also in ``values``
+    (SI) and its source in ``sources``.
+    """
 
     name: str
     description: str
     arch: str
-    flush_mechanism: str  # "ipi" (x86) or "broadcast" (arm64 TLBI + DSB)
+    flush_mechanism: str  # "x86-ipi" or "arm64-tlbi" (models/MECHANISM.md §3)
+    invlpgb: bool  # x86 AMD Zen 3+: broadcast INVLPGB (used from Linux 6.15)
+    default_kernel: str  # "MAJOR.MINOR"
     copy_engines: tuple[str, ...]
     values: MappingProxyType  # field -> SI float
-    sources: MappingProxyType  # field -> source text or "assumed"
+    sources: MappingProxyType  # numeric field -> source text or "assumed"
+    text_sources: MappingProxyType  # TEXT_FIELDS -> source text
     path: str = ""
     provenance: str = ""
     _vector: np.ndarray | None = field(default=None, repr=False, compare=False)
 
-    def __getattr__(self, item: str) -> Any:
-        values = object.__getattribute__(self, "values")
-        if item in values:
-            v = values[item]
-            return int(v) if item in _INTEGER_FIELDS else v
-        raise AttributeError(item)
+    def _int(self, key: str) -> int:
+        return int(self.values[key])
+
+    @property
+    def page_kb(self) -> int:
+        """Base page size, KiB."""
+        return self._int("page_kb")
+
+    @property
+    def max_folio_kb(self) -> int:
+        """Largest folio, KiB (a PMD-mapped THP)."""
+        return self._int("max_folio_kb")
+
+    @property
+    def default_batch_limit_pages(self) -> int:
+        """``NR_MAX_BATCHED_MIGRATION`` = ``HPAGE_PMD_NR`` (512 with 4 KiB pages, 8192 with 64 KiB)."""
+        return self._int("default_batch_limit_pages")
+
+    @property
+    def default_n_folios(self) -> int:
+        return self._int("default_n_folios")
+
+    @property
+    def default_target_cpus(self) -> int:
+        return self._int("default_target_cpus")
+
+    @property
+    def default_access_rate_hz(self) -> float:
+        return float(self.values["default_access_rate_hz"])
+
+    @property
+    def sockets(self) -> int:
+        return self._int("sockets")
+
+    @property
+    def cores(self) -> int:
+        return self._int("cores")
+
+    @property
+    def smt(self) -> int:
+        return self._int("smt")
 
     @property
     def cpus(self) -> int:
@@ -157,9 +240,13 @@ class HardwareProfile:
         raise KeyError(engine)
 
     def vector(self) -> np.ndarray:
-        """SI values in :data:`FIELD_ORDER` (float64, read-only), plus derived fields."""
+        """SI values in :data:`FIELD_ORDER` (float64, read-only), plus :data:`DERIVED_FIELDS`."""
         if self._vector is None:
-            derived = [1.0 if self.flush_mechanism == "broadcast" else 0.0, float(self.cpus)]
+            derived = [
+                1.0 if self.flush_mechanism == "arm64-tlbi" else 0.0,
+                1.0 if self.invlpgb else 0.0,
+                float(self.cpus),
+            ]
             v = np.array([self.values[k] for k in FIELD_ORDER] + derived, dtype=np.float64)
             v.setflags(write=False)
             object.__setattr__(self, "_vector", v)
@@ -175,17 +262,32 @@ class HardwareProfile:
                 raise ProfileError(f"{name}: unknown field {k!r}")
             values[k] = float(v)
             sources[k] = f"calibrated ({provenance})"
-        return HardwareProfile(
+        return dataclasses.replace(
+            self,
             name=name,
-            description=self.description,
-            arch=self.arch,
-            flush_mechanism=self.flush_mechanism,
-            copy_engines=self.copy_engines,
             values=MappingProxyType(values),
             sources=MappingProxyType(sources),
             path="",
             provenance=provenance,
+            _vector=None,
         )
+
+
+def _text_field(data: dict[str, Any], key: str, where: str) -> tuple[Any, str]:
+    """(value, source) of a text/boolean field given as ``{ value, source }`` or bare."""
+    if key not in data:
+        if key in _TEXT_DEFAULTS:
+            return _TEXT_DEFAULTS[key]
+        raise ProfileError(f"{where}: missing field {key!r}")
+    entry = data[key]
+    if isinstance(entry, dict):
+        if "value" not in entry or "source" not in entry:
+            raise ProfileError(f'{where}: field {key!r} must be {{ value = ..., source = "..." }}')
+        value, source = entry["value"], entry["source"]
+        if not isinstance(source, str) or not source.strip():
+            raise ProfileError(f"{where}: field {key!r}: source must be a non-empty text or 'assumed'")
+        return value, source.strip()
+    return entry, "not given in the file"
 
 
 def _profile_from_dict(data: dict[str, Any], where: str) -> HardwareProfile:
@@ -199,9 +301,22 @@ def _profile_from_dict(data: dict[str, Any], where: str) -> HardwareProfile:
     name = need("name", str)
     description = need("description", str)
     arch = need("arch", str)
-    mech = need("flush_mechanism", str)
-    if mech not in ("ipi", "broadcast"):
-        raise ProfileError(f"{where}: field 'flush_mechanism' must be 'ipi' or 'broadcast'")
+    text_sources: dict[str, str] = {}
+    mech, text_sources["flush_mechanism"] = _text_field(data, "flush_mechanism", where)
+    mech = _FLUSH_ALIASES.get(mech, mech) if isinstance(mech, str) else mech
+    if mech not in FLUSH_MECHANISMS:
+        raise ProfileError(f"{where}: field 'flush_mechanism' must be one of {', '.join(FLUSH_MECHANISMS)}")
+    kernel, text_sources["default_kernel"] = _text_field(data, "default_kernel", where)
+    if not isinstance(kernel, str) or kernel_code(kernel) < 0:
+        raise ProfileError(
+            f"{where}: field 'default_kernel' must be a known release \"MAJOR.MINOR\" "
+            f"({KNOWN_KERNELS[0]} … {KNOWN_KERNELS[-1]})"
+        )
+    invlpgb, text_sources["invlpgb"] = _text_field(data, "invlpgb", where)
+    if not isinstance(invlpgb, bool):
+        raise ProfileError(f"{where}: field 'invlpgb' must be true or false")
+    if invlpgb and mech != "x86-ipi":
+        raise ProfileError(f"{where}: field 'invlpgb' is an x86 capability (flush_mechanism x86-ipi)")
     engines = need("copy_engines", list)
     for e in engines:
         if e not in ENGINE_NAMES:
@@ -210,12 +325,16 @@ def _profile_from_dict(data: dict[str, Any], where: str) -> HardwareProfile:
         raise ProfileError(f"{where}: field 'copy_engines' must include 'cpu'")
     values: dict[str, float] = {}
     sources: dict[str, str] = {}
-    known = set(FIELDS) | {"name", "description", "arch", "flush_mechanism", "copy_engines", "provenance"}
+    known = set(FIELDS) | set(TEXT_FIELDS) | {"name", "description", "arch", "copy_engines", "provenance"}
     for key in data:
         if key not in known:
             raise ProfileError(f"{where}: unknown field {key!r}")
     for key, (factor, lo, hi) in FIELDS.items():
         entry = data.get(key)
+        if entry is None and key in _OPTIONAL_FIELDS and not (mech == "arm64-tlbi" or invlpgb):
+            values[key] = _OPTIONAL_FIELDS[key] * factor
+            sources[key] = "not given in the file (unused by this flush mechanism)"
+            continue
         if entry is None:
             raise ProfileError(f"{where}: missing field {key!r}")
         if not isinstance(entry, dict) or "value" not in entry or "source" not in entry:
@@ -243,9 +362,12 @@ def _profile_from_dict(data: dict[str, Any], where: str) -> HardwareProfile:
         description=description,
         arch=arch,
         flush_mechanism=mech,
+        invlpgb=invlpgb,
+        default_kernel=kernel,
         copy_engines=tuple(engines),
         values=MappingProxyType(values),
         sources=MappingProxyType(sources),
+        text_sources=MappingProxyType(text_sources),
         path=where,
         provenance=str(data.get("provenance", "")),
     )
@@ -269,9 +391,10 @@ def profile_to_toml_dict(profile: HardwareProfile) -> dict[str, Any]:
         "name": profile.name,
         "description": profile.description,
         "arch": profile.arch,
-        "flush_mechanism": profile.flush_mechanism,
         "copy_engines": list(profile.copy_engines),
     }
+    for key in TEXT_FIELDS:
+        out[key] = {"value": getattr(profile, key), "source": profile.text_sources[key]}
     if profile.provenance:
         out["provenance"] = profile.provenance
     for key, (factor, _lo, _hi) in FIELDS.items():
@@ -282,7 +405,8 @@ def profile_to_toml_dict(profile: HardwareProfile) -> dict[str, Any]:
     return out
 
 
-def _search_dirs() -> list[Path]:
+def search_dirs() -> list[Path]:
+    """Directories searched for profile files: the shipped ones, then ``FOLIOTUNE_PROFILE_PATH``."""
     dirs = [PROFILE_DIR]
     extra = os.environ.get("FOLIOTUNE_PROFILE_PATH", "")
     dirs += [Path(d) for d in extra.split(":") if d]
@@ -290,44 +414,52 @@ def _search_dirs() -> list[Path]:
 
 
 @cache
-def _registry(key: str) -> dict[str, HardwareProfile]:
+def _catalogue(key: str) -> MappingProxyType:
+    """The profiles found in :func:`search_dirs` (read-only; one per ``FOLIOTUNE_PROFILE_PATH``)."""
     del key  # part of the cache key only
     reg: dict[str, HardwareProfile] = {}
-    for d in _search_dirs():
+    for d in search_dirs():
         if not d.is_dir():
             continue
         for f in sorted(d.glob("*.toml")):
             prof = load_profile_file(f)
             reg[prof.name] = prof
-    return reg
+    return MappingProxyType(reg)
 
 
-def _reg() -> dict[str, HardwareProfile]:
-    return _registry(os.environ.get("FOLIOTUNE_PROFILE_PATH", ""))
+def catalogue() -> MappingProxyType:
+    """Every known profile by name, read-only: nothing registers profiles at run time (calibration
+    passes its trial values down as a profile table instead, see :func:`profile_table_with`)."""
+    return _catalogue(os.environ.get("FOLIOTUNE_PROFILE_PATH", ""))
 
 
 def profile_names() -> tuple[str, ...]:
-    """Names of every known profile, shipped first, sorted."""
-    return tuple(sorted(_reg()))
+    """Names of every known profile, sorted."""
+    return tuple(sorted(catalogue()))
 
 
 def get_profile(name: str) -> HardwareProfile:
-    reg = _reg()
+    reg = catalogue()
     if name not in reg:
         raise ProfileError(f"unknown profile {name!r} (known: {', '.join(sorted(reg))})")
     return reg[name]
-
-
-def register_profile(profile: HardwareProfile) -> None:
-    """Make an in-memory profile known for this process (calibration, tests)."""
-    _reg()[profile.name] = profile
-    profile_table.cache_clear()
 
 
 @cache
 def profile_table(names: tuple[str, ...]) -> np.ndarray:
     """2-D float64 array: one row of SI values per profile in ``names`` (what kernels index)."""
     return np.stack([get_profile(n).vector() for n in names])
+
+
+def profile_table_with(replacements: dict[str, HardwareProfile]) -> np.ndarray:
+    """The table of every known profile (rows in :func:`profile_names` order) with the rows named
+    in ``replacements`` holding those profiles' values instead — how calibration evaluates trial
+    values without registering anything."""
+    names = profile_names()
+    table = profile_table(names).copy()
+    for name, prof in replacements.items():
+        table[names.index(name)] = prof.vector()
+    return table
 
 
 def _toml_scalar(x: Any) -> str:
@@ -343,11 +475,23 @@ def dump_profile_toml(data: dict[str, Any] | HardwareProfile) -> str:
         f"# foliotune hardware profile: {d['name']}",
         "# Every number is { value, source }; units are in the keys; 'assumed' means no public figure was found.",
     ]
-    for key in ("name", "description", "arch", "flush_mechanism", "copy_engines", "provenance"):
+    for key in ("name", "description", "arch", "copy_engines", "provenance"):
         if key in d:
             lines.append(f"{key} = {_toml_scalar(d[key])}")
+    for key in TEXT_FIELDS:
+        if key not in d:
+            continue
+        e = d[key]
+        if isinstance(e, dict):
+            lines.append(
+                f"{key} = {{ value = {_toml_scalar(e['value'])}, source = {_toml_scalar(e['source'])} }}"
+            )
+        else:
+            lines.append(f"{key} = {_toml_scalar(e)}")
     lines.append("")
     for key in FIELD_ORDER:
+        if key not in d:
+            continue
         e = d[key]
         lines.append(
             f"{key} = {{ value = {_toml_scalar(e['value'])}, source = {_toml_scalar(e['source'])} }}"

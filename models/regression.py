@@ -32,6 +32,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,9 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from models.errors import UserError
 from models.evaluate import measured_metric, run_kernel
+from models.fileio import TMP_PREFIX, atomic_write, os_message
 from models.measurements import MODEL_METRICS, data_hash, load_measurements, model_rows
-from models.params import ENGINES, PARAMETERS, check_points, complete_points, first_error
+from models.params import ENGINES, PARAMETERS, PointError, check_points, complete_points, first_error
 from models.profiles import get_profile
 
 FORMAT = "foliotune-regression"
@@ -87,8 +89,6 @@ class ModelDirError(UserError):
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("foliotune")
     except Exception:  # pragma: no cover - not installed as a package
         return "0+unknown"
@@ -110,8 +110,6 @@ def analytic_prior(
     arrays, reasons = check_points(full)
     msg = first_error(reasons)
     if msg is not None:
-        from models.params import PointError
-
         raise PointError(msg)
     prior = measured_metric(run_kernel(arrays, "analytic"), np.asarray(metric, dtype=object), arrays)
     return full.reset_index(drop=True), prior
@@ -219,7 +217,7 @@ class MigrationRegressor(RegressorMixin, BaseEstimator):
 
     # core -------------------------------------------------------------------------------------
     def _new_estimator(self) -> Any:
-        from sklearn.ensemble import GradientBoostingRegressor
+        from sklearn.ensemble import GradientBoostingRegressor  # ~1.5 s: only to fit
 
         return GradientBoostingRegressor(
             loss=self.loss,
@@ -273,7 +271,7 @@ class MigrationRegressor(RegressorMixin, BaseEstimator):
         return np.array([latest.get(str(n), fallback) for n in names], dtype=np.float64)[codes]
 
     def fit(self, X: pd.DataFrame, y: Sequence[float] | np.ndarray) -> MigrationRegressor:
-        from sklearn.model_selection import KFold
+        from sklearn.model_selection import KFold  # ~0.4 s: only to fit
 
         y = np.asarray(y, dtype=np.float64)
         if len(y) != len(X):
@@ -423,7 +421,7 @@ def cross_validate(
     that never saw that source. Returns ``table`` plus ``pred``, ``lo``, ``hi``, ``fold``; rows that
     could not be predicted (a fold whose training set is too small) have NaN.
     """
-    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut  # ~0.4 s: only to cross-validate
 
     y = table["value"].to_numpy(dtype=np.float64)
     if scheme == "kfold":
@@ -495,7 +493,7 @@ def _sha256(data: bytes) -> str:
 
 def _versions() -> dict[str, str]:
     import sklearn
-    import skops
+    import skops  # the package only; skops.io (~3 s) loads to persist or read a model
 
     return {"foliotune": _version(), "scikit-learn": sklearn.__version__, "skops": skops.__version__}
 
@@ -549,10 +547,11 @@ def save_model(
 ) -> Path:
     """Write ``model`` to a folder: the skops estimator and a sealed ``model.json`` (hashes, versions).
 
-    Each file is written to a temporary name and renamed; a folder that cannot be written (read-only,
-    full) raises :class:`ModelDirError` with one line and leaves no temporary file.
+    Each file is written by :func:`models.fileio.atomic_write`: a folder that cannot be written
+    (read-only, full) raises :class:`ModelDirError` or :class:`models.fileio.OutputFileError`, one
+    line naming it, and leaves no temporary file.
     """
-    import skops.io as sio  # skops loads only to persist a model
+    import skops.io as sio  # ~3 s: only to persist a model
 
     manifest = model_manifest(model, data_sha256=data_sha256, extra=extra)
     estimator = sio.dumps(model.estimator_)
@@ -561,29 +560,19 @@ def save_model(
     d = Path(out_dir)
     try:
         d.mkdir(parents=True, exist_ok=True)
-        ours = {MANIFEST_FILE, ESTIMATOR_FILE, MANIFEST_FILE + ".tmp", ESTIMATOR_FILE + ".tmp"}
-        for name in sorted(set(os.listdir(d)) - ours):
+        names = os.listdir(d)
+    except OSError as exc:
+        raise ModelDirError(f"{d}: cannot write the model ({os_message(exc)})") from None
+    for name in sorted(names):
+        if name.startswith(tuple(f"{TMP_PREFIX}{f}." for f in (MANIFEST_FILE, ESTIMATOR_FILE))):
+            (d / name).unlink(missing_ok=True)  # left by a save that was killed
+        elif name not in (MANIFEST_FILE, ESTIMATOR_FILE):
             raise ModelDirError(
                 f"{d / name}: not part of a model folder; give an empty folder or a model folder"
             )
-        _write_atomic(d / ESTIMATOR_FILE, estimator)
-        _write_atomic(d / MANIFEST_FILE, body.encode())
-    except OSError as exc:
-        raise ModelDirError(f"{d}: cannot write the model ({exc.strerror or exc})") from None
+    atomic_write(d / ESTIMATOR_FILE, estimator)  # OutputFileError: one line naming the file
+    atomic_write(d / MANIFEST_FILE, body)
     return d
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:
@@ -635,7 +624,7 @@ def _check_folder(d: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
 def load_model(model_dir: str | Path) -> tuple[MigrationRegressor, dict[str, Any]]:
     """Load a model folder written by :func:`save_model`, refusing other versions and any changed,
     missing or extra file (see :func:`seal_manifest` for what this protects against)."""
-    import skops.io as sio  # skops loads only to read a model
+    import skops.io as sio  # ~3 s: only to read a model
 
     d = Path(model_dir)
     manifest = read_manifest(d)
@@ -662,7 +651,7 @@ def load_model(model_dir: str | Path) -> tuple[MigrationRegressor, dict[str, Any
             f"{est_path}: contains types outside the allow-list ({', '.join(refused)}); not loaded"
         )
     estimator = sio.loads(est_bytes, trusted=list(untrusted))
-    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.ensemble import GradientBoostingRegressor  # ~1.5 s: only with a model to check
 
     if not isinstance(estimator, GradientBoostingRegressor):
         raise ModelDirError(f"{est_path}: unexpected estimator type {type(estimator).__name__}")
@@ -756,8 +745,6 @@ def predict_points(
     arrays, reasons = check_points(base_full)
     msg = first_error(reasons)
     if msg is not None:
-        from models.params import PointError
-
         raise PointError(msg)
     outputs = run_kernel(arrays, "analytic")
     cols: dict[str, np.ndarray] = {}

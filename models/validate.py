@@ -28,6 +28,7 @@ import pandas as pd
 from models.calibrate import cross_validate_calibration
 from models.errors import UserError
 from models.evaluate import evaluate, measured_metric
+from models.fileio import atomic_write
 from models.measurements import model_rows
 from models.params import PARAMETERS
 from models.regression import amd_tables_mask, analytic_prior, cross_validate
@@ -235,9 +236,7 @@ def write_report(v: Validation, summary: pd.DataFrame, out_dir: str | Path) -> d
     for i, fig in enumerate(figs):
         parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False))
     parts.append("</body></html>")
-    tmp = paths["html"].with_suffix(".html.tmp")
-    tmp.write_text("\n".join(parts))
-    tmp.replace(paths["html"])
+    atomic_write(paths["html"], "\n".join(parts))
     return paths
 
 

@@ -114,7 +114,7 @@ def code_version() -> str:
     models_dir = Path(profiles.__file__).resolve().parent
     here = Path(__file__).resolve().parent
     files = _model_files(models_dir) + [here / "samplers.py", here / "chunks.py"]
-    files += sorted(f for d in profiles._search_dirs() if d.is_dir() for f in d.glob("*.toml"))
+    files += sorted(f for d in profiles.search_dirs() if d.is_dir() for f in d.glob("*.toml"))
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -137,6 +137,13 @@ def chunk_points_frame(spec: SweepSpec, start: int, stop: int) -> pd.DataFrame:
     from models.params import PARAMETERS, defaults_for
     from models.profiles import DEFAULT_PROFILE, get_profile
 
+    if spec.parts:  # a union of grids: each part's share of the range, in order
+        frames = []
+        for offset, grid in spec.grids():
+            lo, hi = max(start, offset), min(stop, offset + grid.n_points)
+            if lo < hi:
+                frames.append(chunk_points_frame(grid, lo - offset, hi - offset))
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     n = stop - start
     given: dict[str, object] = {name: value for name, value in spec.fixed}
     given.update(axis_columns(spec, start, stop))
@@ -157,6 +164,11 @@ def chunk_points_frame(spec: SweepSpec, start: int, stop: int) -> pd.DataFrame:
         if not isinstance(v, np.ndarray):
             v = np.full(n, v, dtype=object if isinstance(v, str) else None)
         cols[name] = v
+    if "folio_kb" not in given and "folio_mix" in given:
+        # folio_kb stays empty where a folio_mix is given (models/MECHANISM.md §1)
+        mix = pd.Series(cols["folio_mix"], dtype=object)
+        has_mix = (~mix.isna() & (mix.astype(str).str.strip() != "")).to_numpy()
+        cols["folio_kb"] = np.where(has_mix, np.nan, np.asarray(cols["folio_kb"], dtype=np.float64))
     return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
 
@@ -184,7 +196,9 @@ def evaluate_points(spec: SweepSpec, start: int, stop: int) -> tuple[pa.Table, i
             columns[name] = labels.take(pa.array(np.repeat(codes, k)))
         elif name in INTEGER_PARAMETERS:
             num = pd.to_numeric(col).to_numpy(dtype=np.float64)
-            columns[name] = pa.array(np.repeat(np.round(num).astype(np.int64), k))
+            empty = ~np.isfinite(num)  # folio_kb is empty where folio_mix is given
+            ints = np.round(np.where(empty, 0.0, num)).astype(np.int64)
+            columns[name] = pa.array(np.repeat(ints, k), mask=np.repeat(empty, k) if empty.any() else None)
         else:
             columns[name] = pa.array(np.repeat(pd.to_numeric(col).to_numpy(dtype=np.float64), k))
 
@@ -212,7 +226,7 @@ def encode_table(table: pa.Table, meta: dict[str, object]) -> np.ndarray:
     schema_meta[META_KEY] = json.dumps(meta, sort_keys=True).encode()
     table = table.replace_schema_metadata(schema_meta)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression=COMPRESSION)
+    pq.write_table(table, sink, compression=COMPRESSION, write_page_checksum=True)
     return np.frombuffer(sink.getvalue(), dtype=np.uint8)
 
 
@@ -255,3 +269,16 @@ def read_chunk_meta(path: str | Path) -> dict[str, object] | None:
         return meta
     except Exception:  # truncated, empty, not Parquet, no metadata: all mean "recompute"
         return None
+
+
+def verify_chunk_file(path: str | Path, expected: dict[str, object]) -> bool:
+    """True if the file's footer metadata holds every ``expected`` key with its value and the whole
+    file reads with its Parquet page checksums verified (a truncated or bit-flipped file fails)."""
+    meta = read_chunk_meta(path)
+    if meta is None or any(meta.get(k) != v for k, v in expected.items()):
+        return False
+    try:
+        pq.ParquetFile(path, page_checksum_verification=True).read()
+    except Exception:  # any read failure means the file is not what its footer says
+        return False
+    return True

@@ -18,6 +18,7 @@ from typing import Any
 
 from models.errors import UserError
 from sweep.chunks import ChunkResult, code_version, compute_chunk, n_chunks
+from sweep.executors import ChunkExecutor, ExecutorReport, make_executor
 from sweep.spec import SweepSpec, load_spec, spec_summary
 from sweep.storage import SweepStore
 
@@ -182,104 +183,107 @@ def run_sweep(
     max_points: int | None = None,
     yes: bool = False,
     backend: str = "ray",
+    executor: ChunkExecutor | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> SweepSummary:
     """Run (or resume) a sweep into ``out_dir`` and return its summary.
 
-    ``backend="ray"`` (default) runs chunks as Ray tasks (embedded Ray unless ``address`` or
-    ``RAY_ADDRESS`` names a cluster); ``backend="serial"`` evaluates them one after another in this
-    process (same files, same values). Raises :class:`models.errors.UserError` for bad input; no
-    folder is created until the spec and the options are valid.
+    Chunks run on ``executor`` (a :class:`~sweep.executors.ChunkExecutor`); without one, on
+    :func:`~sweep.executors.make_executor`'s for ``backend``: ``"ray"`` (embedded Ray unless
+    ``address`` or ``RAY_ADDRESS`` names a cluster) or ``"serial"`` (this process; same files,
+    same values). Raises :class:`models.errors.UserError` for bad input, before anything is printed
+    or created.
     """
     spec = as_spec(spec_path_or_obj)
     say = echo or (lambda _msg: None)
     out = out_dir if out_dir is not None else spec.out
     if out is None:
         raise UserError(f"{spec.source}: no output folder (give --out DIR or sweep.out in the spec)")
-    if backend not in ("ray", "serial"):
-        raise UserError(f"unknown backend {backend!r} (ray or serial)")
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be >= 1, not {workers}")
     if chunk_points is not None and chunk_points < 1:
         raise UserError(f"--chunk-points must be >= 1, not {chunk_points}")
+    ex = executor if executor is not None else make_executor(backend, address=address, workers=workers)
+    cv = code_version()
+    SweepStore.inspect(spec, os.fspath(out), chunk_points or 1, cv)  # refuse a wrong folder first
     limit = DEFAULT_MAX_POINTS if max_points is None else max_points
-    est_workers = (workers or os.cpu_count() or 1) if backend == "ray" else 1
+    est_workers = ex.parallelism()
     est = estimate(spec, est_workers)
-    say(spec_summary(spec))
     if spec.n_rows > limit and not yes:
         raise UserError(
             f"{spec.source}: {spec.n_rows:,} rows (points × models) is above --max-points {limit:,}; "
             f"estimated {est.describe()}; raise --max-points or pass --yes"
         )
+    say(spec_summary(spec))
     say(f"estimate: {est.describe()}")
-    cp = chunk_points or auto_chunk_points(spec, est, est_workers)
-    cv = code_version()
-    store = SweepStore.open(spec, os.fspath(out), cp, cv)
+    store = SweepStore.open(
+        spec, os.fspath(out), chunk_points or auto_chunk_points(spec, est, est_workers), cv
+    )
     t0 = time.perf_counter()
     try:
-        if chunk_points is not None and store.chunk_points != chunk_points:
-            say(f"resuming with the folder's chunk size {store.chunk_points} (not {chunk_points})")
-        cp = store.chunk_points
-        if store.damaged:
-            say(f"{store.damaged} damaged chunk file(s) found; recomputing them")
-        missing = store.missing_chunks()
-        reused = store.n_chunks - len(missing)
-        if reused:
-            say(f"resuming: {reused} of {store.n_chunks} chunk(s) already done")
-        done_points = sum(int(e["stop"]) - int(e["start"]) for e in store.manifest["chunks"].values())
-        bar = _Progress(progress and bool(missing), spec.n_points, done_points, "sweep")
-        run_points = 0
-
-        def on_result(res: ChunkResult) -> None:
-            nonlocal run_points
-            if res.code_version != cv:
-                raise UserError(
-                    f"a worker runs foliotune code {res.code_version}, this driver {cv}; "
-                    "install the same foliotune on every node"
-                )
-            store.write_chunk(res)
-            run_points += res.points
-            bar.advance(res.points)
-
-        used = "serial"
-        nodes = 1 if missing else 0
-        try:
-            if missing and backend == "ray":
-                from sweep.ray_backend import run_chunks
-
-                session = run_chunks(spec, missing, cp, on_result, address=address, workers=workers)
-                nodes = len(session.nodes)
-                used = (
-                    f"ray {session.address}, {session.parallelism} worker(s) on {len(session.nodes)} node(s)"
-                )
-            else:
-                for c in missing:
-                    on_result(compute_chunk(spec, spec.hash, c, cp))
-        finally:
-            bar.close()
-        store.finish()
-        seconds = time.perf_counter() - t0
-        return SweepSummary(
-            out_dir=str(out),
-            spec_hash=spec.hash,
-            code_version=cv,
-            n_points=spec.n_points,
-            n_rows=spec.n_rows,
-            models=spec.models,
-            chunk_points=cp,
-            chunks_total=store.n_chunks,
-            chunks_run=len(missing),
-            chunks_reused=reused,
-            chunks_damaged=store.damaged,
-            infeasible_points=store.infeasible_points(),
-            seconds=seconds,
-            points_per_s=run_points / seconds if seconds > 0 else 0.0,
-            backend=used,
-            nodes=nodes,
-        )
+        return _run(spec, store, ex, chunk_points, progress, say, t0)
     finally:
         store.flush(force=True, quiet=True)
         store.close()
+
+
+def _run(
+    spec: SweepSpec,
+    store: SweepStore,
+    ex: ChunkExecutor,
+    chunk_points: int | None,
+    progress: bool,
+    say: Callable[[str], None],
+    t0: float,
+) -> SweepSummary:
+    """The body of :func:`run_sweep` once the folder is open: run the missing chunks, summarize."""
+    cv, cp = store.manifest.code_version, store.chunk_points
+    if store.rebuilt:
+        say(f"{store.rebuilt}: manifest rebuilt from the spec and {len(store.chunks)} verified chunk file(s)")
+    if chunk_points is not None and cp != chunk_points:
+        say(f"resuming with the folder's chunk size {cp} (not {chunk_points})")
+    if store.damaged:
+        say(f"{store.damaged} damaged chunk file(s) found; recomputing them")
+    missing = store.missing_chunks()
+    reused = store.n_chunks - len(missing)
+    if reused:
+        say(f"resuming: {reused} of {store.n_chunks} chunk(s) already done")
+    bar = _Progress(progress and bool(missing), spec.n_points, store.done_points(), "sweep")
+    run_points = 0
+
+    def on_result(res: ChunkResult) -> None:
+        nonlocal run_points
+        if res.code_version != cv:
+            raise UserError(
+                f"a worker runs foliotune code {res.code_version}, this driver {cv}; "
+                "install the same foliotune on every node"
+            )
+        store.write_chunk(res)
+        run_points += res.points
+        bar.advance(res.points)
+
+    try:
+        report = ex.run(spec, missing, cp, on_result) if missing else ExecutorReport("nothing to run", 0)
+    finally:
+        bar.close()
+    store.finish()
+    seconds = time.perf_counter() - t0
+    return SweepSummary(
+        out_dir=str(store.out_dir),
+        spec_hash=spec.hash,
+        code_version=cv,
+        n_points=spec.n_points,
+        n_rows=spec.n_rows,
+        models=spec.models,
+        chunk_points=cp,
+        chunks_total=store.n_chunks,
+        chunks_run=len(missing),
+        chunks_reused=reused,
+        chunks_damaged=store.damaged,
+        infeasible_points=store.infeasible_points(),
+        seconds=seconds,
+        points_per_s=run_points / seconds if seconds > 0 else 0.0,
+        backend=report.description,
+        nodes=report.nodes,
+    )
 
 
 def default_spec_path() -> Path:

@@ -47,19 +47,21 @@ import json
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.errors import UserError
+from models.params import STRING_PARAMETERS
 
 SAMPLERS: tuple[str, ...] = ("grid", "lhs", "sobol")
 SWEEP_KEYS: tuple[str, ...] = ("seed", "models", "replicas", "sampler", "n", "out", "name")
-TOP_KEYS: tuple[str, ...] = ("sweep", "fixed", "axes")
+TOP_KEYS: tuple[str, ...] = ("sweep", "fixed", "axes", "parts")
+PART_KEYS: tuple[str, ...] = ("fixed", "axes")
+MAX_PARTS = 1000
 RANGE_KEYS: tuple[str, ...] = ("start", "stop", "num", "step", "log", "log2_start", "log2_stop", "log2_step")
-STRING_PARAMETERS: tuple[str, ...] = ("profile", "copy_engine", "mode")
 MAX_AXIS_VALUES = 1_000_000
 MAX_SAMPLED_POINTS = 1 << 30  # scipy's Sobol generator is limited to 2**30 points
 MAX_LHS_POINTS = 2_000_000  # a Latin hypercube is built whole (per worker); beyond this use sobol
@@ -98,6 +100,21 @@ class Axis:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One grid of a union: its own fixed values and axes, added to the spec's common ones."""
+
+    fixed: tuple[tuple[str, Any], ...]
+    axes: tuple[Axis, ...]
+
+    @property
+    def n_points(self) -> int:
+        return math.prod(len(a.values) for a in self.axes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fixed": {k: v for k, v in self.fixed}, "axes": [a.to_json() for a in self.axes]}
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep. Build it with :func:`load_spec` or :func:`spec_from_dict`."""
 
@@ -111,13 +128,33 @@ class SweepSpec:
     out: str | None = None
     name: str = ""
     source: str = "<spec>"
+    parts: tuple[Part, ...] = ()  # a union of grids (grid sampler only); () = one grid
 
     @property
     def n_points(self) -> int:
         """Number of points (rows per model)."""
         if self.sampler == "grid":
-            return math.prod(len(a.values) for a in self.axes)
+            common = math.prod(len(a.values) for a in self.axes)
+            return common * (sum(p.n_points for p in self.parts) if self.parts else 1)
         return self.n
+
+    def grids(self) -> tuple[tuple[int, SweepSpec], ...]:
+        """The spec as plain grids without parts, each with the index of its first point.
+
+        A spec without parts is its own single grid. Part *k*'s points follow part *k-1*'s; inside a
+        part the common axes come first (they vary slowest), then the part's own axes.
+        """
+        if not self.parts:
+            return ((0, self),)
+        order = {p: i for i, p in enumerate(_parameters())}
+        out: list[tuple[int, SweepSpec]] = []
+        offset = 0
+        for part in self.parts:
+            fixed = tuple(sorted(self.fixed + part.fixed, key=lambda kv: order[kv[0]]))
+            g = replace(self, fixed=fixed, axes=self.axes + part.axes, parts=())
+            out.append((offset, g))
+            offset += g.n_points
+        return tuple(out)
 
     @property
     def n_rows(self) -> int:
@@ -135,13 +172,19 @@ class SweepSpec:
             "n": self.n,
             "fixed": {k: v for k, v in self.fixed},
             "axes": [a.to_json() for a in self.axes],
-        }
+        } | ({"parts": [p.to_json() for p in self.parts]} if self.parts else {})
 
     @property
     def hash(self) -> str:
         """SHA-256 (hex, first 16 digits) of :meth:`canonical`; ``out`` and ``name`` are not part of it."""
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _parameters() -> tuple[str, ...]:
+    from models.params import PARAMETERS
+
+    return tuple(PARAMETERS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,7 +224,6 @@ def _is_number(v: object) -> bool:
 def spec_from_dict(data: Mapping[str, Any], source: str = "<spec>") -> SweepSpec:
     """Validate a parsed spec (the TOML document as a dict)."""
     from models.evaluate import MODELS
-    from models.params import PARAMETERS
 
     def err(key: str, message: str) -> SpecError:
         return SpecError(f"{source}: {key}: {message}")
@@ -194,7 +236,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<spec>") -> SweepSpec
     sweep = data.get("sweep")
     if sweep is None:
         raise err("sweep", "missing section [sweep]")
-    for section in TOP_KEYS:
+    for section in ("sweep", "fixed", "axes"):
         if section in data and not isinstance(data[section], Mapping):
             raise err(section, "must be a table [" + section + "]")
     for key in sweep:
@@ -244,26 +286,13 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<spec>") -> SweepSpec
     if not isinstance(name, str):
         raise err("sweep.name", "must be a string")
 
-    fixed_raw = data.get("fixed", {})
-    axes_raw = data.get("axes", {})
-    fixed: list[tuple[str, Any]] = []
-    for key, value in fixed_raw.items():
-        if key not in PARAMETERS:
-            raise err(f"fixed.{key}", f"unknown parameter (known: {', '.join(PARAMETERS)})")
-        if key in axes_raw:
-            raise err(f"fixed.{key}", "is also an axis; give it in one place")
-        fixed.append((key, _check_value(key, value, f"fixed.{key}", err)))
-    axes: list[Axis] = []
-    for key, value in axes_raw.items():
-        if key not in PARAMETERS:
-            raise err(f"axes.{key}", f"unknown parameter (known: {', '.join(PARAMETERS)})")
-        axes.append(_parse_axis(key, value, sampler, err))
+    fixed, axes = _parse_grid(data.get("fixed", {}), data.get("axes", {}), sampler, "", set(), err)
     if sampler != "grid" and not axes:
         raise err("axes", f"sampler {sampler!r} needs at least one axis")
-    if sampler == "grid" and math.prod(len(a.values) for a in axes) > MAX_GRID_POINTS:
+    parts = _parse_parts(data.get("parts"), sampler, fixed, axes, err)
+    common = math.prod(len(a.values) for a in axes)
+    if sampler == "grid" and common * (sum(p.n_points for p in parts) if parts else 1) > MAX_GRID_POINTS:
         raise err("axes", f"the grid has more than {MAX_GRID_POINTS:.0e} points")
-    order = {p: i for i, p in enumerate(PARAMETERS)}
-    fixed.sort(key=lambda kv: order[kv[0]])
     spec = SweepSpec(
         seed=int(seed),
         models=tuple(models_raw),
@@ -275,50 +304,143 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<spec>") -> SweepSpec
         out=out,
         name=name,
         source=source,
+        parts=parts,
     )
     return spec
 
 
+def _parse_grid(
+    fixed_raw: Any, axes_raw: Any, sampler: str, prefix: str, taken: set[str], err: Any
+) -> tuple[tuple[tuple[str, Any], ...], tuple[Axis, ...]]:
+    """The ``fixed`` and ``axes`` tables of the spec (``prefix`` "") or of one part (``parts[k].``).
+
+    ``taken``: parameters the common tables already give (a part may not give them again).
+    """
+    from models.params import PARAMETERS
+
+    for section, raw in (("fixed", fixed_raw), ("axes", axes_raw)):
+        if not isinstance(raw, Mapping):
+            raise err(prefix + section, f"must be a table [{prefix}{section}]")
+    fixed: list[tuple[str, Any]] = []
+    for key, value in fixed_raw.items():
+        if key not in PARAMETERS:
+            raise err(f"{prefix}fixed.{key}", f"unknown parameter (known: {', '.join(PARAMETERS)})")
+        if key in axes_raw:
+            raise err(f"{prefix}fixed.{key}", "is also an axis; give it in one place")
+        if key in taken:
+            raise err(f"{prefix}fixed.{key}", "is already given for every part; give it in one place")
+        fixed.append((key, _check_value(key, value, f"{prefix}fixed.{key}", err)))
+    axes: list[Axis] = []
+    for key, value in axes_raw.items():
+        if key not in PARAMETERS:
+            raise err(f"{prefix}axes.{key}", f"unknown parameter (known: {', '.join(PARAMETERS)})")
+        if key in taken:
+            raise err(f"{prefix}axes.{key}", "is already given for every part; give it in one place")
+        axes.append(_parse_axis(key, value, sampler, err, prefix))
+    order = {p: i for i, p in enumerate(PARAMETERS)}
+    fixed.sort(key=lambda kv: order[kv[0]])
+    return tuple(fixed), tuple(axes)
+
+
+def _parse_parts(
+    raw: Any,
+    sampler: str,
+    fixed: tuple[tuple[str, Any], ...],
+    axes: tuple[Axis, ...],
+    err: Any,
+) -> tuple[Part, ...]:
+    """``[[parts]]``: a union of grids, each adding its own fixed values and axes to the common ones."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, Mapping) for p in raw):
+        raise err("parts", "must be an array of tables [[parts]], each with its own [parts.axes]")
+    if sampler != "grid":
+        raise err("parts", "a union of grids needs sampler = 'grid'")
+    if len(raw) > MAX_PARTS:
+        raise err("parts", f"more than {MAX_PARTS} parts")
+    taken = {k for k, _ in fixed} | {a.name for a in axes}
+    parts: list[Part] = []
+    for i, p in enumerate(raw):
+        prefix = f"parts[{i}]."
+        for key in p:
+            if key not in PART_KEYS:
+                raise err(f"{prefix}{key}", f"unknown key (known: {', '.join(PART_KEYS)})")
+        pf, pa_ = _parse_grid(p.get("fixed", {}), p.get("axes", {}), sampler, prefix, taken, err)
+        parts.append(Part(fixed=pf, axes=pa_))
+    return tuple(parts)
+
+
+def spec_from_canonical(data: Any, source: str = "<manifest>") -> SweepSpec:
+    """The :class:`SweepSpec` whose :meth:`SweepSpec.canonical` is ``data`` (the inverse of it).
+
+    Used to read the spec stored in a sweep folder's manifest: every value is validated again, so
+    the result is a spec like one loaded from a file. Raises :class:`SpecError` naming ``source``.
+    """
+
+    def axes_doc(raw: Any, where: str) -> dict[str, Any]:
+        if not isinstance(raw, list):
+            raise SpecError(f"{source}: {where}: must be a list of axes")
+        doc: dict[str, Any] = {}
+        for a in raw:
+            if not isinstance(a, Mapping) or not isinstance(a.get("name"), str) or a["name"] in doc:
+                raise SpecError(f"{source}: {where}: an axis without a (unique) name")
+            if "values" in a:
+                doc[a["name"]] = a["values"]
+            else:
+                doc[a["name"]] = {"start": a.get("low"), "stop": a.get("high"), "log": a.get("log", False)}
+        return doc
+
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: the spec must be a JSON object")
+    if data.get("format") != SPEC_FORMAT:
+        raise SpecError(f"{source}: spec format {data.get('format')!r}, this foliotune reads {SPEC_FORMAT}")
+    sweep = {k: data[k] for k in ("seed", "models", "replicas", "sampler") if k in data}
+    if data.get("sampler", "grid") != "grid":
+        sweep["n"] = data.get("n")
+    doc: dict[str, Any] = {
+        "sweep": sweep,
+        "fixed": data.get("fixed", {}),
+        "axes": axes_doc(data.get("axes"), "axes"),
+    }
+    if "parts" in data:
+        if not isinstance(data["parts"], list):
+            raise SpecError(f"{source}: parts: must be a list")
+        doc["parts"] = [
+            {"fixed": p.get("fixed", {}), "axes": axes_doc(p.get("axes"), f"parts[{i}].axes")}
+            if isinstance(p, Mapping)
+            else p
+            for i, p in enumerate(data["parts"])
+        ]
+    return spec_from_dict(doc, source=source)
+
+
 def _check_value(param: str, value: Any, key: str, err: Any) -> Any:
-    """Validate one parameter value that is wrong whatever the rest of the point; return it normalized."""
-    from models.params import ENGINES, INTEGER_PARAMETERS, MODES
+    """Validate one parameter value that is wrong whatever the rest of the point; return it normalized.
+
+    The ranges are the parameter table's (:func:`models.params.check_value`).
+    """
+    from models.params import INTEGER_PARAMETERS, check_value
     from models.profiles import profile_names
 
-    if param in STRING_PARAMETERS:
+    if param == "profile":
         if not isinstance(value, str):
             raise err(key, f"must be a string, not {value!r}")
-        if param == "profile":
-            names = profile_names()
-            if value not in names:
-                raise err(key, f"unknown profile {value!r} (known: {', '.join(names)})")
-        if param == "copy_engine" and value not in ENGINES:
-            raise err(key, f"unknown copy engine {value!r} (known: {', '.join(ENGINES)})")
-        if param == "mode" and value not in MODES:
-            raise err(key, f"unknown mode {value!r} (known: {', '.join(MODES)})")
+        names = profile_names()
+        if value not in names:
+            raise err(key, f"unknown profile {value!r} (known: {', '.join(names)})")
         return value
-    if not _is_number(value) or not math.isfinite(float(value)):
-        raise err(key, f"must be a finite number, not {value!r}")
-    if param in INTEGER_PARAMETERS:
-        if float(value) != round(float(value)) or abs(float(value)) > 2**53:
-            raise err(key, f"must be an integer, not {value!r}")
-        value = int(value)
-    else:
-        value = float(value)
-    if param == "folio_kb" and (value < 1 or value & (value - 1)):
-        raise err(key, f"must be a power of two (KiB), not {value}")
-    if param in INTEGER_PARAMETERS and value < 1:
-        raise err(key, f"must be >= 1, not {value}")
-    if param == "busy_prob" and not (0.0 <= value <= 1.0):
-        raise err(key, f"must be between 0 and 1, not {value}")
-    if param == "access_rate_hz" and value < 0:
-        raise err(key, f"must be >= 0, not {value}")
-    return value
+    why = check_value(param, value)
+    if why is not None:
+        raise err(key, why)
+    if param in STRING_PARAMETERS:
+        return value
+    return int(value) if param in INTEGER_PARAMETERS else float(value)
 
 
-def _parse_axis(param: str, raw: Any, sampler: str, err: Any) -> Axis:
+def _parse_axis(param: str, raw: Any, sampler: str, err: Any, prefix: str = "") -> Axis:
     from models.params import INTEGER_PARAMETERS
 
-    key = f"axes.{param}"
+    key = f"{prefix}axes.{param}"
     if isinstance(raw, list):
         if not raw:
             raise err(key, "empty axis")
@@ -420,6 +542,8 @@ def spec_summary(spec: SweepSpec) -> str:
         f"{a.name}[{len(a.values)}]" if not a.continuous else f"{a.name}[{a.low:g}..{a.high:g}]"
         for a in spec.axes
     )
+    if spec.parts:
+        axes += f" in a union of {len(spec.parts)} grids"
     return (
         f"{spec.sampler} sweep of {spec.n_points:,} points × {len(spec.models)} model(s) "
         f"({', '.join(spec.models)}) over {axes or 'no axes'}; spec hash {spec.hash}"

@@ -35,18 +35,3 @@ def ray_embedded() -> Iterator[object]:
         )
     yield ray
     ray.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def _profiles_restored() -> Iterator[None]:
-    """Profiles registered in memory by a test (calibration does that) are forgotten after it, so
-    no test sees another's profiles."""
-    from models import profiles
-
-    before = dict(profiles._reg())
-    yield
-    reg = profiles._reg()
-    if reg != before:
-        reg.clear()
-        reg.update(before)
-        profiles.profile_table.cache_clear()

@@ -9,23 +9,23 @@ import pandas as pd
 import pytest
 
 from models.calibrate import CalibrationError, calibrate_profile, uncertain_fields, write_calibrated
+from models.evaluate import evaluate
 from models.params import PARAMETERS
-from models.profiles import get_profile, load_profile_file, register_profile
-from models.regression import analytic_prior
+from models.profiles import get_profile, load_profile_file, profile_table_with
 
 BASE = "epyc-zen3-2s"
 
 
 def _synthetic(truth: dict[str, float], sigma: float = 0.0) -> pd.DataFrame:
     """Measurements made by the analytic model on a profile whose ``truth`` fields differ (SI)."""
-    register_profile(get_profile(BASE).with_values("calib-truth", truth, "test truth"))
+    table = profile_table_with({BASE: get_profile(BASE).with_values(BASE, truth, "test truth")})
     rows = []
     for fkb in (4, 16, 64, 256, 1024, 2048):
         for eng, th in (("cpu", 1), ("mt-cpu", 2), ("mt-cpu", 8), ("dma", 1), ("dma", 4)):
             for n in (1, 64, 4096):
                 rows.append(
                     {
-                        "profile": "calib-truth",
+                        "profile": BASE,
                         "folio_kb": fkb,
                         "n_folios": n,
                         "copy_engine": eng,
@@ -34,9 +34,9 @@ def _synthetic(truth: dict[str, float], sigma: float = 0.0) -> pd.DataFrame:
                 )
     pts = pd.DataFrame(rows)
     pts["metric"] = "bytes_per_s"
-    full, value = analytic_prior(pts, pts["metric"].to_numpy())
-    t = full.copy()
-    t["profile"] = BASE
+    full = evaluate(pts.drop(columns="metric"), "analytic", table=table)
+    value = full["bytes_per_s"].to_numpy()
+    t = full[list(PARAMETERS)].copy()
     t["metric"] = "bytes_per_s"
     t["value"] = value * np.exp(np.random.default_rng(0).normal(0, sigma, len(t)))
     t["source"] = np.where(np.arange(len(t)) % 2 == 0, "even", "odd")

@@ -70,7 +70,7 @@ def test_predict_montecarlo_is_reproducible_from_seed(tmp_path: Path, capsys) ->
         )
         assert code == 0, err
         outs.append(pd.read_csv(out))
-    pd.testing.assert_frame_equal(outs[0], outs[1])
+    pd.testing.assert_frame_equal(outs[0], outs[1], check_exact=True)
     assert not outs[0]["stall_p99_s"].equals(outs[2]["stall_p99_s"])
     assert "time_s_se" in outs[0].columns
 

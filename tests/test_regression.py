@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
+from models.errors import UserError
 from models.measurements import load_measurements
 from models.params import PARAMETERS
 from models.regression import (
@@ -199,24 +200,44 @@ def test_saving_into_a_read_only_folder_is_one_line_and_leaves_nothing(
     d.mkdir()
     d.chmod(0o555)
     try:
-        with pytest.raises(ModelDirError, match=r"ro: cannot write the model \(Permission denied\)"):
+        with pytest.raises(UserError, match=r"ro/estimator\.skops: cannot write \(Permission denied\)"):
             save_model(model, d)
         assert list(d.iterdir()) == []
     finally:
         d.chmod(0o755)
 
 
-def test_saving_onto_a_full_disk_leaves_no_temporary_file(tmp_path: Path, table: pd.DataFrame) -> None:
-    """/dev/full as the estimator's temporary file: every write fails with ENOSPC."""
-    model = MigrationRegressor(n_estimators=20).fit(table, table["value"])
-    d = tmp_path / "full"
-    d.mkdir()
-    if not Path("/dev/full").exists():
-        pytest.skip("no /dev/full")
-    (d / (ESTIMATOR_FILE + ".tmp")).symlink_to("/dev/full")
-    with pytest.raises(ModelDirError, match=r"full: cannot write the model \(No space left on device\)"):
-        save_model(model, d)
-    assert sorted(p.name for p in d.iterdir()) == []
+def test_fit_out_onto_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A file-size limit makes every write of the estimator fail, as a full disk does."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+    out = tmp_path / "m"
+    env = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "app.cli", "fit", "--out", str(out)],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 2, r.stderr
+    assert (
+        r.stderr.strip()
+        == f"foliotune: error: {out}/estimator.skops: cannot write (file too large for this file system or process limit)"
+    )
+    assert list(out.iterdir()) == []
 
 
 class Gadget:

@@ -29,6 +29,16 @@ def register(cli: typer.Typer) -> None:
             DEFAULT_OUT, "--out", help="Folder for the CSV rows, the profile and the report."
         ),
         profile_name: str = typer.Option("local", "--profile-name", help="Name of the profile written."),
+        kernel: bool = typer.Option(
+            False,
+            "--kernel",
+            help="Also drive real migrate_pages() calls of the running kernel, timed through tracefs "
+            "(root; memory hotplug on one NUMA node, move_pages between nodes), and fit the profile's "
+            "migration costs to them. Changes sysfs settings for the run and restores every one.",
+        ),
+        kernel_repeats: int = typer.Option(
+            5, "--kernel-repeats", min=1, max=50, help="Calls per folio size and CPU count (best and median)."
+        ),
     ) -> None:
         """Measure copy bandwidth, TLB-shootdown and move_pages() cost here (schema rows + profile)."""
         from rich.console import Console
@@ -67,8 +77,70 @@ def register(cli: typer.Typer) -> None:
             bar.update(task, description="done")
         paths = write_outputs(rep, out_dir, profile_name, command)
         _print_summary(console, rep, paths)
+        if kernel:
+            _measure_kernel(console, rep, paths, profile_name, command, kernel_repeats)
 
     del measure
+
+
+def _measure_kernel(console, rep, paths, profile_name, command, repeats) -> None:  # type: ignore[no-untyped-def]
+    """``--kernel``: real migrations, rows, fitted profile; one line and no failure when unavailable."""
+    import time
+
+    from rich.table import Table
+
+    from models.measure import source_id
+    from models.measure.kernel_run import check_kernel_support, folio_sizes_kb, run_kernel_measurements
+    from models.measure.output import write_kernel_outputs
+    from models.measure.sysstate import Unavailable
+
+    topo = rep.topology
+    t0 = time.perf_counter()
+    try:
+        check_kernel_support(topo)
+        sizes = folio_sizes_kb()
+        console.print(
+            f"--kernel: {len(sizes)} folio sizes × {topo.nproc} CPU count(s) × {repeats} calls; every "
+            "setting changed is said first and restored at the end (also on Ctrl-C)"
+        )
+        krep = run_kernel_measurements(
+            topo,
+            repeats=repeats,
+            sizes_kb=sizes,
+            say=lambda m: console.print(f"  {m}", soft_wrap=True),
+            progress=None,
+        )
+    except Unavailable as exc:
+        print(f"--kernel skipped: {exc}", file=sys.stderr, flush=True)
+        return
+    for line in krep.restored:
+        console.print(f"  restored: {line}", soft_wrap=True)
+    for line in krep.skipped:
+        console.print(f"[yellow]  kernel: {line}[/yellow]", soft_wrap=True)
+    if not krep.calls:
+        console.print("--kernel: no migration could be traced (see above); profile not fitted")
+        return
+    extra = write_kernel_outputs(
+        krep, topo, paths, profile_name, command, rep.date, source_id(rep) + "-kernel"
+    )
+    t = Table(title=f"real migrate_pages(), Linux {topo.kernel} ({time.perf_counter() - t0:.0f} s)")
+    for c in ("folio", "measured GB/s", "model GB/s", "error", "flushes/folio", "model", "error "):
+        t.add_column(c, justify="right")
+    for r in extra.get("residuals", []):
+        t.add_row(
+            f"{r['folio_kb']} KiB",
+            f"{r['measured_gbps']:.2f}",
+            f"{r['predicted_gbps']:.2f}",
+            f"{r['throughput_error']:.0%}",
+            f"{r['measured_flush_per_folio']:.4g}",
+            f"{r['predicted_flush_per_folio']:.4g}",
+            f"{r['flush_per_folio_error']:.0%}",
+        )
+    console.print(t)
+    console.print(
+        f"{extra.get('rows', 0)} real-migration rows added to {paths['measurements']}; "
+        f"{paths['profile']} fitted to them"
+    )
 
 
 def _print_summary(console, rep, paths) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ Heavy libraries (scikit-learn, scipy, plotly) are imported inside the command fu
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,21 @@ def _rich_table(df: pd.DataFrame, title: str, pct_cols: tuple[str, ...] = ()) ->
     Console(width=200).print(table)
 
 
+def _check_model_out(out: Path) -> None:
+    """Refuse a model folder that cannot be written before fitting (a full disk shows only later)."""
+    import os
+
+    from models.errors import UserError
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    base = out
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: cannot write in {base} (read-only or not permitted)")
+
+
 def fit_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (created).")],
     measurements: MeasurementsOpt = None,
@@ -81,6 +97,8 @@ def fit_cmd(
     from models.errors import UserError
     from models.measurements import data_hash
     from models.regression import (
+        ESTIMATOR_FILE,
+        MANIFEST_FILE,
         PRIORS,
         MigrationRegressor,
         amd_tables_mask,
@@ -92,6 +110,7 @@ def fit_cmd(
 
     if prior not in PRIORS:
         raise UserError(f"--prior must be one of {', '.join(PRIORS)}")
+    _check_model_out(out)
     t0 = time.perf_counter()
     data = _load(measurements, strict, no_shipped)
     table = training_table(data)
@@ -104,15 +123,26 @@ def fit_cmd(
             oof = cross_validate(table, scheme=scheme, seed=seed, prior=prior)
             scores[f"{scheme}_all"] = cv_scores(oof)
             scores[f"{scheme}_amd_tables"] = cv_scores(oof, amd)
-    d = save_model(
-        model,
-        out,
-        data_sha256=data_hash(table),
-        extra={
-            "cv": scores,
-            "measurements": [str(p) for p in (measurements or [])] + ([] if no_shipped else ["shipped"]),
-        },
-    )
+    created = not out.exists()
+    try:
+        d = save_model(
+            model,
+            out,
+            data_sha256=data_hash(table),
+            extra={
+                "cv": scores,
+                "measurements": [str(p) for p in (measurements or [])] + ([] if no_shipped else ["shipped"]),
+            },
+        )
+    except (OSError, UserError) as exc:
+        if created:  # a folder this run made: no half model left in it, and it goes too
+            with contextlib.suppress(OSError):
+                for name in (ESTIMATOR_FILE, MANIFEST_FILE):
+                    (out / name).unlink(missing_ok=True)
+                out.rmdir()
+        if isinstance(exc, UserError):
+            raise  # one line naming the file (models.fileio)
+        raise UserError(f"--out {out}: cannot write the model ({exc.strerror or exc})") from None
     total = time.perf_counter() - t0
     print(
         f"fitted on {len(table)} measurements ({', '.join(model.metrics_)}), prior={prior}, in {fit_s:.1f} s"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,39 +16,20 @@ from models.errors import UserError
 PREDICT_MODELS = ("analytic", "montecarlo", "regression")
 
 
-def _read_points(path: Path) -> tuple[pd.DataFrame, int]:
-    """Read a points CSV; returns (DataFrame, row offset of its first data row in messages)."""
-    import pandas as pd
+def _write_atomic_csv(df: pd.DataFrame, out: Path) -> None:
+    """Write ``df`` to ``out`` atomically (:func:`models.fileio.atomic_write`: one-line error, no temp left)."""
+    from models.fileio import atomic_write
 
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=True, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path}: empty file (expected a header row with parameter columns)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    from models.params import PARAMETERS
-
-    unknown = [c for c in df.columns if c not in PARAMETERS]
-    if unknown:
-        raise UserError(f"{path}: unknown column {unknown[0]!r} (parameters are: {', '.join(PARAMETERS)})")
-    for col in df.columns:
-        df[col] = df[col].str.strip()
-    return df, 2
+    atomic_write(out, write=lambda tmp: df.to_csv(tmp, index=False))
 
 
-def _write_atomic_csv(df: object, out: Path) -> None:
-    import pandas as pd
-
-    assert isinstance(df, pd.DataFrame)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{out}: cannot write ({exc.strerror})") from None
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be a CSV file before any work is done."""
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder (give a file name)")
+    parent = out.parent
+    if not parent.is_dir():
+        raise UserError(f"--out {out}: folder {parent} does not exist")
 
 
 def _fmt(v: object) -> str:
@@ -128,30 +108,45 @@ def predict_cmd(
     replicas: Annotated[int, typer.Option(help="Monte Carlo replicas per point")] = 64,
     model_dir: Annotated[Path | None, typer.Option("--model-dir", help="fitted regression folder")] = None,
     profile: Annotated[str | None, typer.Option(help="single point: hardware profile")] = None,
-    folio_kb: Annotated[int | None, typer.Option(help="single point: folio size, KiB")] = None,
-    n_folios: Annotated[int | None, typer.Option(help="single point: folios in the call")] = None,
+    folio_kb: Annotated[str | None, typer.Option(metavar="INT", help="single point: folio size, KiB")] = None,
+    n_folios: Annotated[
+        str | None, typer.Option(metavar="INT", help="single point: folios in the call")
+    ] = None,
     batch_limit_pages: Annotated[
         str | None, typer.Option(help="single point: batch cap in base pages (comma list allowed)")
     ] = None,
     copy_engine: Annotated[str | None, typer.Option(help="single point: cpu, mt-cpu, dma, dsa")] = None,
     copy_threads: Annotated[
-        int | None, typer.Option(help="single point: copy threads / DMA channels")
+        str | None, typer.Option(metavar="INT", help="single point: copy threads / DMA channels")
     ] = None,
-    target_cpus: Annotated[int | None, typer.Option(help="single point: CPUs to acknowledge a flush")] = None,
-    mapcount: Annotated[int | None, typer.Option(help="single point: page tables mapping each folio")] = None,
-    busy_prob: Annotated[float | None, typer.Option(help="single point: busy probability per pass")] = None,
-    access_rate_hz: Annotated[float | None, typer.Option(help="single point: accesses/s per folio")] = None,
+    target_cpus: Annotated[
+        str | None, typer.Option(metavar="INT", help="single point: CPUs to acknowledge a flush")
+    ] = None,
+    mapcount: Annotated[
+        str | None, typer.Option(metavar="INT", help="single point: page tables mapping each folio")
+    ] = None,
+    busy_prob: Annotated[
+        str | None, typer.Option(metavar="FLOAT", help="single point: busy probability per pass")
+    ] = None,
+    access_rate_hz: Annotated[
+        str | None, typer.Option(metavar="FLOAT", help="single point: accesses/s per folio")
+    ] = None,
     mode: Annotated[str | None, typer.Option(help="single point: async or sync")] = None,
 ) -> None:
     """Predict the outputs of points, from a CSV (--points) or from options (one point)."""
-    import pandas as pd
-
+    from app.points import check_montecarlo, option_points, read_points_csv, validate_points
     from models.evaluate import evaluate
+    from models.limits import MC_MIN_REPLICAS
+    from models.params import PointError
 
     if model not in PREDICT_MODELS:
         raise UserError(f"--model: unknown model {model!r} (known: {', '.join(PREDICT_MODELS)})")
+    if model == "montecarlo" and replicas < MC_MIN_REPLICAS:
+        raise UserError(f"--replicas: must be >= {MC_MIN_REPLICAS} to estimate errors (got {replicas})")
+    if out is not None:
+        _check_out(out)
     if points is not None:
-        df, offset = _read_points(points)
+        pts = read_points_csv(points)
     else:
         single = {
             "profile": profile,
@@ -165,22 +160,19 @@ def predict_cmd(
             "access_rate_hz": access_rate_hz,
             "mode": mode,
         }
-        limits = [s.strip() for s in batch_limit_pages.split(",")] if batch_limit_pages else [None]
-        rows = [
-            {**{k: v for k, v in single.items() if v is not None}, "batch_limit_pages": lim} for lim in limits
-        ]
-        df = pd.DataFrame(rows)
-        if batch_limit_pages is None:
-            df = df.drop(columns=["batch_limit_pages"])
-        offset = 1
-    if out is not None and out.parent and not out.parent.exists():
-        raise UserError(f"--out: folder {out.parent} does not exist")
-    if model == "regression":
-        from models.regression import predict_regression
+        pts = option_points(single, batch_limit_pages)
+    typed, arrays = validate_points(pts)
+    if model == "montecarlo":
+        check_montecarlo(pts, arrays, replicas)
+    try:
+        if model == "regression":
+            from models.regression import predict_regression
 
-        result = predict_regression(df, model_dir=model_dir)
-    else:
-        result = evaluate(df, model, seed=seed, replicas=replicas, row_offset=offset)
+            result = predict_regression(typed, model_dir=model_dir)
+        else:
+            result = evaluate(typed, model, seed=seed, replicas=replicas)
+    except PointError as exc:  # validated above; a model's own refusal still names the input
+        raise UserError(f"{pts.name}: {exc}") from None
     if out is not None:
         _write_atomic_csv(result, out)
         print(f"wrote {len(result)} rows to {out}", file=sys.stderr)

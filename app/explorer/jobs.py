@@ -24,6 +24,10 @@ import numpy as np
 from app.recommend import WORKLOAD
 from app.results_view import Results
 from models.errors import UserError
+from models.evaluate import MODELS
+from sweep.results import sweep_status
+from sweep.runner import run_sweep
+from sweep.spec import spec_from_dict
 
 MAX_REGION_POINTS = 200_000
 REFINE_VALUES = 5
@@ -57,16 +61,75 @@ def _refine(param: str, values: Sequence[Any]) -> list[Any]:
     return sorted({int(round(v)) for v in grid} | {int(v) for v in vals})
 
 
-def region_spec(
-    results: Results,
-    profile: str,
-    workload: Mapping[str, Any],
-    axes: Mapping[str, Sequence[Any]],
-    model: str | None = None,
-) -> dict[str, Any]:
-    """A sweep spec (as a dict) refining the selected cells: finer axes and batch limits."""
-    m = model or results.default_model
-    spec0 = results.manifest.get("spec", {}) or {}
+class RegionError(UserError):
+    """A region request that does not describe cells of the results (the browser sent it: HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """Selected cells of a landscape, checked against the results they were selected in."""
+
+    profile: str
+    workload: dict[str, Any]
+    axes: dict[str, list[Any]]
+    model: str
+
+
+def parse_region(results: Results, region: Any) -> Region:
+    """Check a region request (JSON from the browser) against ``results``: the model and profiles
+    are in the sweep, the axes are one or two parameters (``profile`` or workload parameters) whose
+    values are all swept, and the workload names swept values. Raises :class:`RegionError`."""
+    if not isinstance(region, Mapping):
+        raise RegionError("region: expected an object with axes, profile, model and workload")
+    unknown = sorted(set(region) - {"axes", "profile", "model", "workload"})
+    if unknown:
+        raise RegionError(f"region: unknown field(s) {', '.join(map(str, unknown))}")
+    model = region.get("model", results.default_model)
+    if not isinstance(model, str) or model not in results.models:
+        raise RegionError(f"region.model: {model!r} is not in the results ({', '.join(results.models)})")
+    profiles = results.profiles(model)
+    profile = region.get("profile")
+    if not isinstance(profile, str) or profile not in profiles:
+        raise RegionError(f"region.profile: {profile!r} is not in the results ({', '.join(profiles)})")
+    axes = region.get("axes")
+    if not isinstance(axes, Mapping) or not 1 <= len(axes) <= 2:
+        raise RegionError(
+            "region.axes: expected an object of one or two parameters, each with a list of values"
+        )
+    values = results.workload_values(profile, model)
+    swept: dict[str, list[Any]] = {**values, "profile": list(profiles)}
+    checked: dict[str, list[Any]] = {}
+    for name, vals in axes.items():
+        if name not in swept:
+            raise RegionError(f"region.axes: {name!r} is not a parameter of the landscape")
+        if not isinstance(vals, list) or not vals or len(vals) > len(swept[name]):
+            raise RegionError(f"region.axes.{name}: expected a list of swept values")
+        as_swept = {str(v): v for v in swept[name]}
+        missing = [v for v in vals if not isinstance(v, (str, int, float)) or str(v) not in as_swept]
+        if missing:
+            raise RegionError(
+                f"region.axes.{name}: {missing[0]!r} is not in the results "
+                f"(swept: {', '.join(map(str, swept[name]))})"
+            )
+        checked[str(name)] = [as_swept[str(v)] for v in vals]
+    workload = region.get("workload", {})
+    if not isinstance(workload, Mapping):
+        raise RegionError("region.workload: expected an object of workload parameters")
+    wl: dict[str, Any] = {}
+    for name, v in workload.items():
+        if name not in values:
+            raise RegionError(f"region.workload: {name!r} is not a workload parameter")
+        as_swept = {str(x): x for x in values[name]}
+        if v is not None and ((not isinstance(v, (str, int, float))) or str(v) not in as_swept):
+            raise RegionError(f"region.workload.{name}: {v!r} is not in the results for {profile}")
+        wl[str(name)] = None if v is None else as_swept[str(v)]
+    return Region(profile=profile, workload=wl, axes=checked, model=model)
+
+
+def region_spec(results: Results, region: Region) -> dict[str, Any]:
+    """A sweep spec (as a dict) refining the selected cells: finer axes and batch limits; seed,
+    models and replicas as in the results' own spec."""
+    profile, workload, axes, m = region.profile, region.workload, region.axes, region.model
     sel_profiles = list(axes.get("profile", [profile]))
     frame = results.frame
     rows = frame[frame["profile"].astype(str).isin(sel_profiles)]
@@ -99,11 +162,12 @@ def region_spec(
         raise UserError(
             f"the selected region needs {n:,} points (limit {MAX_REGION_POINTS:,}); select fewer cells"
         )
-    models = [mm for mm in spec0.get("models", [m]) if mm in ("analytic", "montecarlo")] or [m]
+    spec = results.sweep.spec
+    models = [mm for mm in spec.models if mm in MODELS] or [m]
     sweep = {
-        "seed": int(spec0.get("seed", 7)),
+        "seed": spec.seed,
         "models": models,
-        "replicas": int(spec0.get("replicas", 32)),
+        "replicas": spec.replicas,
         "sampler": "grid",
         "name": f"explorer region: {', '.join(f'{k}={v}' for k, v in axes.items())}"[:200],
     }
@@ -122,8 +186,6 @@ class SweepJobs:
         self._lock = threading.Lock()
 
     def launch(self, spec_dict: Mapping[str, Any]) -> Job:
-        from sweep.spec import spec_from_dict
-
         spec = spec_from_dict(dict(spec_dict), source="explorer region")
         out = self.sweeps_dir / f"region-{spec.hash}"
         with self._lock:
@@ -137,8 +199,6 @@ class SweepJobs:
         return job
 
     def _run(self, job: Job, spec: Any) -> None:
-        from sweep.runner import run_sweep
-
         try:
             run_sweep(spec, job.out_dir, workers=self.workers, progress=False, yes=True, backend=self.backend)
         except UserError as exc:
@@ -159,12 +219,10 @@ class SweepJobs:
 
     def progress(self, job: Job) -> dict[str, Any]:
         """{state, done, total, fraction, error} for a job (state: queued, running, done, failed)."""
-        from sweep.storage import sweep_status
-
         done = 0
         try:
             if job.out_dir.is_dir():
-                done = int(sweep_status(job.out_dir)["points_done"])
+                done = sweep_status(job.out_dir, verify="size").points_done
         except Exception:
             done = 0
         fut = job.future

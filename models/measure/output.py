@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import UserError
+from models.fileio import atomic_write
 from models.measure.profile import local_profile_dict
 from models.measure.records import Report
+from models.measure.topology import kernel_release
 
 
 def source_id(rep: Report) -> str:
@@ -48,6 +50,7 @@ def results_frame(rep: Report, profile_name: str = "local", command: str = "foli
             sd=r.sd,
             unit=r.unit,
             notes=f"{r.notes}; kernel {topo.kernel}",
+            kernel=kernel_release(topo.kernel),
         )
         row.update(r.params)
         row["x_repeats"] = r.repeats
@@ -93,10 +96,8 @@ def write_outputs(
         "report": out / f"measure-{profile_name}.json",
     }
     text = dump(local_profile_dict(rep, profile_name))
-    tmp = paths["profile"].with_suffix(".toml.tmp")
-    tmp.write_text(text)
-    load_profile_file(tmp)  # refuse to publish a profile the loader would refuse
-    tmp.replace(paths["profile"])
+    # refuse to publish a profile the loader would refuse
+    atomic_write(paths["profile"], text, check=load_profile_file)
     results_frame(rep, profile_name, command).to_csv(paths["measurements"], index=False)
     raw = {
         "date": rep.date,
@@ -111,3 +112,79 @@ def write_outputs(
     }
     paths["report"].write_text(json.dumps(raw, indent=1, default=str) + "\n")
     return paths
+
+
+def write_kernel_outputs(
+    krep: Any,
+    topo: Any,
+    paths: dict[str, Path],
+    profile_name: str,
+    command: str,
+    date: str,
+    source: str,
+) -> dict[str, Any]:
+    """Add the real-migration rows to the measurement CSV, fit the profile to them and rewrite it.
+
+    Returns the residual table (per folio size) and the fitted fields, also written to the JSON report.
+    """
+    import pandas as pd
+
+    from models.measure.kernel_fit import fit_local_profile, residual_table
+    from models.measure.kernel_rows import kernel_release, kernel_rows
+    from models.profiles import dump_profile_toml, load_profile_file, register_profile
+
+    rows = kernel_rows(krep, topo, profile=profile_name, source=source, date=date, command=command)
+    if rows.empty:
+        return {"rows": 0}
+    old = pd.read_csv(paths["measurements"], dtype=str, keep_default_na=False)
+    both = pd.concat([old, rows.astype(object).where(rows.notna(), "")], ignore_index=True)
+    register_profile(load_profile_file(paths["profile"]))
+    fit = fit_local_profile(
+        rows,
+        profile_name,
+        kernel=kernel_release(krep.kernel),
+        date=date,
+        method=krep.method,
+        n_calls=len(krep.calls),
+    )
+    tmp = paths["profile"].with_suffix(".toml.tmp")
+    tmp.write_text(dump_profile_toml(fit.profile))
+    load_profile_file(tmp)
+    tmp.replace(paths["profile"])
+    both.to_csv(paths["measurements"], index=False)
+    table = residual_table(fit)
+    extra = {
+        "rows": len(rows),
+        "fitted": fit.after,
+        "residuals": table.to_dict(orient="records"),
+        "residual_rows": fit.residuals.to_dict(orient="records"),
+        "kernel_wall_s": krep.wall_s,
+        "restored": krep.restored,
+        "skipped": krep.skipped,
+        "calls": [
+            {
+                "folio_kb": c.folio_kb,
+                "target_cpus": c.target_cpus,
+                "repeat": c.repeat,
+                "duration_s": c.call.duration_s,
+                "succeeded_pages": c.call.succeeded_pages,
+                "failed_pages": c.call.failed_pages,
+                "thp_succeeded": c.call.thp_succeeded,
+                "thp_split": c.call.thp_split,
+                "large_split": c.call.large_split,
+                "mode": c.call.mode,
+                "reason": c.call.reason,
+                "flush_rounds": c.call.flush_rounds,
+                "flush_ipis": c.call.flush_ipis,
+                "flush_events": c.call.flush_events,
+                "tlb_irqs": c.tlb_irqs,
+                "folios_in_block": c.our_folios,
+                "wall_s": c.wall_s,
+            }
+            for c in krep.calls
+        ],
+    }
+    report = json.loads(paths["report"].read_text())
+    report["kernel"] = extra
+    paths["report"].write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return extra

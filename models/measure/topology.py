@@ -185,6 +185,12 @@ def read_tlb_interrupts() -> int | None:
     return None
 
 
+def kernel_release(release: str) -> str:
+    """``"6.18.44-fc-v669"`` → ``"6.18"`` (the ``kernel`` column: MAJOR.MINOR)."""
+    parts = release.split(".")
+    return ".".join(p.split("-")[0] for p in parts[:2])
+
+
 def kernel_batches_migration(release: str) -> bool:
     """Linux 6.3+ batches the TLB flush of ``migrate_pages()`` (NR_MAX_BATCHED_MIGRATION)."""
     try:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from dash import Input, Output, State, dcc, html, no_update
+from werkzeug.exceptions import BadRequest
+
+from app.explorer.jobs import RegionError, parse_region, region_spec
+from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
 from app.figures import LABELS, empty_figure, landscape_figure
 from app.queries import default_profile, landscape, landscape_axes
 from app.recommend import WORKLOAD
@@ -12,8 +17,6 @@ from models.errors import UserError
 
 
 def _selection_context(results: Results, selection: dict[str, Any]) -> tuple[str, str, dict[str, Any], Any]:
-    from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
-
     model = str(selection.get("model") if selection.get("model") in results.models else results.default_model)
     profs = results.profiles(model)
     profile = (
@@ -30,8 +33,6 @@ def _selection_context(results: Results, selection: dict[str, Any]) -> tuple[str
 
 
 def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
-    from dash import dcc, html
-
     model, profile, wl, cons = _selection_context(results, selection)
     axes = landscape_axes(results, profile, model)
     opts = [{"label": LABELS.get(a, a), "value": a} for a in axes]
@@ -114,8 +115,6 @@ def _parse(axis: str, v: Any, values: list[Any]) -> Any:
 
 
 def register(app: Any, state: Any) -> None:
-    from dash import Input, Output, State, dcc, html, no_update
-
     @app.callback(
         Output("ls-heat-batch", "figure"),
         Output("ls-heat-gain", "figure"),
@@ -171,14 +170,13 @@ def register(app: Any, state: Any) -> None:
     def launch(n: Any, region: Any, folder_id: Any) -> Any:
         if not n or not region:
             return no_update, no_update, no_update
-        from app.explorer.jobs import region_spec
-
         try:
             results = state.results(folder_id)
-            spec = region_spec(
-                results, region["profile"], region["workload"], region["axes"], region["model"]
-            )
-            job = state.jobs.launch(spec)
+            parsed = parse_region(results, region)
+        except RegionError as exc:  # not a region this page sent: refuse the request
+            raise BadRequest(str(exc)) from None
+        try:
+            job = state.jobs.launch(region_spec(results, parsed))
         except UserError as exc:
             return no_update, True, html.Div(str(exc), className="error")
         return job.id, False, html.Div(f"sweep {job.id} queued ({job.n_points:,} points)", id="ls-job-status")
