@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "app.commands.measured",  # fit, calibrate, (validate extensions)
     "app.commands.measure",  # measure
     "app.commands.explore",  # explore, recommend
+    "app.commands.trace",  # import-trace
 )
 
 

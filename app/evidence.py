@@ -255,7 +255,7 @@ def residual_table(meas: pd.DataFrame, regression: RegressionSource | None = Non
 def validation_table(resid: pd.DataFrame) -> pd.DataFrame:
     """Per source and model, in sample: rows, median and 90th-percentile absolute error (%).
 
-    The quick table shown while :func:`app.validation.validation_summary` (cross-validated) runs.
+    The quick table shown while :meth:`app.validation.ValidationQueue.summary` (cross-validated) runs.
     """
     if resid.empty:
         return pd.DataFrame(columns=["source", "model", "rows", "median |error| %", "p90 |error| %"])

@@ -1,10 +1,12 @@
 """Candidates for any workload, evaluated in the request (no sweep needed).
 
-The analytic and Monte Carlo models are fast enough to evaluate every choice of one workload while a
-person waits (~130 choices × 64 replicas): :func:`live_candidates` builds the choice grid for a
-profile, evaluates it with both models (the Monte Carlo rows carry the ``*_se`` columns, the analytic
-throughput rides along as ``pages_per_s_analytic``) and caches the table per workload, so changing a
-budget re-runs only the rule. Sweeps still feed the Landscape, the regression and the cross-checks.
+The models are fast enough to answer while a person waits: :func:`live_candidates` evaluates the
+analytic model on every choice of the profile's grid (~100 choices), screens out the ones that cannot
+win (far over the budget or far slower than the best, :func:`contenders`), and runs the Monte Carlo
+model (64 replicas) on the rest; the Monte Carlo rows carry the ``*_se`` columns and the analytic
+throughput rides along as ``pages_per_s_analytic``. Results are cached per workload and per point, so
+a budget change evaluates only what it adds. Sweeps still feed the Landscape, the regression and the
+cross-checks.
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ from models.errors import UserError
 LIVE_REPLICAS = 64
 LIVE_SEED = 0
 THREADS: tuple[int, ...] = (2, 4, 8, 16, 32)
-_CACHE_SIZE = 64
-_cache: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+#: Analytic screening margins (see :func:`contenders`).
+STALL_MARGIN = 2.0
+RATE_MARGIN = 0.8
+_CACHE_SIZE = 20_000  # analytic tables and Monte Carlo rows (one per point), least recently used out
+_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -102,51 +107,132 @@ def _key(profile: str, wl: Mapping[str, Any], replicas: int, seed: int) -> tuple
     return (profile, tuple(sorted((k, str(v)) for k, v in wl.items())), replicas, seed)
 
 
-def live_candidates(
-    profile: str,
-    workload: Mapping[str, Any] | None,
-    *,
-    replicas: int = LIVE_REPLICAS,
-    seed: int = LIVE_SEED,
-) -> pd.DataFrame:
-    """Monte Carlo rows (with ``*_se``) plus ``pages_per_s_analytic`` for every choice of the grid.
-
-    Raises :class:`UserError` with the first invalid parameter ("row 1, column C: why"); choices
-    infeasible for this workload (e.g. more threads than CPUs) are dropped.
-    """
-    from models.evaluate import evaluate
-    from models.params import PointError
-
-    wl = complete_workload(profile, workload)
-    key = _key(profile, wl, replicas, seed)
+def _cached(key: tuple[Any, ...]) -> Any:
     with _lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
-            return hit
-    grid = choice_grid(profile)
-    pts = grid.assign(profile=profile, **wl)
-    try:
-        # one valid row first: a bad workload value is one message, not 130 infeasible rows
-        evaluate(pts.iloc[:1].assign(**{"batch_limit_pages": default_limit_pages(profile)}), "analytic")
-    except PointError as exc:
-        raise UserError(f"workload: {exc}") from None
-    mc = evaluate(pts, "montecarlo", seed=seed, replicas=replicas, on_invalid="mark")
-    ana = evaluate(pts, "analytic", on_invalid="mark")
-    mc["pages_per_s_analytic"] = ana["pages_per_s"].to_numpy()
-    mc["stall_p99_s_analytic"] = ana["stall_p99_s"].to_numpy()
-    ok = (mc["infeasible"].astype(str) == "").to_numpy() & np.isfinite(
-        mc["pages_per_s"].to_numpy(dtype=float)
-    )
-    out = mc[ok].reset_index(drop=True)
-    if out.empty:
-        raise UserError(
-            f"no feasible choice for profile {profile} and this workload ({mc['infeasible'].iloc[0]})"
-        )
+        return hit
+
+
+def _store(key: tuple[Any, ...], value: Any) -> None:
     with _lock:
-        _cache[key] = out
+        _cache[key] = value
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
+
+
+def analytic_grid(profile: str, workload: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The analytic model on every choice of the grid (feasible rows only), cached per workload."""
+    from models.evaluate import evaluate
+    from models.params import PointError
+
+    wl = complete_workload(profile, workload)
+    key = ("analytic", *_key(profile, wl, 0, 0))
+    hit = _cached(key)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    pts = choice_grid(profile).assign(profile=profile, **wl)
+    try:
+        ana = evaluate(pts, "analytic", on_invalid="mark")
+    except PointError as exc:  # a value no row can take (e.g. an unknown mode)
+        raise UserError(f"workload: {exc}") from None
+    ok = (ana["infeasible"].astype(str) == "").to_numpy() & np.isfinite(
+        ana["pages_per_s"].to_numpy(dtype=float)
+    )
+    out = ana[ok].reset_index(drop=True)
+    if out.empty:
+        why = str(ana["infeasible"].iloc[0]) if len(ana) else "empty grid"
+        raise UserError(f"workload: {why}")
+    _store(key, out)
+    return out
+
+
+def contenders(ana: pd.DataFrame, constraints: Constraints | None, default_limit: int) -> np.ndarray:
+    """Rows of the analytic grid worth a Monte Carlo run (boolean mask).
+
+    The analytic model screens: rows whose expected p99 stall is within :data:`STALL_MARGIN` × the
+    budget (and CPU times within the same margin of their limits) and whose pages/s is at least
+    :data:`RATE_MARGIN` × the best of those; plus the kernel default, each contender engine's row at
+    the default limit (for ``gain_from_batch_limit``) and every limit of the best contender's engine
+    (the marginal view). Without constraints every row is a contender.
+    """
+    n = len(ana)
+    if constraints is None:
+        return np.ones(n, dtype=bool)
+    stall = ana["stall_p99_s"].to_numpy(dtype=float)
+    pps = ana["pages_per_s"].to_numpy(dtype=float)
+    near = stall <= STALL_MARGIN * constraints.stall_p99_s
+    for col, lim in (
+        ("cpu_time_s", constraints.cpu_time_s),
+        ("remote_cpu_time_s", constraints.remote_cpu_time_s),
+    ):
+        if lim is not None:
+            near &= ana[col].to_numpy(dtype=float) <= STALL_MARGIN * lim
+    if not near.any():
+        near = np.zeros(n, dtype=bool)
+        near[np.argsort(stall, kind="stable")[:8]] = True
+    keep = near & (pps >= RATE_MARGIN * pps[near].max())
+    bl = ana["batch_limit_pages"].to_numpy()
+    eng = ana["copy_engine"].astype(str).to_numpy()
+    thr = ana["copy_threads"].to_numpy()
+    keep |= (bl == default_limit) & (eng == "cpu") & (thr == 1)
+    for e, t in set(zip(eng[keep].tolist(), thr[keep].tolist(), strict=True)):
+        keep |= (bl == default_limit) & (eng == e) & (thr == t)
+    best = int(np.flatnonzero(keep)[np.argmax(pps[keep])])
+    keep |= (eng == eng[best]) & (thr == thr[best])
+    return keep
+
+
+def live_candidates(
+    profile: str,
+    workload: Mapping[str, Any] | None,
+    constraints: Constraints | None = None,
+    *,
+    replicas: int = LIVE_REPLICAS,
+    seed: int = LIVE_SEED,
+) -> pd.DataFrame:
+    """Monte Carlo rows (with ``*_se``) plus ``pages_per_s_analytic`` for the contending choices.
+
+    With ``constraints`` the analytic model first screens the grid (:func:`contenders`); the number of
+    choices screened out is in ``attrs["screened_out"]``. Monte Carlo results are cached per point, so
+    a budget change evaluates only the choices it adds. Raises :class:`UserError` with the first
+    invalid parameter; choices infeasible for this workload are dropped.
+    """
+    from models.evaluate import evaluate
+
+    wl = complete_workload(profile, workload)
+    ana = analytic_grid(profile, wl)
+    mask = contenders(ana, constraints, default_limit_pages(profile))
+    wkey = _key(profile, wl, replicas, seed)
+    keys = [(*wkey, int(b), str(e), int(t)) for b, e, t in ana[list(CHOICE)].itertuples(index=False)]
+    rows: dict[int, dict[str, Any]] = {}
+    missing: list[int] = []
+    for i in np.flatnonzero(mask).tolist():
+        hit = _cached(("mc", *keys[i]))
+        if hit is None:
+            missing.append(i)
+        else:
+            rows[int(i)] = hit
+    if missing:
+        pts = ana.iloc[np.asarray(missing, dtype=np.intp)][["profile", *CHOICE]].assign(**wl)
+        mc = evaluate(
+            pts.reset_index(drop=True), "montecarlo", seed=seed, replicas=replicas, on_invalid="mark"
+        )
+        cols = {str(c): mc[c].to_numpy() for c in mc.columns}
+        for n, j in enumerate(missing):
+            rec = {c: v[n] for c, v in cols.items()}
+            _store(("mc", *keys[j]), rec)
+            rows[j] = rec
+    order = sorted(rows)
+    out = pd.DataFrame([rows[i] for i in order])
+    out["pages_per_s_analytic"] = ana["pages_per_s"].to_numpy()[order]
+    out["stall_p99_s_analytic"] = ana["stall_p99_s"].to_numpy()[order]
+    if "infeasible" in out.columns:
+        out = out[(out["infeasible"].astype(str) == "").to_numpy()]
+    out = out[np.isfinite(out["pages_per_s"].to_numpy(dtype=float))].reset_index(drop=True)
+    out.attrs["screened_out"] = int(len(ana) - mask.sum())
+    out.attrs["grid"] = int(len(ana))
     return out
 
 
@@ -175,11 +261,11 @@ def recommend_live(
     seed: int = LIVE_SEED,
 ) -> Recommendation:
     """The recommendation for any workload of ``profile``, evaluated now (no sweep)."""
-    cands = live_candidates(profile, workload, replicas=replicas, seed=seed)
+    cands = live_candidates(profile, workload, constraints, replicas=replicas, seed=seed)
     wl = complete_workload(profile, workload)
     ok = regression is not None and getattr(regression, "ok", False)
     fn: RegressionFn | None = regression.predict if ok else None
-    return recommend(
+    rec = recommend(
         cands,
         profile=profile,
         workload=wl,
@@ -188,6 +274,9 @@ def recommend_live(
         regression=fn,
         regression_note="" if ok else (getattr(regression, "note", "") if regression is not None else ""),
     )
+    rec.extra["screened_out"] = cands.attrs.get("screened_out", 0)
+    rec.extra["grid"] = cands.attrs.get("grid", len(cands))
+    return rec
 
 
 def recommend_live_weighted(

@@ -13,11 +13,10 @@ what to do; the explorer shows it as a page, the CLI as an error.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,15 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from app.recommend import CHOICE, WORKLOAD, Provenance, default_choice
 from models.errors import UserError
 from models.evaluate import evaluate
 from models.params import FLOAT_WORKLOAD, INTEGER_WORKLOAD, defaults_for
 from models.profiles import get_profile
-from sweep.storage import MANIFEST, PART_RE, StoreError, read_manifest, sweep_status
+from sweep.results import MANIFEST, StoreError, SweepResults, open_results
 
 if TYPE_CHECKING:
     from app.regression_source import RegressionSource
@@ -69,10 +66,11 @@ class ResultsError(UserError):
 
 @dataclass
 class Results:
-    """The usable rows of a sweep folder plus its manifest and an index by workload."""
+    """The usable rows of a sweep folder (opened by :func:`sweep.results.open_results`) and an index
+    by workload."""
 
     folder: Path
-    manifest: dict[str, Any]
+    sweep: SweepResults
     frame: pd.DataFrame
     index: dict[tuple[Any, ...], np.ndarray]
     warnings: tuple[str, ...] = ()
@@ -189,8 +187,7 @@ class Results:
             hit = self._baselines.get(key)
         if hit is not None:
             return hit
-        seed = int(self.sweep_setting("seed"))
-        replicas = int(self.sweep_setting("replicas"))
+        seed, replicas = self.sweep.spec.seed, self.sweep.spec.replicas
         point = pd.DataFrame([{"profile": profile, **{k: py_value(v) for k, v in workload.items()}, **dflt}])
         try:
             out = evaluate(point, m, seed=seed, replicas=replicas, on_invalid="mark")
@@ -202,19 +199,10 @@ class Results:
             self._baselines[key] = out
         return out
 
-    def sweep_setting(self, name: str) -> Any:
-        """A setting of the sweep's own spec (``seed``, ``models``, ``replicas``...), as it ran."""
-        spec = self.manifest.get("spec")
-        if not isinstance(spec, dict) or name not in spec:
-            raise ResultsError(
-                f"{self.folder / MANIFEST}: the recorded spec has no {name!r}; rerun the sweep"
-            )
-        return spec[name]
-
     def provenance(self, model: str | None = None, regression: RegressionSource | None = None) -> Provenance:
         return Provenance(
-            sweep_spec_hash=str(self.manifest.get("spec_hash", "")),
-            model_version=str(self.manifest.get("code_version", "")),
+            sweep_spec_hash=self.sweep.spec.hash,
+            model_version=self.sweep.manifest.code_version,
             data_hash=self.data_hash,
             results_model=model or self.default_model,
             regression_version=regression.version if regression is not None and regression.ok else "",
@@ -223,19 +211,15 @@ class Results:
 
     @property
     def data_hash(self) -> str:
-        chunks = self.manifest.get("chunks", {}) or {}
-        h = hashlib.sha256()
-        for c in sorted(chunks, key=lambda x: int(x)):
-            h.update(f"{c}:{chunks[c].get('sha256', '')}\n".encode())
-        return h.hexdigest()
+        return self.sweep.data_hash
 
     def status(self) -> dict[str, Any]:
-        """:func:`sweep.storage.sweep_status` of the folder plus the rows loaded here."""
-        try:
-            st = sweep_status(self.folder)
-        except StoreError as exc:
-            raise ResultsError(str(exc)) from None
-        return {**st, "rows_loaded": len(self.frame), "rows_total": self.n_rows_total}
+        """The sweep's status (:class:`sweep.results.SweepStatus`, as loaded) plus the rows used here."""
+        return {
+            **self.sweep.status.to_dict(),
+            "rows_loaded": len(self.frame),
+            "rows_total": self.n_rows_total,
+        }
 
 
 def py_value(v: Any) -> Any:
@@ -314,54 +298,37 @@ def _load_cached(folder: str, signature: tuple[Any, ...]) -> Results:
 
 
 def _load(p: Path) -> Results:
-    try:
-        manifest = read_manifest(p)
-    except StoreError as exc:
-        raise ResultsError(str(exc)) from None
-    if manifest is None:
+    if not (p / MANIFEST).exists():
         raise ResultsError(
             f"{p}: not a foliotune results folder (no {MANIFEST}); give the folder `foliotune sweep` wrote"
         )
-    for k in ("spec_hash", "n_chunks", "chunks"):
-        if k not in manifest:
-            raise ResultsError(
-                f"{p / MANIFEST}: damaged manifest (no {k!r}); rerun the sweep into a new folder"
-            )
-    parts = sorted(f for f in p.iterdir() if PART_RE.match(f.name))
-    recorded = manifest.get("chunks", {}) or {}
-    missing = sorted(
-        e.get("file", f"chunk {c}") for c, e in recorded.items() if not (p / e.get("file", "")).is_file()
-    )
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    try:
+        sweep = open_results(p)
+    except StoreError as exc:
+        raise ResultsError(str(exc)) from None
+    st = sweep.status
+    if st.damaged_files:
         raise ResultsError(
-            f"{p}: {len(missing)} chunk file(s) recorded in the manifest are missing ({shown}); "
+            f"{p}: damaged chunk file(s) {_listed(st.damaged_files)}; rerun the same spec into this "
+            "folder to recompute them"
+        )
+    if st.chunks_missing:
+        raise ResultsError(
+            f"{p}: {st.chunks_missing} chunk file(s) recorded in the manifest are missing; "
             "rerun the same spec into this folder to recompute them"
         )
-    if not parts:
-        raise ResultsError(f"{p}: the sweep has no finished chunks yet (0 of {manifest['n_chunks']})")
-    tables = []
-    for f in parts:
-        try:
-            schema = pq.read_schema(f)
-            cols = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in schema.names]
-            lacking = [c for c in REQUIRED_COLUMNS if c not in schema.names]
-            if lacking:
-                raise ResultsError(
-                    f"{f}: missing column(s) {', '.join(lacking)}; not a foliotune results file"
-                )
-            tables.append(pq.read_table(f, columns=cols))
-        except ResultsError:
-            raise
-        except (OSError, pa.ArrowException, ValueError) as exc:
-            why = " ".join(str(exc).split())[:160]
-            raise ResultsError(
-                f"{f}: damaged chunk file ({why}); delete it and rerun the same spec to recompute it"
-            ) from None
+    if not sweep.files:
+        raise ResultsError(f"{p}: the sweep has no finished chunks yet (0 of {st.chunks_total})")
+    names = sweep.columns()
+    lacking = [c for c in REQUIRED_COLUMNS if c not in names]
+    if lacking:
+        raise ResultsError(
+            f"{sweep.files[0]}: missing column(s) {', '.join(lacking)}; not a foliotune results file"
+        )
     try:
-        table = pa.concat_tables(tables, promote_options="permissive")
-    except pa.ArrowException as exc:
-        raise ResultsError(f"{p}: chunk files disagree on their columns ({exc})") from None
+        table = sweep.table([c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in names])
+    except StoreError as exc:
+        raise ResultsError(str(exc)) from None
     df = table.to_pandas()
     n_total = len(df)
     ok = np.isfinite(df["pages_per_s"].to_numpy(dtype=np.float64)) & np.isfinite(
@@ -380,10 +347,15 @@ def _load(p: Path) -> Results:
         for k, v in df.groupby(list(KEY_COLUMNS), observed=True, sort=False).indices.items()
     }
     warnings = []
-    if not manifest.get("complete"):
+    if not sweep.complete:
         warnings.append(
-            f"the sweep is incomplete ({len(recorded)} of {manifest['n_chunks']} chunks); results are partial"
+            f"the sweep is incomplete ({st.chunks_done} of {st.chunks_total} chunks); results are partial"
         )
     return Results(
-        folder=p, manifest=manifest, frame=df, index=index, warnings=tuple(warnings), n_rows_total=n_total
+        folder=p, sweep=sweep, frame=df, index=index, warnings=tuple(warnings), n_rows_total=n_total
     )
+
+
+def _listed(names: Sequence[str], most: int = 5) -> str:
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more

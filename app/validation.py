@@ -22,7 +22,6 @@ from typing import Any
 import pandas as pd
 
 from models.measurements import data_hash
-from models.validate import summary_table, validate
 
 #: Column headers of the validation summary as shown in the explorer.
 VALIDATION_HEADERS: dict[str, str] = {
@@ -66,6 +65,10 @@ def _worker_init(parent_pid: int, stop: Any) -> None:
 
 def _validate_summary(meas: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Worker job: ``foliotune validate``'s summary (all models, default seed and replicas)."""
+    # Imported here, in the worker: the models take seconds to import, and the worker watches its
+    # server (from _worker_init) from the moment it starts, not after that.
+    from models.validate import summary_table, validate
+
     v = validate(meas)
     return summary_table(v), list(v.notes)
 

@@ -73,7 +73,6 @@ from models.phases import (
     expected_max_lomax,
     fast_expm1,
     fast_log,
-    folios_per_batch,
     pmd_mapped,
     uses_broadcast,
     window_line,
@@ -181,23 +180,6 @@ def _pass_probs(abar: float, p: float, w: float, n_pass: int, q, f, pend) -> Non
 
 
 @_jit
-def _needs(k: int, p: float, w: float, abar: float, sync: bool) -> float:
-    """Term k of the passes over a batch (models/MECHANISM.md §5), for one folio: k = 1 … 9.
-
-    Async mode: P(still pending after k passes) = p^k. Sync mode: the async passes (k = 1, 2:
-    pending after k) and then the fallback (k = 3 + j - 1: a fallback candidate — pending after
-    the 3 async passes or -EBUSY for writeback — needing at least j attempts there).
-    """
-    if not sync:
-        return (1.0 - abar) * p**k
-    if k < NR_MAX_MIGRATE_ASYNC_RETRY:
-        return (1.0 - abar) * p**k
-    pa = p**NR_MAX_MIGRATE_ASYNC_RETRY
-    cand = (1.0 - abar) * (pa + (1.0 - pa) * w)
-    return cand * p ** (k - NR_MAX_MIGRATE_ASYNC_RETRY)
-
-
-@_jit
 def _batch_one(ty, t: int, B: float, n_pass: int, p: float, w: float, bc: float, flush_s: float,
                call_s: float, call_wait: float, progressive: bool, t_used: float, is_mt: bool,
                batch_ipis: float, batch_remote: float, entry_ipis: float, entry_remote: float,
@@ -238,22 +220,12 @@ def _batch_one(ty, t: int, B: float, n_pass: int, p: float, w: float, bc: float,
         a_qf += qk * fk
         q_before += qk
         f_before += fk
-    # Passes: the terms of _needs(k, ...), with the powers of p built by multiplication.
-    sync = n_pass == NR_MAX_MIGRATE_ASYNC_RETRY
+    # Passes of the batched phase that ran (models/MECHANISM.md §5): 1 + Σ_k P(some folio still
+    # -EAGAIN after k of the n_pass passes); powers of p by multiplication.
     pk = 1.0
-    pj = 1.0
-    cand = 0.0
-    for k in range(1, NR_MAX_MIGRATE_PAGES_RETRY):
+    for _k in range(1, n_pass):
         pk *= p
-        if not sync or k < NR_MAX_MIGRATE_ASYNC_RETRY:
-            nd = (1.0 - abar) * pk
-        else:
-            if k == NR_MAX_MIGRATE_ASYNC_RETRY:
-                cand = (1.0 - abar) * (pk + (1.0 - pk) * w)
-                pj = 1.0
-            else:
-                pj *= p
-            nd = cand * pj
+        nd = (1.0 - abar) * pk
         if nd > 0.0:
             passes += 1.0 - (1.0 - nd) ** B
     p_call = 1.0 - (1.0 - x) ** B
@@ -402,11 +374,10 @@ def _batch(
     entry_rounds = rounds
     rounds += 0.0 if per_folio_move else p_flush
     passes = 1.0
-    sync = n_pass == NR_MAX_MIGRATE_ASYNC_RETRY
-    for k in range(1, NR_MAX_MIGRATE_PAGES_RETRY):
+    for k in range(n_pass - 1):
         none_pending = 1.0
         for s in range(n_seg):
-            none_pending *= (1.0 - _needs(k, p, w, ty[seg_t[s], T_ABAR], sync)) ** seg_n[s]
+            none_pending *= (1.0 - ps[s, k]) ** seg_n[s]
         passes += 1.0 - none_pending
 
     # Windows: Σ over unmapped folios of (remap end - unmap end), models/MECHANISM.md §5.
@@ -582,6 +553,13 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
 
     # Total bytes of a nominal full batch (for the multi-threaded copy's thread count).
 
+    # A multi-threaded copy splits a nominal full batch: the cap, or the whole list if smaller (one
+    # folio before 6.3); the call's fixed cost and thread count are those of the batch's first folio.
+    total_pages = 0.0
+    for k in range(mix_len):
+        total_pages += mix_n[k] * mix_kb[k] / page_kb
+    batch_pages = min(max(limit, 1.0), total_pages) if batched else mix_kb[0] / page_kb
+    batch_bytes = max(batch_pages, 1.0) * page_bytes
     call_s = 0.0
     call_wait = 0.0
     progressive = True
@@ -617,14 +595,7 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
             ty[row, T_RA] = r_imm
             ty[row, T_QUEUED] = 0.0
         ty[row, T_R] = (prof[REMAP] + prof[REMAP_PTE] * entries) * mapcount
-        # The copy of a batch: its multi-threaded split is sized on the nominal batch of this size,
-        # ``folios_per_batch`` folios (models/MECHANISM.md §4.2); the call's fixed cost and the
-        # thread count are those of the batch's first folio.
-        big = 1.0
-        for kk in range(mix_len):
-            big = max(big, mix_n[kk] * mix_kb[kk] / page_kb)
-        unit = folios_per_batch(limit, fp, n if k < mix_len else big)
-        cs, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fbytes, unit)
+        cs, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fbytes, batch_bytes / fbytes)
         ty[row, T_CALL] = cs
         ty[row, T_CALLW] = cw
         ty[row, T_PROG] = 1.0 if prog else 0.0

@@ -1,25 +1,51 @@
-"""Monte Carlo model: the phases of ``migrate_pages()`` with their random parts drawn.
+"""Monte Carlo model: one ``migrate_pages()`` call simulated folio by folio, random parts drawn.
 
-Each replica is one ``migrate_pages()`` call of ``n_folios`` folios. Drawn per replica:
-- which folios are busy on each pass (Bernoulli(busy_prob) per folio per attempt), hence the
-  number unmapped per pass, the flush rounds, the passes and the synchronous fallbacks (in one-folio
-  batches a folio's attempts touch no other folio, so its busy attempts before it gets through are
-  drawn at once: geometric, by inversion of one uniform);
-- each flush round's wait for the slowest of the ``target_cpus - 1`` remote acknowledgements
-  (heavy-tailed Lomax tail per CPU; the max is drawn exactly by inverting F^k with one uniform);
-- DMA/DSA completion jitter (the waiting part of a copy call scaled by a mean-1 factor);
+Implements the mechanism of ``models/MECHANISM.md`` (shared with ``models.analytic``), per replica:
+
+- the folio list in order (a ``folio_mix`` as runs of sizes), cut into batches as
+  mm/migrate.c ``migrate_pages()`` cuts it (until the pages reach ``batch_limit_pages``; from 6.3);
+  before 6.3 every folio alone (``unmap_and_move()``);
+- per batch, every unmap pass over the pending folios in list order (``migrate_pages_batch()``):
+  on pass 1 the destination allocation (``alloc_fail_prob``: -ENOMEM splits a large folio, whose
+  pieces are retried once, async, after the batch, and ends the call for an order-0 one), then
+  busy (``busy_prob``, -EAGAIN, retried) or under writeback (``writeback_prob``, -EBUSY), else the
+  unmap step with what the release and architecture flush at unmap (one round per PTE per mapping
+  when the flush is not deferred, one per PMD-mapped THP always); then **one** batch flush after
+  all the passes if a deferred PTE is pending; then the move phase (copy, remaps) in unmap order.
+  A folio's unmapped window runs from the end of its unmap step to the end of its remap, so a
+  folio unmapped on pass 1 stays unmapped through the later passes;
+- sync mode: 3 async passes, then each failed folio alone (``migrate_pages_sync()``), blocking
+  on writeback (Exp(``writeback_wait_s``)), flushed immediately;
+- each x86 IPI round's wait for the slowest of ``target_cpus - 1`` acknowledgements (Lomax tail per
+  CPU; the max drawn exactly by inverting F^k with one uniform); broadcast rounds (arm64, INVLPGB
+  from 6.15) are deterministic; DMA/DSA completion jitter per copy call;
 - the application's first touch of each unmapped folio (Poisson, ``access_rate_hz``), giving that
   folio's stall ``max(0, W - E)``.
+
+Fast paths give the same distributions with fewer instructions: batches of one folio (and every
+pre-6.3 call) without writeback or allocation failure are simulated as vectorized passes over the
+folios (a folio's busy attempts are then geometric over all its attempts); one-size batches with
+only -EAGAIN take their busy draws in one vectorized loop and their move phase in closed form.
 
 Per point it reports the mean over replicas of the same outputs as the analytic model, with Monte
 Carlo standard errors (``*_se``); ratios (pages/s, mean window) are ratio estimators Σx/Σy with
 delta-method errors. Quantiles (p50, p99 of the unmapped window and of the stall) are taken over
 the folios of each call, exactly (sample-bracketed selection, branch-free quickselect; order
-statistics of arithmetic sequences for long passes), and then averaged over replicas.
+statistics of arithmetic sequences for long batches), and then averaged over replicas.
 
 Reproducibility: each point's random stream is seeded from a hash of the sweep seed and the
-point's parameter values (profile by name), so a point's result depends only on the point and the
-seed, never on its position, its neighbours or the chunking.
+point's parameter values (profile by name), and nothing but scratch buffers is shared between
+points, so a point's result is bit-identical whatever its position, its neighbours or the chunking
+(``tests/test_montecarlo_mechanism.py``).
+
+References
+----------
+mm/migrate.c ``migrate_pages()``, ``migrate_pages_batch()``, ``migrate_pages_sync()``,
+``migrate_folio_unmap()`` (v6.3+), ``unmap_and_move()`` (before); mm/rmap.c
+``try_to_migrate_one()``, ``should_defer_flush()``, ``set_tlb_ubc_flush_pending()`` (v6.4:
+inaccessible PTEs); mm/huge_memory.c ``set_pmd_migration_entry()``; arch/x86/mm/tlb.c
+``arch_tlbbatch_flush()``, ``broadcast_tlb_flush()`` (v6.15); arch/arm64/include/asm/tlbflush.h
+(batched from v6.6).
 """
 
 from __future__ import annotations
@@ -30,40 +56,34 @@ import zlib
 import numba as nb
 import numpy as np
 
-from models.params import OUTPUTS, PointArrays
+from models.params import MAX_MIX, OUTPUTS, PointArrays
 from models.phases import (
     ACK_ALPHA,
     ACK_SCALE,
-    ASYNC_BATCHED_PASSES,
+    BCAST_ISSUE,
     BUSY_ATTEMPT,
     CALL_SETUP,
-    CPUS,
     ENGINE_MT,
     HANDLER_FULL,
     HANDLER_PAGE,
-    LOCAL_PAGE_FLUSH,
+    K_BATCHED,
+    K_SKIP_INACCESSIBLE,
+    NR_MAX_MIGRATE_ASYNC_RETRY,
+    NR_MAX_MIGRATE_PAGES_RETRY,
+    NR_MAX_MIGRATE_SYNC_RETRY,
     PAGE_KB,
-    SOCKET_HOP,
-    SOCKETS,
-    SYNC_BATCHED_PASSES,
-    SYNC_SINGLE_PASSES,
+    batch_round_fixed_s,
     copy_engine_costs,
     copy_jitter_cv,
+    defers_flush,
     draw_max_lomax,
+    entry_round_fixed_s,
     fast_log,
-    flush_fixed_s,
-    folios_per_batch,
+    pmd_mapped,
     remap_s,
     unmap_phase_s,
+    uses_broadcast,
 )
-from models.profiles import FIELD_INDEX as _F
-
-# Profile fields of the flush mechanism (models/MECHANISM.md §3); -1 where a profile has none.
-FLUSH_ARM64 = _F.get("flush_arm64", _F.get("is_broadcast", -1))
-INVLPGB = _F.get("invlpgb", -1)
-BCAST_ISSUE = _F.get("broadcast_issue_ns", -1)
-BCAST_SYNC = _F.get("broadcast_sync_us", -1)
-BCAST_PER_CPU = _F.get("broadcast_per_cpu_ns", -1)
 
 #: Monte Carlo columns beyond OUTPUTS.
 MC_EXTRA: tuple[str, ...] = (
@@ -152,38 +172,6 @@ def _stall(w: float, u: float, inv_rate: float) -> float:
 
 
 _vec = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
-
-
-@_vec
-def _count_busy(s0, pending: int, p: float) -> int:
-    """Busy folios among ``pending``, one Bernoulli(p) each: the next ``pending`` uniforms of the
-    SplitMix64 stream at state ``s0`` (counter-based, so the loop vectorizes)."""
-    busy = 0
-    for j in range(pending):
-        u = _uniform(s0, j)
-        busy += 1 if u < p else 0
-    return busy
-
-
-@_vec
-def _pass_windows(s0, c: int, a: float, slope: float, rate: float, wbuf, sbuf, m: int) -> float:
-    """Windows W_j = a + slope·(j+1) of the c folios of one pass into ``wbuf[m:m+c]`` and their
-    stalls max(0, W_j - E_j), E_j = -log(U_j)/rate, into ``sbuf`` (the next c uniforms of the stream
-    at ``s0`` when rate > 0; no stalls, ``sbuf`` untouched, otherwise). Returns Σ W_j."""
-    win = 0.0
-    if rate > 0.0:
-        inv_rate = 1.0 / rate
-        for j in range(c):
-            w = a + slope * (j + 1.0)
-            win += w
-            wbuf[m + j] = w
-            sbuf[m + j] = _stall(w, _uniform(s0, j), inv_rate)
-    else:
-        for j in range(c):
-            w = a + slope * (j + 1.0)
-            win += w
-            wbuf[m + j] = w
-    return win
 
 
 @_vec
@@ -486,17 +474,6 @@ def _jitter(cv: float, u: float) -> float:
     return (1.0 - cv) - cv * fast_log(u)
 
 
-@_jit
-def _copy_call_s(s0, call_s, cf, cf_wait, call_wait, c, cv):
-    """(duration, waiting part, draws used) of one copy call of c folios, the waiting part jittered
-    (mean 1) with the next uniform of the stream at ``s0`` when it is random."""
-    wait = call_wait + c * cf_wait
-    if cv > 0.0 and wait > 0.0:
-        j = _jitter(cv, _uniform(s0, 0))
-        return call_s + c * cf - wait + wait * j, wait * j, 1
-    return call_s + c * cf, wait, 0
-
-
 TAIL_POOL = 64  # acknowledgement tails drawn ahead, in one vectorized loop
 
 
@@ -509,27 +486,9 @@ def _fill_tails(s0, remote: float, alpha: float, pool) -> None:
 
 
 @_jit
-def _flush_s(ts, i: int, pool, fixed, scale, alpha, remote):
-    """One flush round: the fixed part plus the slowest of ``remote`` acknowledgement tails.
-
-    Tails come from their own stream (state ``ts``, seeded from the point's seed), drawn
-    ``TAIL_POOL`` at a time; ``i`` is the next unused pool entry. Returns (flush, ts, i, draws).
-    """
-    if remote < 1.0:
-        return fixed, ts, i, 0
-    drawn = 0
-    if i >= TAIL_POOL:
-        _fill_tails(ts, remote, alpha, pool)
-        ts += np.uint64(TAIL_POOL) * _GOLDEN
-        drawn = TAIL_POOL
-        i = 0
-    return fixed + scale * pool[i], ts, i + 1, drawn
-
-
-@_jit
 def _tail_sum(ts, i: int, pool, k: int, remote, alpha):
     """Σ of ``k`` draws of the slowest of ``remote`` acknowledgement tails (unit scale), taken from
-    the pool as ``_flush_s`` takes them. Returns (sum, ts, i, draws)."""
+    the pool (refilled ``TAIL_POOL`` at a time). Returns (sum, ts, i, draws)."""
     tot = 0.0
     drawn = 0
     for _r in range(k):
@@ -569,14 +528,13 @@ def _sum(a, m: int) -> float:
     CC_CALL1W, CC_T1USED, CC_IMM_DEF, CC_IMM_NOW, CC_ISSUE, CC_QUEUE,
 ) = range(18)  # fmt: skip
 CC_WIDTH = 18
-MAX_CLASSES = 24  # sizes of a mix (at most one per power of two from 4 KiB to 16 GiB) + pieces
 
 # Point-level costs of flush rounds: rows of ``rc``.
 (
     RC_IMM_FIXED, RC_IMM_TAIL, RC_IMM_IPIS, RC_IMM_REMOTE, RC_B_FIXED, RC_B_TAIL, RC_B_IPIS, RC_B_REMOTE,
-    RC_SCALE, RC_ALPHA, RC_REMOTE, RC_DEFER,
-) = range(12)  # fmt: skip
-RC_WIDTH = 12
+    RC_SCALE, RC_ALPHA, RC_REMOTE, RC_DEFER, RC_BCAST,
+) = range(13)  # fmt: skip
+RC_WIDTH = 13
 
 
 @_jit
@@ -589,40 +547,27 @@ def _round_costs(prof, kcode: float, targets: float, rc) -> None:
       full flush of the batch's cpumask, the same IPI round with the full-flush handler.
     - broadcast (arm64 TLBI ...IS + DSB ISH, arch/arm64/include/asm/tlbflush.h ``flush_tlb_page()``;
       x86 INVLPGB + TLBSYNC from 6.15 for an mm on >= 4 CPUs, arch/x86/mm/tlb.c
-      ``broadcast_tlb_flush()``, ``consider_global_asid()``): no IPIs; the sync reaches the whole
-      inner-shareable domain, so it grows with the machine's CPUs, not ``target_cpus``. The batch
-      flush is the sync alone (arm64 ``arch_tlbbatch_flush()`` = ``dsb(ish)``, from 6.6; x86
+      ``broadcast_tlb_flush()``, ``consider_global_asid()``): no IPIs, no tail; the batch flush is
+      the completion wait alone (arm64 ``arch_tlbbatch_flush()`` = ``dsb(ish)``, from 6.6; x86
       ``tlbsync()``, from 6.15).
-    - deferral (mm/rmap.c ``should_defer_flush()``, v6.3 "migrate_pages: batch flushing TLB"):
-      x86 only when another CPU is in the mm (``arch_tlbbatch_should_defer()``); arm64 only from
-      6.6 (``ARCH_WANT_BATCHED_UNMAP_TLB_FLUSH``).
+    - deferral: mm/rmap.c ``should_defer_flush()`` (``defers_flush()``).
     """
-    arm64 = prof[FLUSH_ARM64] > 0.5
-    invlpgb = (prof[INVLPGB] > 0.5 if INVLPGB >= 0 else False) and kcode >= 615.0 and targets >= 4.0
-    bcast = arm64 or invlpgb
+    bcast = uses_broadcast(prof, kcode, targets)
     remote = targets - 1.0
-    sync_s = (
-        (prof[BCAST_SYNC] if BCAST_SYNC >= 0 else 0.0)
-        + (prof[BCAST_PER_CPU] if BCAST_PER_CPU >= 0 else 0.0) * (prof[CPUS] - 1.0)
-        + prof[SOCKET_HOP] * (prof[SOCKETS] - 1.0)
-    )
-    issue = prof[BCAST_ISSUE] if BCAST_ISSUE >= 0 else 0.0
     has_remote = (not bcast) and remote >= 1.0
-    rc[RC_IMM_FIXED] = (
-        prof[LOCAL_PAGE_FLUSH] + issue + sync_s if bcast else flush_fixed_s(prof, False, 1.0, targets)
-    )
+    rc[RC_IMM_FIXED] = entry_round_fixed_s(prof, bcast, targets)
     rc[RC_IMM_TAIL] = 1.0 if has_remote else 0.0
     rc[RC_IMM_IPIS] = remote if has_remote else 0.0
     rc[RC_IMM_REMOTE] = remote * prof[HANDLER_PAGE] if has_remote else 0.0
-    rc[RC_B_FIXED] = sync_s if bcast else flush_fixed_s(prof, True, 1.0, targets)
+    rc[RC_B_FIXED] = batch_round_fixed_s(prof, bcast, targets)
     rc[RC_B_TAIL] = rc[RC_IMM_TAIL]
     rc[RC_B_IPIS] = rc[RC_IMM_IPIS]
     rc[RC_B_REMOTE] = remote * prof[HANDLER_FULL] if has_remote else 0.0
     rc[RC_SCALE] = prof[ACK_SCALE]
     rc[RC_ALPHA] = prof[ACK_ALPHA]
     rc[RC_REMOTE] = remote
-    defer = kcode >= 603.0 and (kcode >= 606.0 if arm64 else remote >= 1.0)
-    rc[RC_DEFER] = 1.0 if defer else 0.0
+    rc[RC_DEFER] = 1.0 if defers_flush(prof, kcode, targets) else 0.0
+    rc[RC_BCAST] = 1.0 if bcast else 0.0
 
 
 @_jit
@@ -640,7 +585,7 @@ def _class_costs(prof, rc, kcode, hint, folio_kb, unit_folios, engine, threads, 
     """
     page_kb = prof[PAGE_KB]
     fp = folio_kb / page_kb
-    pmd = fp == page_kb * 1024.0 / 8.0
+    pmd = pmd_mapped(prof, fp)
     cc[c, CC_FP] = fp
     cc[c, CC_U] = unmap_phase_s(prof, fp, mapcount)
     cc[c, CC_R] = remap_s(prof, fp, mapcount)
@@ -663,14 +608,9 @@ def _class_costs(prof, rc, kcode, hint, folio_kb, unit_folios, engine, threads, 
     hinted = hint > 0.5
     cc[c, CC_IMM_DEF] = mapcount if pmd else 0.0
     cc[c, CC_IMM_NOW] = mapcount if pmd else (0.0 if hinted else fp * mapcount)
-    queue = (not pmd) and not (hinted and kcode >= 604.0)
-    arm64 = prof[FLUSH_ARM64] > 0.5
-    bcast = arm64 or (
-        (prof[INVLPGB] > 0.5 if INVLPGB >= 0 else False) and kcode >= 615.0 and rc[RC_REMOTE] >= 3.0
-    )
-    issue = prof[BCAST_ISSUE] if BCAST_ISSUE >= 0 else 0.0
+    queue = (not pmd) and not (hinted and kcode >= K_SKIP_INACCESSIBLE)
     cc[c, CC_QUEUE] = 1.0 if queue else 0.0
-    cc[c, CC_ISSUE] = issue * fp * mapcount if (queue and bcast) else 0.0
+    cc[c, CC_ISSUE] = prof[BCAST_ISSUE] * fp * mapcount if (queue and rc[RC_BCAST] > 0.5) else 0.0
 
 
 @_jit
@@ -740,6 +680,55 @@ def _move(
     return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd
 
 
+@_vec
+def _fill_windows(base: float, slope: float, unm: int, tbuf, wbuf, m: int) -> None:
+    """Windows of a one-size move phase: folio j is remapped at base + (j+1)·slope."""
+    for j in range(unm):
+        wbuf[m + j] = base + slope * (j + 1.0) - tbuf[j]
+
+
+@_jit
+def _move_fast(
+    s0, ts, tpos, pool, cc, rc, queued: bool, unm: int, tbuf, wbuf, m: int, time: float, cv: float
+):
+    """``_move`` for one folio size (class 0): the remaps in closed form, the windows in one
+    vectorized loop. Also returns (base, slope): folio j's remap ends at base + (j+1)·slope."""
+    rounds = ipis = remote = wait = extra = 0.0
+    nd = 0
+    if queued:
+        f = rc[RC_B_FIXED]
+        if rc[RC_B_TAIL] > 0.5:
+            t, ts, tpos, dr = _tail_sum(ts, tpos, pool, 1, rc[RC_REMOTE], rc[RC_ALPHA])
+            f += rc[RC_SCALE] * t
+            nd += dr
+        time += f
+        rounds = 1.0
+        ipis = rc[RC_B_IPIS]
+        remote = rc[RC_B_REMOTE]
+    if unm == 0:
+        return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd, time, 0.0
+    cf = cc[0, CC_CF]
+    if cc[0, CC_PROG] > 0.5:
+        base = time + cc[0, CC_CALL]
+        slope = cf + cc[0, CC_R]
+    else:
+        total = cc[0, CC_CALL] + unm * cf
+        wpart = cc[0, CC_CALLW] + unm * cc[0, CC_CFW]
+        if cv > 0.0 and wpart > 0.0:
+            s0 += _GOLDEN
+            nd += 1
+            jf = _jitter(cv, _u01(s0))
+            total += wpart * (jf - 1.0)
+            wpart *= jf
+        wait = wpart
+        extra = (cc[0, CC_TUSED] - 1.0) * unm * cf
+        base = time + total
+        slope = cc[0, CC_R]
+    _fill_windows(base, slope, unm, tbuf, wbuf, m)
+    time = base + unm * slope
+    return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd, base, slope
+
+
 @_jit
 def _alone_copy(s0, cc, c: int, cv: float):
     """One copy call of one folio of class c: (duration, waiting part, s0, draws)."""
@@ -752,10 +741,44 @@ def _alone_copy(s0, cc, c: int, cv: float):
     return call, w, s0, 0
 
 
+@_vec
+def _busy_flags(s0, k: int, p: float, flags) -> int:
+    """``flags[j]`` = 1.0 when draw j of the stream at ``s0`` is below p (busy), else 0; returns Σ."""
+    tot = 0
+    for j in range(k):
+        b = 1 if _uniform(s0, j) < p else 0
+        flags[j] = b
+        tot += b
+    return tot
+
+
+@_vec
+def _zeros(a, k: int) -> None:
+    for j in range(k):
+        a[j] = 0.0
+
+
+@_jit
+def _fast_pass(pend, npend: int, flags, busy_s: float, step: float, time: float, ubuf, tbuf, unm: int):
+    """One unmap pass of one-size folios in list order, branch-free: a busy folio costs ``busy_s``
+    and stays pending, the others cost ``step`` and are unmapped (their ends in ``tbuf``)."""
+    newn = 0
+    for idx in range(npend):
+        f = pend[idx]
+        b = flags[idx]
+        time += busy_s if b > 0.5 else step
+        ubuf[unm] = f
+        tbuf[unm] = time
+        unm += 0 if b > 0.5 else 1
+        pend[newn] = f
+        newn += 1 if b > 0.5 else 0
+    return time, unm, newn
+
+
 @_jit
 def _replica(
     s0, ts, tpos, pool, cc, rc, fcls, bstart, nbat: int, pre63: bool, sync: bool, p, wb, wbwait, af,
-    busy_s, cv, mt: bool, pcls: int, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf,
+    busy_s, cv, mt: bool, pcls: int, ncls: int, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf, runs,
 ):  # fmt: skip
     """One ``migrate_pages()`` call (models/MECHANISM.md §2-§4): the batches of ``bstart`` (before
     6.3 one "batch", the whole list, every folio alone), each with its unmap passes, batch flush,
@@ -767,19 +790,28 @@ def _replica(
     time = rounds = ipis = remote = wait = extra = failed = passes_sum = moved = 0.0
     nd = 0
     m = 0
+    nrun = 0
     ended = False
-    n_passes = SYNC_BATCHED_PASSES if sync else ASYNC_BATCHED_PASSES
+    n_passes = NR_MAX_MIGRATE_ASYNC_RETRY if sync else NR_MAX_MIGRATE_PAGES_RETRY
     defer = (not pre63) and rc[RC_DEFER] > 0.5
+    imm0 = cc[0, CC_IMM_DEF] if defer else cc[0, CC_IMM_NOW]
+    fast = ncls == 1 and af <= 0.0 and wb <= 0.0 and not pre63 and (imm0 == 0.0 or rc[RC_IMM_TAIL] < 0.5)
+    step = cc[0, CC_U] + imm0 * rc[RC_IMM_FIXED] + (cc[0, CC_ISSUE] if defer else 0.0)
+    runs_ok = fast and p <= 0.0  # then no fallback either (no busy folio, no writeback)
+    nr = 0
     for bi in range(nbat):
         bs = bstart[bi]
         be = bstart[bi + 1]
         if ended:  # -ENOMEM on an order-0 folio ended the call: nothing after it migrates
             failed += be - bs
             continue
+        nrun += 1
         npend = be - bs
         for j in range(npend):
             pend[j] = bs + j
-            wbf[bs + j] = 0
+        if wb > 0.0:
+            for j in range(npend):
+                wbf[bs + j] = 0
         unm = 0
         nfb = 0
         nspl = 0
@@ -791,6 +823,26 @@ def _replica(
             passes += 1
             newn = 0
             idx = 0
+            if fast:
+                # One size, nothing but -EAGAIN: the busy draws of the pass in one vectorized loop,
+                # then a branch-free pass in list order (unmap steps and busy attempts in time).
+                nb_ = 0
+                if p > 0.0:
+                    nb_ = _busy_flags(s0, npend, p, kbuf)
+                    s0 += np.uint64(npend) * _GOLDEN
+                    nd += npend
+                else:
+                    _zeros(kbuf, npend)
+                time, unm, newn = _fast_pass(pend, npend, kbuf, busy_s, step, time, ubuf, tbuf, unm)
+                c_un = npend - nb_
+                imm = cc[0, CC_IMM_DEF] if defer else cc[0, CC_IMM_NOW]
+                rounds += imm * c_un
+                ipis += imm * c_un * rc[RC_IMM_IPIS]
+                remote += imm * c_un * rc[RC_IMM_REMOTE]
+                moved += cc[0, CC_FP] * c_un
+                queued = queued or (c_un > 0 and defer and cc[0, CC_QUEUE] > 0.5)
+                npend = newn
+                continue
             while idx < npend:
                 f = pend[idx]
                 idx += 1
@@ -821,7 +873,7 @@ def _replica(
                         pend[newn] = f
                         newn += 1
                         continue
-                if wbf[f] != 0:  # -EBUSY: under writeback, non-blocking attempt
+                if wb > 0.0 and wbf[f] != 0:  # -EBUSY: under writeback, non-blocking attempt
                     time += busy_s
                     if sync:
                         fbuf[nfb] = f
@@ -870,10 +922,20 @@ def _replica(
                     nfb += 1
             else:
                 failed += npend  # still busy after the last pass
-        if not pre63:
+        if fast:
+            time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr, base, slope = _move_fast(
+                s0, ts, tpos, pool, cc, rc, queued, unm, tbuf, wbuf, m, time, cv
+            )
+            if runs_ok and unm > 0:  # every folio unmapped on pass 1: windows in arithmetic sequence
+                runs[0, nr] = base - (tbuf[0] - step)
+                runs[1, nr] = slope - step
+                runs[2, nr] = unm
+                nr += 1
+        elif not pre63:
             time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr = _move(
                 s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv
             )
+        if not pre63:
             nd += dr
             rounds += r1
             ipis += i1
@@ -891,14 +953,14 @@ def _replica(
             f = fbuf[j]
             c = fcls[f]
             done = False
-            for attempt in range(SYNC_SINGLE_PASSES):
+            for attempt in range(NR_MAX_MIGRATE_SYNC_RETRY):
                 if p > 0.0:
                     s0 += _GOLDEN
                     nd += 1
                     if _u01(s0) < p:
                         time += busy_s
                         continue
-                if wbf[f] != 0 and wbwait > 0.0:
+                if wb > 0.0 and wbf[f] != 0 and wbwait > 0.0:
                     s0 += _GOLDEN
                     nd += 1
                     wt = -wbwait * fast_log(_u01(s0))
@@ -923,8 +985,7 @@ def _replica(
                 break
             if not done:
                 failed += 1.0
-                most = SYNC_SINGLE_PASSES
-        passes_sum += most
+                most = NR_MAX_MIGRATE_SYNC_RETRY
         if nspl == 0:
             continue
         # Split pieces: migrate_pages() retries them once, MIGRATE_ASYNC, as one batch
@@ -944,7 +1005,7 @@ def _replica(
                         time += busy_s
                         failed += share
                         continue
-                if wbf[f] != 0:
+                if wb > 0.0 and wbf[f] != 0:
                     time += busy_s
                     failed += share
                     continue
@@ -992,14 +1053,161 @@ def _replica(
             wait += w1
             extra += e1 if mt else 0.0
             m += unm
-    return time, rounds, ipis, remote, wait, extra, failed, passes_sum, m, moved, s0, ts, tpos, nd
+    passes_mean = passes_sum / max(nrun, 1)
+    return time, rounds, ipis, remote, wait, extra, failed, passes_mean, m, moved, s0, ts, tpos, nd, nr
+
+
+# Batches of one folio (6.3+ with a cap of at most one folio's pages) and the pre-6.3 path (every
+# folio alone), one size, no writeback and no allocation failure: no folio's attempts touch
+# another's, so a folio's busy attempts before it gets through are geometric over all its attempts
+# (P(K >= k) = p^k, batched passes and fallback alike), and every random part of a folio is one
+# uniform of a counter-based stream. The replica is then a few vectorized passes over the folios.
+
+
+@_vec
+def _lone_busy(s0, n: int, inv_log_p: float, kbuf):
+    """Busy attempts of each of n lone folios before it gets through, K = floor(log U / log p),
+    capped at NR_MAX_MIGRATE_PAGES_RETRY (= failed), into ``kbuf``. Returns Σ K."""
+    tot = 0.0
+    cap = float(NR_MAX_MIGRATE_PAGES_RETRY)
+    for j in range(n):
+        k = min(math.floor(fast_log(_uniform(s0, j)) * inv_log_p), cap)
+        kbuf[j] = k
+        tot += k
+    return tot
+
+
+@_vec
+def _lone_tails(ts, n: int, remote: float, alpha: float, tbuf) -> None:
+    """The slowest of ``remote`` acknowledgement tails (unit scale) of each folio's flush."""
+    for j in range(n):
+        tbuf[j] = draw_max_lomax(remote, alpha, _uniform(ts, j))
+
+
+@_vec
+def _tails_total(ts, k: int, remote: float, alpha: float) -> float:
+    """Σ of k draws of the slowest of ``remote`` acknowledgement tails (unit scale)."""
+    tot = 0.0
+    for j in range(k):
+        tot += draw_max_lomax(remote, alpha, _uniform(ts, j))
+    return tot
+
+
+@_jit
+def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bool, cc, rc, kbuf, tbuf, wbuf):
+    """One replica of n lone folios of class 0. Same returns as ``_replica``."""
+    nd = 0
+    # Attempts: async, NR_MAX_MIGRATE_PAGES_RETRY batched passes; sync, NR_MAX_MIGRATE_ASYNC_RETRY
+    # batched (async, deferred) passes and then the rest alone, MIGRATE_SYNC (immediate flushes).
+    n_batched = NR_MAX_MIGRATE_ASYNC_RETRY if sync else NR_MAX_MIGRATE_PAGES_RETRY
+    cap = float(NR_MAX_MIGRATE_PAGES_RETRY)
+    busy = 0.0
+    if p >= 1.0:
+        for j in range(n):
+            kbuf[j] = cap
+        busy = cap * n
+    elif p > 0.0:
+        busy = _lone_busy(s0, n, 1.0 / math.log(p), kbuf)
+        s0 += np.uint64(n) * _GOLDEN
+        nd += n
+    else:
+        for j in range(n):
+            kbuf[j] = 0.0
+    defer = (not pre63) and rc[RC_DEFER] > 0.5
+    imm_b = cc[0, CC_IMM_DEF] if defer else cc[0, CC_IMM_NOW]
+    imm_1 = cc[0, CC_IMM_NOW]
+    queued = defer and cc[0, CC_QUEUE] > 0.5
+    flush_b = rc[RC_B_FIXED] if queued else 0.0
+    flush_tail = queued and rc[RC_B_TAIL] > 0.5
+    if pre63:  # every attempt alone: unmap (immediate flushes), copy of one folio, remap
+        call_b, cf_b, w_b, t_b = (
+            cc[0, CC_CALL1],
+            cc[0, CC_CF1],
+            cc[0, CC_CALL1W] + cc[0, CC_CF1W],
+            cc[0, CC_T1USED],
+        )
+    else:
+        call_b, cf_b, w_b, t_b = (
+            cc[0, CC_CALL],
+            cc[0, CC_CF],
+            cc[0, CC_CALLW] + cc[0, CC_CFW],
+            cc[0, CC_TUSED],
+        )
+    call_1, cf_1, w_1, t_1 = (
+        cc[0, CC_CALL1],
+        cc[0, CC_CF1],
+        cc[0, CC_CALL1W] + cc[0, CC_CF1W],
+        cc[0, CC_T1USED],
+    )
+    u = cc[0, CC_U]
+    r = cc[0, CC_R]
+    issue = cc[0, CC_ISSUE] if defer else 0.0
+    if flush_tail:
+        _lone_tails(ts, n, rc[RC_REMOTE], rc[RC_ALPHA], tbuf)
+        ts += np.uint64(n) * _GOLDEN
+        nd += n
+    jitter = cv > 0.0 and (w_b > 0.0 or w_1 > 0.0)
+    js0 = s0
+    if jitter:
+        s0 += np.uint64(n) * _GOLDEN
+        nd += n
+    m = 0
+    n_b = 0
+    n_1 = 0
+    failed = 0.0
+    wait = 0.0
+    tails_b = 0.0
+    most_b = 0.0
+    passes_sum = 0.0
+    scale = rc[RC_SCALE]
+    for j in range(n):
+        k = kbuf[j]
+        if k >= cap:
+            failed += 1.0
+            passes_sum += n_batched
+            most_b = n_batched
+            continue
+        batched = k < n_batched
+        jf = _jitter(cv, _uniform(js0, j)) if jitter else 1.0
+        if batched:
+            tl = tbuf[j] if flush_tail else 0.0
+            tails_b += tl
+            w = flush_b + scale * tl + call_b + cf_b + w_b * (jf - 1.0) + r
+            wait += w_b * jf
+            n_b += 1
+            passes_sum += k + 1.0
+            most_b = max(most_b, k + 1.0)
+        else:
+            w = call_1 + cf_1 + w_1 * (jf - 1.0) + r
+            wait += w_1 * jf
+            n_1 += 1
+            passes_sum += n_batched
+            most_b = n_batched
+        wbuf[m] = w
+        m += 1
+    win = _sum(wbuf, m)
+    rounds_imm = n_b * imm_b + n_1 * imm_1
+    time = busy * busy_s + n_b * (u + issue) + n_1 * u + rounds_imm * rc[RC_IMM_FIXED] + win
+    if rc[RC_IMM_TAIL] > 0.5 and rounds_imm > 0.0:
+        time += scale * _tails_total(ts, int(rounds_imm), rc[RC_REMOTE], rc[RC_ALPHA])
+        ts += np.uint64(int(rounds_imm)) * _GOLDEN
+        nd += int(rounds_imm)
+    rounds_b = n_b if queued else 0.0
+    rounds = rounds_imm + rounds_b
+    ipis = rounds_imm * rc[RC_IMM_IPIS] + rounds_b * rc[RC_B_IPIS]
+    remote = rounds_imm * rc[RC_IMM_REMOTE] + rounds_b * rc[RC_B_REMOTE]
+    extra = ((t_b - 1.0) * cf_b * n_b + (t_1 - 1.0) * cf_1 * n_1) if mt else 0.0
+    moved = (n_b + n_1) * cc[0, CC_FP]
+    # Unmap passes per batch (models/MECHANISM.md §5): before 6.3 passes over the list.
+    passes = most_b if pre63 else passes_sum / n
+    return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, TAIL_POOL, nd, 0
 
 
 @_jit
 def mc_point(
     prof, seed, kcode, ncls, cls_kb, cls_cnt, n, limit, engine, threads, targets, mapcount, p, rate, sync,
     hint, wb, wbwait, af, replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf,
-    state, pool, samp, tmp1, tmp2, out, col,
+    kbuf, runs, state, pool, samp, tmp1, tmp2, out, col,
 ):  # fmt: skip
     """Simulate ``replicas`` calls of one point; write means and errors to ``out[:, col]``.
 
@@ -1011,25 +1219,25 @@ def mc_point(
     ts = _mix(seed ^ _TAIL_SALT)
     tpos = TAIL_POOL
     page_kb = prof[PAGE_KB]
-    pre63 = kcode < 603.0
+    pre63 = kcode < K_BATCHED
     _round_costs(prof, kcode, targets, rc)
     n_int = int(n)
     # The list in order (mm/migrate.c migrate_pages(): batches cut when the pages reach the cap).
-    f = 0
-    big = 1.0
+    # Copy costs per size: a multi-threaded copy splits a nominal full batch (the cap, or the
+    # whole list if smaller; one folio before 6.3), as the analytic model does.
+    total_pages = 0.0
     for c in range(ncls):
-        fp = cls_kb[c] / page_kb
-        big = max(big, fp * cls_cnt[c])
-        _class_costs(
-            prof, rc, kcode, hint, cls_kb[c], folios_per_batch(limit, fp, n), engine, threads, mapcount, cc, c
-        )
+        total_pages += cls_cnt[c] * cls_kb[c] / page_kb
+    batch_pages = cls_kb[0] / page_kb if pre63 else min(max(limit, 1.0), total_pages)
+    batch_kb = max(batch_pages, 1.0) * page_kb
+    f = 0
+    for c in range(ncls):
+        _class_costs(prof, rc, kcode, hint, cls_kb[c], batch_kb / cls_kb[c], engine, threads, mapcount, cc, c)
         for _j in range(int(cls_cnt[c])):
             fcls[f] = c
             f += 1
     pcls = ncls  # order-0 pieces of split folios
-    _class_costs(
-        prof, rc, kcode, hint, page_kb, folios_per_batch(limit, 1.0, big), engine, threads, mapcount, cc, pcls
-    )
+    _class_costs(prof, rc, kcode, hint, page_kb, batch_kb / page_kb, engine, threads, mapcount, cc, pcls)
     fcls[fcls.shape[0] - 1] = pcls
     nbat = 0
     bstart[0] = 0
@@ -1048,20 +1256,25 @@ def mc_point(
     mt = engine == ENGINE_MT
     busy_s = prof[BUSY_ATTEMPT]
     inv_rate = 1.0 / rate if rate > 0.0 else 0.0
-    total_pages = 0.0
-    for c in range(ncls):
-        total_pages += cls_cnt[c] * cc[c, CC_FP]
 
+    # Lone folios, one size, nothing that couples them (allocation failure ends the call;
+    # writeback sends folios to the fallback in order): the vectorized replica.
+    lone = ncls == 1 and af <= 0.0 and wb <= 0.0 and (pre63 or nbat == n_int)
     s_time = s_time2 = s_pages = s_pages2 = s_tp = 0.0
     s_rounds = s_rounds2 = s_ipis = s_ipis2 = s_cpu = s_cpu2 = s_remote = 0.0
     s_win = s_win2 = s_m = s_m2 = s_wm = 0.0
     s_w50 = s_w99 = s_w99sq = s_s50 = s_s99 = s_s99sq = 0.0
     s_failed = s_failed2 = s_passes = s_passes2 = 0.0
     for _rep in range(replicas):
-        t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr = _replica(
-            s0, ts, tpos, pool, cc, rc, fcls, bstart, nbat, pre63, sync != 0, p, wb, wbwait, af, busy_s, cv,
-            mt, pcls, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf,
-        )  # fmt: skip
+        if lone:
+            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr, nr = (
+                _lone_replica(s0, ts, n_int, pre63, sync != 0, p, busy_s, cv, mt, cc, rc, kbuf, tbuf, wbuf)
+            )
+        else:
+            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr, nr = _replica(
+                s0, ts, tpos, pool, cc, rc, fcls, bstart, nbat, pre63, sync != 0, p, wb, wbwait, af, busy_s, cv,
+                mt, pcls, ncls, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf, runs,
+            )  # fmt: skip
         nd += dr
         time = prof[CALL_SETUP] + t
         cpu = time - wait + extra
@@ -1071,7 +1284,11 @@ def mc_point(
             nd += m
         else:
             win = _sum(wbuf, m)
-        w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
+        if nr > 0 and nr * RUN_MIN_FOLIOS <= m:  # few long batches: order statistics of the sequences
+            w50 = _runs_kth(runs, nr, max(math.ceil(0.50 * m) - 1, 0), tmp1)
+            w99 = _runs_kth(runs, nr, max(math.ceil(0.99 * m) - 1, 0), tmp1)
+        else:
+            w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
         # Stalls are often mostly zero (no touch inside the window): then both quantiles are 0.
         # When half of them or more are zero the p50 is 0 and only the p99 needs a selection.
         st50 = st99 = 0.0
@@ -1082,7 +1299,7 @@ def mc_point(
                 st50, st99 = _p50_p99(sbuf, m, samp, tmp1, tmp2)
             elif n_pos >= m - k99:
                 st99 = _kth(sbuf, m, k99, samp, tmp1)
-        passes_mean = passes_sum / nbat
+        passes_mean = passes_sum
         fm = float(m)
         s_time += time
         s_time2 += time * time
@@ -1174,7 +1391,7 @@ def mc_kernel(
         for c in range(ncls[i]):
             tot += cls_cnt[i, c] * max(cls_kb[i, c] / table[pidx[i], PAGE_KB], 1.0)
         wmax = max(wmax, int(tot) + int(n[i]))
-    cc = np.zeros((MAX_CLASSES + 1, CC_WIDTH), dtype=np.float64)
+    cc = np.zeros((MAX_MIX + 1, CC_WIDTH), dtype=np.float64)  # the mix's sizes, then pieces
     rc = np.zeros(RC_WIDTH, dtype=np.float64)
     fcls = np.zeros(nmax + 1, dtype=np.int64)
     bstart = np.zeros(nmax + 1, dtype=np.int64)
@@ -1184,6 +1401,8 @@ def mc_kernel(
     fbuf = np.empty(nmax, dtype=np.int64)
     spl = np.empty(nmax, dtype=np.int64)
     wbf = np.zeros(nmax, dtype=np.int64)
+    kbuf = np.empty(nmax, dtype=np.float64)
+    runs = np.empty((3, nmax + 1), dtype=np.float64)
     wbuf = np.empty(wmax, dtype=np.float64)
     sbuf = np.empty(wmax, dtype=np.float64)
     state = np.zeros(4, dtype=np.uint64)
@@ -1196,8 +1415,8 @@ def mc_kernel(
         draws += mc_point(
             table[pidx[i]], seeds[i], kcode[i], ncls[i], cls_kb[i], cls_cnt[i], n[i], limit[i], engine[i],
             threads[i], targets[i], mapcount[i], p[i], rate[i], sync[i], hint[i], wb[i], wbwait[i], af[i],
-            replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf, state, pool, samp,
-            tmp1, tmp2, out, i,
+            replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf, kbuf, runs, state,
+            pool, samp, tmp1, tmp2, out, i,
         )  # fmt: skip
     return draws
 
@@ -1214,7 +1433,7 @@ def point_seeds(arrays: PointArrays, profile_names: tuple[str, ...], seed: int) 
     """Per-point 64-bit seeds from the sweep seed and the point's parameter values only."""
     name_hash = np.array([zlib.crc32(nm.encode()) for nm in profile_names], dtype=np.uint64)
     h = _splitmix_np(np.full(len(arrays), np.uint64(seed & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64))
-    cols: tuple[np.ndarray, ...] = (
+    cols: list[np.ndarray] = [
         name_hash[arrays.profile_index],
         arrays.folio_kb,
         arrays.n_folios,
@@ -1226,56 +1445,19 @@ def point_seeds(arrays: PointArrays, profile_names: tuple[str, ...], seed: int) 
         arrays.busy_prob,
         arrays.access_rate_hz,
         arrays.sync_mode.astype(np.float64),
-        _column(arrays, "kernel_code", 606.0),
-        _column(arrays, "numa_hinting", 0.0),
-        _column(arrays, "writeback_prob", 0.0),
-        _column(arrays, "writeback_wait_s", 0.001),
-        _column(arrays, "alloc_fail_prob", 0.0),
-    )
-    kb = getattr(arrays, "mix_kb", None)
-    frac = getattr(arrays, "mix_frac", None)
-    if kb is not None and frac is not None:
-        cols += tuple(np.asarray(kb, dtype=np.float64).T) + tuple(np.asarray(frac, dtype=np.float64).T)
+        arrays.kernel_code,
+        arrays.numa_hinting,
+        arrays.writeback_prob,
+        arrays.writeback_wait_s,
+        arrays.alloc_fail_prob,
+        *np.asarray(arrays.mix_kb, dtype=np.float64).T,
+        *np.asarray(arrays.mix_folios, dtype=np.float64).T,
+    ]
     for col in cols:
         bits = col if col.dtype == np.uint64 else np.ascontiguousarray(col, dtype=np.float64).view(np.uint64)
         with np.errstate(over="ignore"):
             h = _splitmix_np(h ^ bits)
     return h
-
-
-def mix_classes(arrays: PointArrays, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The folio list of each point as size classes in list order: (classes per point, KiB per
-    class, folios per class). Without a mix, one class of ``folio_kb``; with one, the mix's sizes in
-    the order given, counts ``n_folios × fraction`` by largest remainder, ties to the earlier size
-    (models/MECHANISM.md §1)."""
-    n_pts = len(arrays)
-    mix_kb = getattr(arrays, "mix_kb", None)
-    mix_frac = getattr(arrays, "mix_frac", None)
-    if mix_kb is None or mix_frac is None or mix_kb.size == 0:
-        return (
-            np.ones(n_pts, dtype=np.int64),
-            np.asarray(arrays.folio_kb, dtype=np.float64).reshape(n_pts, 1).copy(),
-            np.asarray(arrays.n_folios, dtype=np.float64).reshape(n_pts, 1).copy(),
-        )
-    kb = np.asarray(mix_kb, dtype=np.float64)
-    frac = np.asarray(mix_frac, dtype=np.float64)
-    has: np.ndarray = np.asarray((kb > 0).any(axis=1))
-    kb = np.where(has[:, None], kb, 0.0)
-    kb[~has, 0] = np.asarray(arrays.folio_kb, dtype=np.float64)[~has]
-    frac = np.where(has[:, None], frac, 0.0)
-    frac[~has, 0] = 1.0
-    n = np.asarray(arrays.n_folios, dtype=np.float64)
-    exact = n[:, None] * frac
-    cnt = np.floor(exact)
-    left = (n - cnt.sum(axis=1)).astype(np.int64)
-    rem = np.where(kb > 0, exact - cnt, -1.0)
-    # largest remainder first, ties to the earlier size (stable sort on the negated remainder)
-    order = np.argsort(-rem, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(kb.shape[1])[None, :].repeat(n_pts, axis=0), axis=1)
-    cnt += ranks < left[:, None]
-    ncls = (kb > 0).sum(axis=1).astype(np.int64)
-    return ncls, kb, cnt
 
 
 def montecarlo_outputs(
@@ -1291,24 +1473,21 @@ def montecarlo_outputs(
     n_pts = len(arrays)
     out = np.zeros((N_COLS, n_pts), dtype=np.float64)
     seeds = point_seeds(arrays, profile_names(), seed)
-    ncls, cls_kb, cls_cnt = mix_classes(arrays, table)
-    mc_kernel(*kernel_inputs(arrays, seeds, ncls, cls_kb, cls_cnt), table, replicas, out)
+    mc_kernel(*kernel_inputs(arrays, seeds), table, replicas, out)
     return {name: out[i] for i, name in enumerate(_COLUMNS)}
 
 
-def _column(arrays: PointArrays, name: str, default: float) -> np.ndarray:
-    v = getattr(arrays, name, None)
-    if v is None:
-        return np.full(len(arrays), default, dtype=np.float64)
-    return np.ascontiguousarray(v, dtype=np.float64)
-
-
-def kernel_inputs(arrays: PointArrays, seeds, ncls, cls_kb, cls_cnt) -> tuple:
-    """The per-point arrays of ``mc_kernel`` in its order (before ``table``)."""
+def kernel_inputs(arrays: PointArrays, seeds: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The per-point arrays of ``mc_kernel`` in its order (before ``table``). The folio list of a
+    point is its mix (``mix_len`` sizes of ``mix_kb`` KiB, ``mix_folios`` folios each, in list
+    order; a single ``folio_kb`` is a mix of one size, models/MECHANISM.md §1)."""
+    f64 = np.float64
     return (
-        arrays.profile_index, seeds, _column(arrays, "kernel_code", 606.0), ncls, cls_kb, cls_cnt,
-        arrays.n_folios, arrays.batch_limit_pages, arrays.engine_code, arrays.copy_threads, arrays.target_cpus,
-        arrays.mapcount, arrays.busy_prob, arrays.access_rate_hz, arrays.sync_mode,
-        _column(arrays, "numa_hinting", 0.0), _column(arrays, "writeback_prob", 0.0),
-        _column(arrays, "writeback_wait_s", 0.001), _column(arrays, "alloc_fail_prob", 0.0),
+        arrays.profile_index, seeds, np.asarray(arrays.kernel_code, dtype=f64),
+        np.ascontiguousarray(arrays.mix_len, dtype=np.int64), np.ascontiguousarray(arrays.mix_kb, dtype=f64),
+        np.ascontiguousarray(arrays.mix_folios, dtype=f64), arrays.n_folios, arrays.batch_limit_pages,
+        arrays.engine_code, arrays.copy_threads, arrays.target_cpus, arrays.mapcount, arrays.busy_prob,
+        arrays.access_rate_hz, arrays.sync_mode, np.asarray(arrays.numa_hinting, dtype=f64),
+        np.asarray(arrays.writeback_prob, dtype=f64), np.asarray(arrays.writeback_wait_s, dtype=f64),
+        np.asarray(arrays.alloc_fail_prob, dtype=f64),
     )  # fmt: skip

@@ -32,6 +32,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from models.errors import UserError
 from models.evaluate import measured_metric, run_kernel
 from models.fileio import TMP_PREFIX, atomic_write, os_message
 from models.measurements import MODEL_METRICS, data_hash, load_measurements, model_rows
-from models.params import ENGINES, PARAMETERS, check_points, complete_points, first_error
+from models.params import ENGINES, PARAMETERS, PointError, check_points, complete_points, first_error
 from models.profiles import get_profile
 
 FORMAT = "foliotune-regression"
@@ -88,8 +89,6 @@ class ModelDirError(UserError):
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("foliotune")
     except Exception:  # pragma: no cover - not installed as a package
         return "0+unknown"
@@ -111,8 +110,6 @@ def analytic_prior(
     arrays, reasons = check_points(full)
     msg = first_error(reasons)
     if msg is not None:
-        from models.params import PointError
-
         raise PointError(msg)
     prior = measured_metric(run_kernel(arrays, "analytic"), np.asarray(metric, dtype=object), arrays)
     return full.reset_index(drop=True), prior
@@ -220,7 +217,7 @@ class MigrationRegressor(RegressorMixin, BaseEstimator):
 
     # core -------------------------------------------------------------------------------------
     def _new_estimator(self) -> Any:
-        from sklearn.ensemble import GradientBoostingRegressor
+        from sklearn.ensemble import GradientBoostingRegressor  # ~1.5 s: only to fit
 
         return GradientBoostingRegressor(
             loss=self.loss,
@@ -274,7 +271,7 @@ class MigrationRegressor(RegressorMixin, BaseEstimator):
         return np.array([latest.get(str(n), fallback) for n in names], dtype=np.float64)[codes]
 
     def fit(self, X: pd.DataFrame, y: Sequence[float] | np.ndarray) -> MigrationRegressor:
-        from sklearn.model_selection import KFold
+        from sklearn.model_selection import KFold  # ~0.4 s: only to fit
 
         y = np.asarray(y, dtype=np.float64)
         if len(y) != len(X):
@@ -424,7 +421,7 @@ def cross_validate(
     that never saw that source. Returns ``table`` plus ``pred``, ``lo``, ``hi``, ``fold``; rows that
     could not be predicted (a fold whose training set is too small) have NaN.
     """
-    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut  # ~0.4 s: only to cross-validate
 
     y = table["value"].to_numpy(dtype=np.float64)
     if scheme == "kfold":
@@ -496,7 +493,7 @@ def _sha256(data: bytes) -> str:
 
 def _versions() -> dict[str, str]:
     import sklearn
-    import skops
+    import skops  # the package only; skops.io (~3 s) loads to persist or read a model
 
     return {"foliotune": _version(), "scikit-learn": sklearn.__version__, "skops": skops.__version__}
 
@@ -554,7 +551,7 @@ def save_model(
     (read-only, full) raises :class:`ModelDirError` or :class:`models.fileio.OutputFileError`, one
     line naming it, and leaves no temporary file.
     """
-    import skops.io as sio  # skops loads only to persist a model
+    import skops.io as sio  # ~3 s: only to persist a model
 
     manifest = model_manifest(model, data_sha256=data_sha256, extra=extra)
     estimator = sio.dumps(model.estimator_)
@@ -627,7 +624,7 @@ def _check_folder(d: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
 def load_model(model_dir: str | Path) -> tuple[MigrationRegressor, dict[str, Any]]:
     """Load a model folder written by :func:`save_model`, refusing other versions and any changed,
     missing or extra file (see :func:`seal_manifest` for what this protects against)."""
-    import skops.io as sio  # skops loads only to read a model
+    import skops.io as sio  # ~3 s: only to read a model
 
     d = Path(model_dir)
     manifest = read_manifest(d)
@@ -654,7 +651,7 @@ def load_model(model_dir: str | Path) -> tuple[MigrationRegressor, dict[str, Any
             f"{est_path}: contains types outside the allow-list ({', '.join(refused)}); not loaded"
         )
     estimator = sio.loads(est_bytes, trusted=list(untrusted))
-    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.ensemble import GradientBoostingRegressor  # ~1.5 s: only with a model to check
 
     if not isinstance(estimator, GradientBoostingRegressor):
         raise ModelDirError(f"{est_path}: unexpected estimator type {type(estimator).__name__}")
@@ -748,8 +745,6 @@ def predict_points(
     arrays, reasons = check_points(base_full)
     msg = first_error(reasons)
     if msg is not None:
-        from models.params import PointError
-
         raise PointError(msg)
     outputs = run_kernel(arrays, "analytic")
     cols: dict[str, np.ndarray] = {}

@@ -114,10 +114,13 @@ for _, r in pub.iterrows():
             add(r, **kw, metric='copy_fraction', value=float(val), sd='' if sd is None else sd, unit='1',
                 notes='fraction of migrate_pages() time in folio_copy(); Linux 6.8')
     elif s.startswith('Shivank Garg [PATCH RFC V2'):
+        # [PATCH RFC V2 9/9] "mm: adjust NR_MAX_BATCHED_MIGRATION for testing" sets it to HPAGE_PUD_NR
+        # (262144 base pages with 4 KiB pages); the RFC V3 series carries the same patch.
         src = dict(source='garg-rfc-v2-2025-03', profile='epyc-zen3-2s', date='2025-03-19', trust='B',
-                   batch_limit_pages=512)
+                   batch_limit_pages=262144)
         sd = sd_of(notes)
-        bnote = 'batch limit modified for testing, value not stated (512 assumed); '
+        bnote = ('NR_MAX_BATCHED_MIGRATION = HPAGE_PUD_NR = 262144 pages for testing ([PATCH RFC V2 9/9] '
+                 '"mm: adjust NR_MAX_BATCHED_MIGRATION for testing"); ')
         mix = r['folio_mix']
         if met == 'move_pages() migration throughput':
             fkb = FOLIO[re.match(r'uniform (\w+) folios', mix).group(1)]
@@ -181,9 +184,34 @@ for _, r in pub.iterrows():
                 'migration; ' + ("published '~4%'" if lab != 'vanilla' else "'~40%' baseline"))
 
 out = pd.DataFrame(rows)
+# Kernel each source ran, or the cycle its series was posted against (MAJOR.MINOR).
+KERNEL = {
+    'yan-rfc-2019-04': '5.0',  # "pre-batching kernel (~v5.0)"
+    'huang-rfc-reply-2022-09': '6.0',  # RFC posted 2022-09-21, during the 6.0 cycle (6.0-rc6)
+    'yang-arm64-batched-tlb-2022-11': '6.1',  # v6 posted 2022-11-15 (6.1-rc5)
+    'lkp-flush-regression-2023-03': '6.3',  # commit 7e12beb8ca in mm for 6.3 (robot ran 6.3-rc)
+    'huang-unmap-inaccessible-2023-04': '6.4',  # posted 2023-04, merged for 6.4
+    'garg-rfc-dma-2024-06': '6.8',  # "Linux 6.8" in the cover letter
+    'vanriel-invlpgb-2024-12': '6.13',  # RFC v2 posted 2024-12-22 (6.13-rc)
+    'garg-rfc-v2-2025-03': '6.14',  # "6.14" in the cover letter
+    'yan-slides-mt-2025': '6.14',  # linked in the 2025-03 LSFMM/MM thread (6.14 cycle)
+    'dsa-2lm-atc-2025': '6.15',  # paper of 2025-07: kernel not stated; cycle of its date
+    'garg-v4-2026-03': '7.0',  # "7.0-rc2"
+    'garg-meetup-2026-03': '7.0',  # 2026-03: the 7.0 cycle
+    'garg-v5-2026-05': '7.1',  # "7.1-rc1"
+}
+# The model knows releases up to 6.18 (models/MECHANISM.md): newer ones are recorded as 6.18, the
+# newest it models, and the row says which release the source ran.
+NEWEST_MODELED = '6.18'
+ran = out['source'].map(KERNEL)
+newer = ran.map(lambda k: tuple(map(int, k.split('.'))) > (6, 18))
+out['notes'] = [n + (f'; ran Linux {k}, recorded as {NEWEST_MODELED} (the newest release the model knows)'
+                     if nw else '') for n, k, nw in zip(out['notes'], ran, newer)]
+out['kernel'] = ran.where(~newer, NEWEST_MODELED)
+assert out['kernel'].notna().all(), sorted(set(out['source'][out['kernel'].isna()]))
 cols = ['source', 'reference', 'machine', 'profile', 'date', 'trust', 'folio_kb', 'n_folios', 'batch_limit_pages',
-        'copy_engine', 'copy_threads', 'target_cpus', 'mapcount', 'busy_prob', 'access_rate_hz', 'mode', 'variant',
-        'metric', 'value', 'sd', 'unit', 'notes']
+        'copy_engine', 'copy_threads', 'target_cpus', 'mapcount', 'busy_prob', 'access_rate_hz', 'mode', 'kernel',
+        'variant', 'metric', 'value', 'sd', 'unit', 'notes']
 out = out[cols]
 # convert to SI at curation time (the file stores SI, as MEASUREMENTS.md asks)
 def si(row):

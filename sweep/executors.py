@@ -86,6 +86,10 @@ class LazyRayExecutor:
     ) -> ExecutorReport:
         if not chunks:
             return ExecutorReport("ray (nothing to run)", 0)
+        if not (self.address or os.environ.get("RAY_ADDRESS")):
+            # An embedded Ray listens on loopback only: Ray reads this when it is imported (it then
+            # keeps 127.0.0.1 as the node address instead of replacing it by the machine's address).
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         from sweep.ray_backend import RayExecutor  # Ray is imported only here, when chunks run
 
         return RayExecutor(address=self.address, workers=self.workers).run(

@@ -6,7 +6,11 @@ whole sweep), and hands every finished chunk to a callback as soon as ``ray.wait
 
 Where Ray runs: an existing cluster when an address is given (``--address`` or ``RAY_ADDRESS``),
 the already-initialized Ray of this process if there is one (tests, notebooks), otherwise an
-embedded Ray started here on 127.0.0.1 without dashboard and stopped again afterwards.
+embedded Ray started here and stopped again afterwards. The embedded Ray listens on loopback only:
+node address 127.0.0.1 (which needs ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` before Ray is imported,
+see :class:`sweep.executors.LazyRayExecutor`; without it Ray replaces 127.0.0.1 by the machine's
+address and its servers listen on every interface), no dashboard; and a
+:mod:`sweep.watchdog` kills whatever it started if this process dies without stopping it.
 
 Tasks are retried (``max_retries``) when a worker process or node dies; since a chunk's result
 depends only on the spec and the chunk number, a retried chunk is identical.
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +31,7 @@ import ray
 from sweep.chunks import ChunkResult, compute_chunk
 from sweep.executors import ExecutorReport
 from sweep.spec import SweepSpec
+from sweep.watchdog import Watchdog
 
 MAX_RETRIES = 5
 
@@ -42,10 +49,29 @@ class RaySession:
     started_here: bool
     address: str
     nodes: set[str] = field(default_factory=set)  # ids of the nodes that ran chunks
+    watchdog: Watchdog | None = None
 
     def close(self) -> None:
         if self.started_here and ray.is_initialized():
             ray.shutdown()
+        if self.watchdog is not None:
+            self.watchdog.close()
+            self.watchdog = None
+
+
+def _signal_handlers() -> dict[int, Any]:
+    """This process's SIGTERM and SIGINT handlers (main thread only; else empty)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    """Put back the handlers ``ray.init`` replaced: Ray's own SIGTERM handler prints a native stack
+    dump (twice) and aborts, where the command line stops cleanly and says so."""
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def connect(address: str | None = None, workers: int | None = None) -> RaySession:
@@ -55,22 +81,43 @@ def connect(address: str | None = None, workers: int | None = None) -> RaySessio
         cpus = int(ray.cluster_resources().get("CPU", 1))
         return RaySession(min(workers or cpus, cpus) or 1, started_here=False, address="(this process)")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        handlers = _signal_handlers()
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        finally:
+            _restore(handlers)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         return RaySession(max(1, workers or cpus), started_here=True, address=address)
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     n = max(1, workers or os.cpu_count() or 1)
-    ray.init(
-        address="local",  # always a new embedded Ray, even if another Ray runs on this machine
-        num_cpus=n,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    return RaySession(n, started_here=True, address="embedded")
+    guard = Watchdog()  # started first: a driver killed while Ray starts leaves nothing either
+    handlers = _signal_handlers()
+    try:
+        ray.init(
+            address="local",  # always a new embedded Ray, even if another Ray runs on this machine
+            num_cpus=n,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except BaseException:
+        guard.close()
+        raise
+    finally:
+        _restore(handlers)
+    guard.roots(guard.new_children())
+    session = RaySession(n, started_here=True, address="embedded", watchdog=guard)
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != "127.0.0.1":
+        session.close()
+        raise RuntimeError(
+            f"embedded Ray took the node address {node_ip}, not 127.0.0.1 (Ray was imported before "
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set); refusing to listen beyond loopback"
+        )
+    return session
 
 
 def run_chunks(

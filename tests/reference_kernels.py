@@ -108,14 +108,16 @@ def reference_point(prof: np.ndarray, pt: dict) -> dict[str, float]:
             d.update(u=d["u_imm"], ra=imm_rounds, queued=False)
         d["remap"] = (prof[REMAP] + prof[REMAP_PTE] * entries) * m
         fb = fp * page_kb * 1024
-        # the nominal batch of this size sizes the multi-threaded copy (models/MECHANISM.md §4.2)
-        unit = 1.0 if pt["limit"] <= 1 else min(max(math.ceil(pt["limit"] / fp), 1.0), float(len(sizes)))
-        call, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fb, unit)
+        call, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fb, batch_bytes / fb)
         d.update(cf=cf, cfw=cfw, call=call, call_wait=cw, progressive=prog, t_used=tu)
         call1, cf1, cfw1, cw1, _p1, tu1 = copy_engine_costs(prof, engine, threads, fb, 1.0)
         d.update(cf1=cf1, cfw1=cfw1, call1=call1, call1_wait=cw1, t1=tu1)
         return d
 
+    # A multi-threaded copy splits a nominal full batch: the cap, or the whole list if smaller (one
+    # folio before 6.3) (models/MECHANISM.md §4.2).
+    nominal = min(max(pt["limit"], 1.0), sum(fps)) if batched else fps[0]
+    batch_bytes = max(nominal, 1.0) * page_kb * 1024
     kinds = {fp: folio(fp) for fp in set(fps)}
     n_pass = RETRY_ASYNC if pt["sync"] else RETRY_PAGES
     is_mt = engine == ENGINE_MT
@@ -167,15 +169,10 @@ def reference_point(prof: np.ndarray, pt: dict) -> dict[str, float]:
             tot["extra"] += ((t - 1) * X * cf).sum()
         tot["pages"] += (X * np.array([d["fp"] for d in F])).sum()
         tot["units"] += X.sum()
-        # Passes over the batch = passes of the async phase + the most fallback attempts any of
-        # its folios makes (sync mode), each an expectation of a maximum: 1 + Σ_k P(max > k).
+        # Passes of the batched phase that ran: 1 + Σ_k P(some folio still -EAGAIN after pass k).
         passes = 1.0
         for k in range(1, n_pass):
-            passes += 1 - (1 - p**k) ** B  # some folio still -EAGAIN after k passes
-        if pt["sync"]:
-            cand = p**RETRY_ASYNC + (1 - p**RETRY_ASYNC) * w  # pending after 3, or -EBUSY
-            for j in range(1, RETRY_SYNC + 1):
-                passes += 1 - (1 - cand * p ** (j - 1)) ** B  # some folio needs >= j fallback attempts
+            passes += 1 - (1 - p**k) ** B
         tot["passes"] += passes
         tot["batches"] += 1
         # Windows (models/MECHANISM.md §5), explicit over folios and pairs.

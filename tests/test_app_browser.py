@@ -244,6 +244,9 @@ def test_exports_match_cli(page: Any, server: str, folders: dict[str, Path], tmp
     page.wait_for_selector("#ch-rec-batch")
     _idle(page)
     old = _stamp(page)
+    page.click("#ch-model >> text=sweep: montecarlo")  # the sweep's results (live is the default)
+    _wait_stamp(page, old)
+    old = _stamp(page)
     page.fill("#ch-budget", "300")
     page.press("#ch-budget", "Enter")
     _wait_stamp(page, old)
@@ -346,20 +349,55 @@ def test_upload_far_above_the_limit_is_refused_with_a_message(page: Any, server:
     page.wait_for_selector("#ch-rec-batch")
 
 
+def _regression_residuals(pg: Any) -> dict[str, list[float]]:
+    """source -> in-sample log10(measured / regression) shown in the residual figure."""
+    pg.wait_for_function(
+        "() => { const g = document.querySelector('#ev-resid .js-plotly-plot'); "
+        "return g && g.data && g.data.some(t => t.name.startsWith('regression')); }"
+    )
+    pairs = pg.evaluate(  # _fullData: the arrays as drawn (data may hold them base64-encoded)
+        "() => document.querySelector('#ev-resid .js-plotly-plot')._fullData"
+        ".filter(t => t.name.startsWith('regression')).flatMap(t => Array.from(t.x).map((x, i) => [x, t.y[i]]))"
+    )
+    out: dict[str, list[float]] = {}
+    for src, y in pairs:
+        out.setdefault(str(src), []).append(float(y))
+    return out
+
+
 def test_good_upload_refits_for_the_session(page: Any, server: str) -> None:
+    """Throughputs uploaded at 8× the shipped ones pull the session's regression up: the shipped
+    measurements' in-sample residuals against it move down (measured / predicted falls)."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
     from models.measurements import SHIPPED_PATH
 
-    lines = SHIPPED_PATH.read_text().splitlines()
-    content = "\n".join(lines[:40]) + "\n"
+    shipped = pd.read_csv(SHIPPED_PATH, dtype=str, keep_default_na=False)
+    amd = shipped[(shipped["metric"] == "bytes_per_s") & (shipped["profile"] == "epyc-zen3-2s")]
+    mine = amd.assign(source="mine-x8", value=(amd["value"].astype(float) * 8).map(repr))
+    buf = io.StringIO()
+    pd.concat([mine] * 3, ignore_index=True).to_csv(buf, index=False)
     page.goto(server + "/evidence")
     page.wait_for_selector("#ev-upload")
     _idle(page)
+    before = _regression_residuals(page)
     page.set_input_files(
         "#ev-upload input[type=file]",
-        files=[{"name": "mine.csv", "mimeType": "text/csv", "buffer": content.encode()}],
+        files=[{"name": "mine.csv", "mimeType": "text/csv", "buffer": buf.getvalue().encode()}],
     )
     page.wait_for_selector("#ev-upload-ok, #ev-upload-error", timeout=120_000)
     assert page.query_selector("#ev-upload-ok") is not None, page.inner_text("#ev-upload-status")
+    page.wait_for_function(
+        "() => document.querySelector('#ev-resid .js-plotly-plot')._fullData"
+        ".some(t => t.name.startsWith('regression') && Array.from(t.x).includes('mine-x8'))",
+        timeout=60_000,
+    )
+    after = _regression_residuals(page)
+    shifts = [np.median(after[src]) - np.median(before[src]) for src in set(amd["source"]) if src in before]
+    assert shifts and np.median(shifts) < -0.1, shifts
 
 
 def test_broken_results_folders_explain_themselves(page: Any, server: str, artifacts_dir: Path) -> None:

@@ -33,6 +33,7 @@ from app.validation import ValidationQueue
 from models.errors import UserError
 from models.evaluate import evaluate
 from models.measurements import REQUIRED
+from models.params import PARAMETERS
 from models.regression import MigrationRegressor, load_model, predict_regression, save_model, training_table
 
 SPEC = """
@@ -101,10 +102,11 @@ def test_candidates_are_the_sweep_rows_of_one_workload(with_default: Path) -> No
 
 
 def test_status_is_the_sweep_status_plus_rows(with_default: Path) -> None:
-    from sweep.storage import sweep_status
+    from sweep.results import sweep_status
 
     st = load_results(with_default).status()
-    assert {k: st[k] for k in sweep_status(with_default)} == sweep_status(with_default)
+    want = sweep_status(with_default).to_dict()
+    assert {k: st[k] for k in want} == want
     raw = pd.read_parquet(with_default)
     assert st["complete"] and st["rows_total"] == len(raw) == 2 * st["n_points"]
     assert st["rows_loaded"] == int((raw["infeasible"] == "").sum()) < len(raw)
@@ -131,10 +133,12 @@ def test_an_evaluated_baseline_is_the_row_the_sweep_would_have_had(
 def test_a_region_of_swept_values_becomes_a_spec_with_the_sweeps_own_settings(with_default: Path) -> None:
     r = load_results(with_default)
     wl = r.resolve_workload("epyc-zen3-2s", {})
+    sent = json.loads(json.dumps(wl))  # as the browser sends it back: 1000.0 arrives as 1000
+    sent["access_rate_hz"] = int(sent["access_rate_hz"])
     region = parse_region(
-        r, {"axes": {"folio_kb": ["4", 64]}, "profile": "epyc-zen3-2s", "model": "analytic", "workload": wl}
+        r, {"axes": {"folio_kb": ["4", 64]}, "profile": "epyc-zen3-2s", "model": "analytic", "workload": sent}
     )
-    assert region.axes == {"folio_kb": [4, 64]}
+    assert region.axes == {"folio_kb": [4, 64]} and region.workload == wl
     spec = region_spec(r, region)
     manifest = json.loads((with_default / "_foliotune_manifest.json").read_text())
     for k in ("seed", "replicas"):
@@ -291,14 +295,13 @@ def test_residuals_of_throughput_and_time_per_page_mirror_each_other() -> None:
             }
         ]
     )
-    bps = float(evaluate(pt, "analytic")["bytes_per_s"].iloc[0])
-    base = shipped_measurements().iloc[:1].drop(columns=[c for c in pt.columns])
+    base = shipped_measurements().iloc[:1].assign(**pt.iloc[0].to_dict())
+    config = base[[c for c in PARAMETERS if c in base.columns]]  # the shipped row's other parameters too
+    bps = float(evaluate(config, "analytic")["bytes_per_s"].iloc[0])
     rows = pd.concat(
         [
-            base.assign(**pt.iloc[0].to_dict(), metric="bytes_per_s", value=2.0 * bps, source="a"),
-            base.assign(
-                **pt.iloc[0].to_dict(), metric="time_per_page_s", value=4096.0 / (2.0 * bps), source="b"
-            ),
+            base.assign(metric="bytes_per_s", value=2.0 * bps, source="a"),
+            base.assign(metric="time_per_page_s", value=4096.0 / (2.0 * bps), source="b"),
         ],
         ignore_index=True,
     ).assign(predicted=True)
@@ -424,3 +427,75 @@ def test_recommend_for_uses_the_given_regression_or_says_why_not(with_default: P
 
     rec = recommend_for(r, None, None, Constraints(1e-3), regression=RegressionSource(note="off: a test"))
     assert "off: a test" in json.dumps(rec.__dict__, default=str)
+
+
+_SERVER = """
+import multiprocessing, sys, time
+from app.explorer import create_app, stopping_cleanly
+from app.evidence import shipped_measurements
+app = create_app(sys.argv[1], sweeps_dir=sys.argv[2], sweep_backend="serial", use_regression=False)
+with stopping_cleanly(app):
+    print(app.server.extensions["foliotune_state"].validation(shipped_measurements()).status, flush=True)
+    time.sleep(1)
+    print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_no_validation_worker_outlives_the_server(with_default: Path, tmp_path: Path, sig: str) -> None:
+    """SIGTERM: the server stops its worker and exits 143; SIGKILL: the worker sees its server gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(with_default), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        assert len(workers) == 1 and _alive(workers[0])
+        proc.send_signal(getattr(signal, sig))
+        code = proc.wait(timeout=30)
+        assert code == (143 if sig == "SIGTERM" else -9)
+        deadline = time.monotonic() + 15  # the worker may still be starting (importing)
+        while _alive(workers[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(workers[0]), f"validation worker {workers[0]} outlived the server"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sessions_are_bounded_and_expire_when_idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.explorer as explorer
+
+    state = explorer.ExplorerState(folders=[tmp_path], sweeps_dir=tmp_path)
+    first = state.session("a")
+    first.summary = "uploaded"
+    assert state.session("a") is first
+    for i in range(explorer.MAX_SESSIONS):
+        state.session(f"other-{i}")
+    assert state.session("a") is not first  # the least recently seen was dropped
+    monkeypatch.setattr(explorer, "SESSION_IDLE_S", 0.2)
+    kept = state.session("b")
+    time.sleep(0.3)
+    state.session("c")
+    assert state.session("b") is not kept  # idle too long: dropped with its upload and regression
+    assert not list(tmp_path.glob(".sessions*"))  # nothing written per session

@@ -185,7 +185,7 @@ def test_results_folder_recommendation(results_dir: Path) -> None:
     loose = recommend_for(r, "epyc-zen3-2s", {"folio_kb": 4}, Constraints(1.0))
     assert tight.choice.batch_limit_pages < loose.choice.batch_limit_pages
     assert tight.choice.stall_p99_s <= 50e-6
-    assert tight.provenance.sweep_spec_hash == r.manifest["spec_hash"]
+    assert tight.provenance.sweep_spec_hash == r.sweep.spec.hash
     assert tight.baseline is not None and tight.gain is not None
     curves = engine_curves(r.candidates("epyc-zen3-2s", tight.workload), Constraints(50e-6))
     assert curves.groupby("copy_engine")["copy_threads"].nunique().max() == 1

@@ -207,19 +207,38 @@ def test_saving_into_a_read_only_folder_is_one_line_and_leaves_nothing(
         d.chmod(0o755)
 
 
-def test_saving_onto_a_full_disk_leaves_no_temporary_file(tmp_path: Path, table: pd.DataFrame) -> None:
-    """/dev/full as the estimator's temporary file: every write fails with ENOSPC."""
-    from models.fileio import temp_path
+def test_fit_out_onto_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A file-size limit makes every write of the estimator fail, as a full disk does."""
+    import resource
+    import signal
+    import subprocess
+    import sys
 
-    if not Path("/dev/full").exists():
-        pytest.skip("no /dev/full")
-    model = MigrationRegressor(n_estimators=20).fit(table, table["value"])
-    d = tmp_path / "full"
-    d.mkdir()
-    temp_path(d / ESTIMATOR_FILE).symlink_to("/dev/full")
-    with pytest.raises(UserError, match=r"full/estimator\.skops: cannot write \(no space left on device\)"):
-        save_model(model, d)
-    assert sorted(p.name for p in d.iterdir()) == []
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+    out = tmp_path / "m"
+    env = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "app.cli", "fit", "--out", str(out)],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("foliotune: error")]
+    assert errors == [
+        f"foliotune: error: {out}/estimator.skops: cannot write (file too large for this file system or process limit)"
+    ]
+    assert "Traceback" not in r.stderr
+    assert list(out.iterdir()) == []
 
 
 class Gadget:

@@ -339,7 +339,7 @@ def explore_cmd(
     """Serve the explorer (Choose, Landscape, Evidence, Sweeps) for a results folder."""
     if not results.is_dir():
         raise UserError(f"--results {results}: no such results folder")
-    from app.explorer import create_app
+    from app.explorer import create_app, stopping_cleanly
 
     sd = sweeps_dir or results.resolve().parent / "foliotune-explorer-sweeps"
     warm_up(results, regression)
@@ -347,7 +347,8 @@ def explore_cmd(
         results, sweeps_dir=sd, upload_limit=int(upload_limit_mb * 2**20), use_regression=regression
     )
     print(f"foliotune explorer: http://{host}:{port}/  (results {results}; Ctrl-C to stop)", file=sys.stderr)
-    serve(app, host, port)
+    with stopping_cleanly(app):  # SIGTERM like Ctrl-C; the validation worker ends with the server
+        serve(app, host, port)
 
 
 def register(cli: typer.Typer) -> None:

@@ -33,9 +33,36 @@ NoShippedOpt = Annotated[
 ]
 
 
+def _register_profiles_beside(measurements: list[Path]) -> None:
+    """Profiles written beside measurement files (``foliotune measure --out DIR`` writes
+    ``DIR/local.toml`` next to ``DIR/measurements-local.csv``) become known for this command (their
+    folder joins ``FOLIOTUNE_PROFILE_PATH``), so local and imported rows are used without setting it."""
+    import os
+
+    from models.profiles import ProfileError, load_profile_file, profile_names
+
+    known = set(profile_names())
+    extra: list[str] = []
+    for folder in sorted({Path(m).resolve().parent for m in measurements}):
+        try:
+            found = [load_profile_file(f) for f in sorted(folder.glob("*.toml"))]
+        except ProfileError:
+            continue  # a folder with a bad profile file is left alone (it would break the catalogue)
+        new = [p for p in found if p.name not in known]
+        if new:
+            extra.append(str(folder))
+            known |= {p.name for p in new}
+            for p in new:
+                print(f"profile {p.name!r} from {p.path or folder}", file=sys.stderr)
+    if extra:
+        old = os.environ.get("FOLIOTUNE_PROFILE_PATH", "")
+        os.environ["FOLIOTUNE_PROFILE_PATH"] = ":".join([*extra, *([old] if old else [])])
+
+
 def _load(measurements: list[Path] | None, strict: bool, no_shipped: bool) -> pd.DataFrame:
     from models.measurements import load_measurements
 
+    _register_profiles_beside(measurements or [])
     data, reports = load_measurements(measurements or [], strict=strict, include_shipped=not no_shipped)
     for r in reports:
         if r.n_skipped or r.path != reports[0].path or no_shipped:
@@ -97,6 +124,8 @@ def fit_cmd(
     from models.errors import UserError
     from models.measurements import data_hash
     from models.regression import (
+        ESTIMATOR_FILE,
+        MANIFEST_FILE,
         PRIORS,
         MigrationRegressor,
         amd_tables_mask,
@@ -132,10 +161,14 @@ def fit_cmd(
                 "measurements": [str(p) for p in (measurements or [])] + ([] if no_shipped else ["shipped"]),
             },
         )
-    except OSError as exc:
-        if created:  # save_model removed its temporary files; the folder it made goes too
+    except (OSError, UserError) as exc:
+        if created:  # a folder this run made: no half model left in it, and it goes too
             with contextlib.suppress(OSError):
+                for name in (ESTIMATOR_FILE, MANIFEST_FILE):
+                    (out / name).unlink(missing_ok=True)
                 out.rmdir()
+        if isinstance(exc, UserError):
+            raise  # one line naming the file (models.fileio)
         raise UserError(f"--out {out}: cannot write the model ({exc.strerror or exc})") from None
     total = time.perf_counter() - t0
     print(

@@ -132,7 +132,7 @@ class ExplorerState:
     def jobs(self) -> Any:
         with self._lock:
             if self._jobs is None:
-                from app.explorer.jobs import SweepJobs
+                from app.explorer.jobs import SweepJobs  # the sweep runner, only once a sweep starts
 
                 self._jobs = SweepJobs(
                     self.sweeps_dir, backend=self.sweep_backend, workers=self.sweep_workers
@@ -198,6 +198,7 @@ def _answer_oversized_uploads(app: Any, upload_limit: int) -> None:
     """A callback request above the server's size cap can only be an upload. Flask refuses it
     (413) before the callback runs, so the page would show nothing; answer it instead the way the
     upload callback answers a refused file: a one-line error in its status box."""
+    # with Dash (create_app): Flask and plotly are loaded by then; the pages import this package
     from flask import Response, request
     from plotly.io.json import to_json_plotly
 
@@ -227,7 +228,7 @@ def create_app(
     import dash
     from dash import dcc, html
 
-    from app.explorer import pages
+    from app.explorer import pages  # the pages use Dash and import this package
 
     dirs = results_dir if isinstance(results_dir, list) else [results_dir]
     folders = [Path(d).expanduser().resolve() for d in dirs]

@@ -22,9 +22,12 @@ from typing import Any
 import numpy as np
 
 from app.recommend import WORKLOAD
-from app.results_view import Results
+from app.results_view import Results, coerce_value
 from models.errors import UserError
 from models.evaluate import MODELS
+from sweep.results import sweep_status
+from sweep.runner import run_sweep
+from sweep.spec import spec_from_dict
 
 MAX_REGION_POINTS = 200_000
 REFINE_VALUES = 5
@@ -72,6 +75,14 @@ class Region:
     model: str
 
 
+def _swept(name: str, value: Any, swept: Sequence[Any]) -> Any:
+    """``value`` (from JSON: 1000 for 1000.0) as the swept value it names, or None if it names none."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    v = value if name == "profile" else coerce_value(name, value)
+    return v if v in swept else None
+
+
 def parse_region(results: Results, region: Any) -> Region:
     """Check a region request (JSON from the browser) against ``results``: the model and profiles
     are in the sweep, the axes are one or two parameters (``profile`` or workload parameters) whose
@@ -101,14 +112,13 @@ def parse_region(results: Results, region: Any) -> Region:
             raise RegionError(f"region.axes: {name!r} is not a parameter of the landscape")
         if not isinstance(vals, list) or not vals or len(vals) > len(swept[name]):
             raise RegionError(f"region.axes.{name}: expected a list of swept values")
-        as_swept = {str(v): v for v in swept[name]}
-        missing = [v for v in vals if not isinstance(v, (str, int, float)) or str(v) not in as_swept]
-        if missing:
+        found = [_swept(name, v, swept[name]) for v in vals]
+        if None in found:
             raise RegionError(
-                f"region.axes.{name}: {missing[0]!r} is not in the results "
+                f"region.axes.{name}: {vals[found.index(None)]!r} is not in the results "
                 f"(swept: {', '.join(map(str, swept[name]))})"
             )
-        checked[str(name)] = [as_swept[str(v)] for v in vals]
+        checked[str(name)] = found
     workload = region.get("workload", {})
     if not isinstance(workload, Mapping):
         raise RegionError("region.workload: expected an object of workload parameters")
@@ -116,10 +126,10 @@ def parse_region(results: Results, region: Any) -> Region:
     for name, v in workload.items():
         if name not in values:
             raise RegionError(f"region.workload: {name!r} is not a workload parameter")
-        as_swept = {str(x): x for x in values[name]}
-        if v is not None and ((not isinstance(v, (str, int, float))) or str(v) not in as_swept):
+        hit = None if v is None else _swept(name, v, values[name])
+        if v is not None and hit is None:
             raise RegionError(f"region.workload.{name}: {v!r} is not in the results for {profile}")
-        wl[str(name)] = None if v is None else as_swept[str(v)]
+        wl[str(name)] = hit
     return Region(profile=profile, workload=wl, axes=checked, model=model)
 
 
@@ -159,11 +169,12 @@ def region_spec(results: Results, region: Region) -> dict[str, Any]:
         raise UserError(
             f"the selected region needs {n:,} points (limit {MAX_REGION_POINTS:,}); select fewer cells"
         )
-    models = [mm for mm in results.sweep_setting("models") if mm in MODELS] or [m]
+    spec = results.sweep.spec
+    models = [mm for mm in spec.models if mm in MODELS] or [m]
     sweep = {
-        "seed": int(results.sweep_setting("seed")),
+        "seed": spec.seed,
         "models": models,
-        "replicas": int(results.sweep_setting("replicas")),
+        "replicas": spec.replicas,
         "sampler": "grid",
         "name": f"explorer region: {', '.join(f'{k}={v}' for k, v in axes.items())}"[:200],
     }
@@ -182,8 +193,6 @@ class SweepJobs:
         self._lock = threading.Lock()
 
     def launch(self, spec_dict: Mapping[str, Any]) -> Job:
-        from sweep.spec import spec_from_dict
-
         spec = spec_from_dict(dict(spec_dict), source="explorer region")
         out = self.sweeps_dir / f"region-{spec.hash}"
         with self._lock:
@@ -197,8 +206,6 @@ class SweepJobs:
         return job
 
     def _run(self, job: Job, spec: Any) -> None:
-        from sweep.runner import run_sweep
-
         try:
             run_sweep(spec, job.out_dir, workers=self.workers, progress=False, yes=True, backend=self.backend)
         except UserError as exc:
@@ -219,12 +226,10 @@ class SweepJobs:
 
     def progress(self, job: Job) -> dict[str, Any]:
         """{state, done, total, fraction, error} for a job (state: queued, running, done, failed)."""
-        from sweep.storage import sweep_status
-
         done = 0
         try:
             if job.out_dir.is_dir():
-                done = int(sweep_status(job.out_dir)["points_done"])
+                done = sweep_status(job.out_dir, verify="size").points_done
         except Exception:
             done = 0
         fut = job.future

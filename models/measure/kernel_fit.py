@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 #: The migration costs ``--kernel`` fits: per call, per folio, per page, per PTE (unmap and remap
-#: of one mapping) and the flush (local full flush, IPI send, the remote handler).
+#: of one mapping), the flush (local full flush, IPI send, the remote handler) and the copy (one
+#: thread's bandwidth and fixed cost, and the memory ceiling: the user-space copy measured under other
+#: load can sit below what the kernel's copy reaches).
 KERNEL_FIELDS: tuple[str, ...] = (
     "call_setup_us",
     "folio_setup_us",
@@ -27,6 +29,7 @@ KERNEL_FIELDS: tuple[str, ...] = (
     "ack_handler_full_us",
     "cpu_copy_gbps",
     "cpu_copy_fixed_ns",
+    "mem_ceiling_gbps",
 )
 #: Metrics the fit uses (per call: throughput and time; flush rounds per call).
 FIT_METRICS: tuple[str, ...] = ("bytes_per_s", "flush_rounds")
@@ -43,19 +46,19 @@ class KernelFit:
 def fit_local_profile(
     rows: pd.DataFrame, profile_name: str, *, kernel: str, date: str, method: str, n_calls: int
 ) -> KernelFit:
-    """Calibrate ``profile_name`` (a known profile, e.g. inside ``models.profiles.profile_dirs``) to
-    the ``*-best`` kernel rows; the fitted profile is returned, not registered."""
+    """Calibrate ``profile_name`` (a known profile: its folder on ``FOLIOTUNE_PROFILE_PATH``) to the
+    ``*-best`` kernel rows."""
     from models.calibrate import calibrate_profile
     from models.measurements import validate_table
     from models.profiles import get_profile
 
     data, _rep = validate_table(rows, "kernel rows", strict=True)
-    best = data[data["variant"].str.endswith("-best") & data["metric"].isin(FIT_METRICS)].reset_index(
+    best = data[data["variant"].str.contains("-best") & data["metric"].isin(FIT_METRICS)].reset_index(
         drop=True
     )
     base = get_profile(profile_name)
     fields = [f for f in KERNEL_FIELDS if base.values[f] > 0]
-    cal = calibrate_profile(best, profile_name, fields=fields, name=profile_name, span=30.0, max_nfev=600)
+    cal = calibrate_profile(best, profile_name, fields=fields, name=profile_name, span=100.0, max_nfev=600)
     how = (
         f"measured: real migrate_pages() of Linux {kernel} on this machine, {date}; {n_calls} traced calls "
         f"({method}), fastest per configuration; fitted by foliotune calibrate (bounded least squares on "

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.errors import UserError
+
 START = "mm_migrate_pages_start"
 END = "mm_migrate_pages"
 FLUSH = "tlb_flush"
@@ -37,9 +39,9 @@ FLUSH_REASONS = {
 }
 _FLUSH_NAME_TO_CODE = {v: k for k, v in FLUSH_REASONS.items()}
 
-# ftrace / trace-cmd:  comm-PID [(TGID)] [CPU] [flags] TIMESTAMP: [system:]event: args
+# ftrace / trace-cmd:  [buffer: ]comm-PID [(TGID)] [CPU] [flags] TIMESTAMP: [system:]event: args
 _FTRACE = re.compile(
-    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?:[\w.]{4,6}\s+)?"
+    r"^\s*(?:[\w.-]+:\s+)?(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?:[\w.]{4,6}\s+)?"
     r"(?P<ts>\d+\.\d+):\s+(?P<event>[\w:]+):\s?(?P<args>.*)$"
 )
 # perf script:  comm PID[/TID] [CPU] TIMESTAMP: system:event: args
@@ -51,7 +53,7 @@ _SKIP = re.compile(r"^\s*(#|$|cpus=\d+|version\s*=|CPU \d+ is empty|trace-cmd:)"
 _KV = re.compile(r"(\w+)=(\S+)")
 
 
-class TraceError(ValueError):
+class TraceError(UserError):
     """A trace that cannot give migration rows; the message names the file and line."""
 
 
@@ -138,8 +140,8 @@ def parse_trace_text(text: str, path: str = "<trace>", handler_pids: set[int] | 
         if ev == START:
             if pid in open_calls:
                 raise TraceError(
-                    f"{path}: line {i}: {START} of task {pid} while its call from line "
-                    f"{open_calls[pid][0]} has no {END} (unpaired events)"
+                    f"{path}: line {open_calls[pid][0]}: {START} of task {pid} has no {END} before the "
+                    f"task's next call at line {i} (unpaired events)"
                 )
             open_calls[pid] = (i, cpu, ts, m.group("comm").strip(), dict(_KV.findall(args)))
         elif ev == END:

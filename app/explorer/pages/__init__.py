@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
+from dash import Input, Output, State, dcc, html
+
+from app.explorer import results_or_error
+
 
 @dataclass(frozen=True)
 class Page:
@@ -40,15 +44,11 @@ PATHS: dict[str, Page] = {path: page for page in PAGES for path in page.paths}
 
 def nav_links() -> list[Any]:
     """The header's links, one per page."""
-    from dash import dcc  # Dash loads only when an app is built
-
     return [dcc.Link(p.title, href=p.paths[0], id=p.nav_id, className="nav") for p in PAGES]
 
 
 def problem_page(message: str) -> Any:
     """What is wrong with the results folder, and what to do (never a traceback)."""
-    from dash import dcc, html  # Dash loads only when an app is built
-
     return html.Div(
         [
             html.H2("The results folder cannot be used"),
@@ -73,10 +73,6 @@ def problem_page(message: str) -> Any:
 def register(app: Any, state: Any) -> None:
     """The router, the navigation highlighting and every page's callbacks, on ``app``."""
     # Dash (and the pages, which use it) load only when an app is built: ~1 s the CLI need not pay.
-    from dash import Input, Output, State, html
-
-    from app.explorer import results_or_error
-
     modules = {p.name: import_module(f"{__name__}.{p.name}") for p in PAGES}
 
     @app.callback(

@@ -7,6 +7,7 @@ import binascii
 from typing import Any
 
 import pandas as pd
+from dash import Input, Output, State, dcc, html
 
 from app.evidence import (
     evidence_metrics,
@@ -17,6 +18,7 @@ from app.evidence import (
     shipped_measurements,
     validation_table,
 )
+from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
 from app.figures import LABELS, empty_figure, evidence_figure, residual_figure, sobol_figure
 from app.queries import recommend_for
 from app.regression_source import regression_with
@@ -41,16 +43,12 @@ def _residuals(state: Any, session: Any) -> pd.DataFrame:
 
 
 def _table(df: pd.DataFrame) -> Any:
-    from dash import html
-
     head = html.Tr([html.Th(str(c)) for c in df.columns])
     body = [html.Tr([html.Td(str(v)) for v in row]) for row in df.itertuples(index=False)]
     return html.Table([head, *body], className="data", id="ev-validation")
 
 
 def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
-    from dash import dcc, html
-
     meas = shipped_measurements()
     profiles = sorted(p for p in meas["profile"].unique() if evidence_metrics(meas, p))
     want = selection.get("profile")
@@ -155,14 +153,10 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
 def upload_refused(reason: str) -> Any:
     """The upload status box's one-line refusal (the server sends it too, for requests above its
     size cap)."""
-    from dash import html
-
     return html.Div(f"Upload refused: {reason}", className="error", id="ev-upload-error")
 
 
 def register(app: Any, state: Any) -> None:
-    from dash import Input, Output, State, html
-
     @app.callback(
         Output("ev-metric", "options"),
         Output("ev-metric", "value"),
@@ -235,8 +229,6 @@ def register(app: Any, state: Any) -> None:
         State("session", "data"),
     )
     def sobol(_status: Any, selection: Any, folder_id: Any, session: Any) -> Any:
-        from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
-
         sel = selection or {}
         try:
             results = state.results(folder_id)

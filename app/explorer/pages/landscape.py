@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from dash import Input, Output, State, dcc, html, no_update
 from werkzeug.exceptions import BadRequest
 
 from app.explorer.jobs import RegionError, parse_region, region_spec
+from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
 from app.figures import LABELS, empty_figure, landscape_figure
 from app.queries import default_profile, landscape, landscape_axes
 from app.recommend import WORKLOAD
@@ -15,8 +17,6 @@ from models.errors import UserError
 
 
 def _selection_context(results: Results, selection: dict[str, Any]) -> tuple[str, str, dict[str, Any], Any]:
-    from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
-
     model = str(selection.get("model") if selection.get("model") in results.models else results.default_model)
     profs = results.profiles(model)
     profile = (
@@ -33,8 +33,6 @@ def _selection_context(results: Results, selection: dict[str, Any]) -> tuple[str
 
 
 def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
-    from dash import dcc, html
-
     model, profile, wl, cons = _selection_context(results, selection)
     axes = landscape_axes(results, profile, model)
     opts = [{"label": LABELS.get(a, a), "value": a} for a in axes]
@@ -117,8 +115,6 @@ def _parse(axis: str, v: Any, values: list[Any]) -> Any:
 
 
 def register(app: Any, state: Any) -> None:
-    from dash import Input, Output, State, dcc, html, no_update
-
     @app.callback(
         Output("ls-heat-batch", "figure"),
         Output("ls-heat-gain", "figure"),

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from dash import Input, Output, dcc, html, no_update
+
+from app.results_view import ResultsError, load_results
+
 
 def _folders_table(state: Any) -> Any:
-    from dash import html
-
-    from app.results_view import ResultsError, load_results
-
     rows = [
         html.Tr(
             [
@@ -60,8 +60,6 @@ def _folders_table(state: Any) -> Any:
 
 
 def _jobs_table(state: Any) -> Any:
-    from dash import html
-
     jobs = state.jobs.jobs()
     if not jobs:
         return html.P(
@@ -88,8 +86,6 @@ def _jobs_table(state: Any) -> Any:
 
 
 def layout(state: Any, results: Any, selection: Any) -> Any:
-    from dash import dcc, html
-
     return html.Div(
         [
             html.Div(
@@ -114,8 +110,6 @@ def layout(state: Any, results: Any, selection: Any) -> Any:
 
 
 def register(app: Any, state: Any) -> None:
-    from dash import Input, Output, no_update
-
     @app.callback(
         Output("sw-jobs-box", "children"),
         Output("sw-folders-box", "children"),
