@@ -401,3 +401,55 @@ def batch_round_fixed_s(prof, bcast: bool, targets: float) -> float:
 def pmd_mapped(prof, pages_per_folio: float) -> bool:
     """A folio of PTRS_PER_PTE pages is mapped by one PMD (a PMD-sized THP)."""
     return pages_per_folio >= prof[PAGE_KB] * 1024.0 / 8.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows and stalls: quantiles of the unmapped windows and of the application stall they cause.
+# ---------------------------------------------------------------------------------------------
+@_jit
+def _quantile_index(count: float, q: float) -> float:
+    """0-based rank of the q-quantile among ``count`` sorted values (inverted-CDF definition)."""
+    return max(math.ceil(q * count) - 1.0, 0.0)
+
+
+@_jit
+def line_quantile(a: float, slope: float, count: float, q: float) -> float:
+    """q-quantile of {a + slope*(j+1) : j = 0..count-1}."""
+    rank = _quantile_index(count, q)
+    j = rank if slope >= 0.0 else count - 1.0 - rank
+    return a + slope * (j + 1.0)
+
+
+@_jit
+def _halley_step(x: float, c: float) -> float:
+    """Halley's step (cubic convergence) on f(x) = x + expm1(-x) - c; f' = -expm1(-x), f'' = e^-x."""
+    emx = fast_expm1(-x)
+    f = x + emx - c
+    d1 = -emx
+    return x - 2.0 * f * d1 / (2.0 * d1 * d1 - f * (1.0 + emx))
+
+
+@_jit
+def stall_quantile(w_lo: float, w_hi: float, rate_hz: float, q: float) -> float:
+    """q-quantile of max(0, W - E), W uniform on [w_lo, w_hi], E ~ Exp(rate_hz).
+
+    With tail τ = 1 - q, L = λ·(w_hi - w_lo) and s the quantile, P(S > s) = τ has two regimes:
+    s <= w_lo (closed form) and s >= w_lo, where x = λ(w_hi - s) solves x + expm1(-x) = τL
+    (two Halley steps from the inverse series or from τL + 1: within 6e-14 of the root).
+    """
+    if not (rate_hz > 0.0 and w_hi > 0.0):
+        return 0.0
+    tail = 1.0 - q
+    lam = rate_hz
+    h = w_hi - w_lo
+    if h < 1e-9 * w_hi:
+        return max(w_hi + fast_log(1.0 - tail) / lam, 0.0)
+    L = lam * h
+    em = fast_expm1(-L)
+    c = tail * L
+    if L + em <= c:
+        return max(w_lo + fast_log((1.0 - tail) * L / -em) / lam, 0.0)
+    y = math.sqrt(2.0 * c)
+    x = y * (1.0 + y * (1.0 / 6.0 + y * (1.0 / 72.0))) if c < 1.0 else c + 1.0
+    x = _halley_step(_halley_step(x, c), c)
+    return max(w_hi - x / lam, 0.0)
