@@ -127,9 +127,19 @@ def table_bytes(rows: pd.DataFrame, fmt: str) -> bytes:
     """``rows`` as CSV or JSON records (SI units, machine-readable)."""
     if fmt == "csv":
         return rows.to_csv(index=False).encode()
-    if fmt == "json":
-        return (rows.to_json(orient="records", indent=2, force_ascii=False) + "\n").encode()
+    if fmt == "json":  # every float as Python's repr (round-trips; pandas' to_json keeps 10 digits)
+        import json
+
+        records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+        return (json.dumps(records, indent=2, ensure_ascii=False, default=_json_scalar) + "\n").encode()
     raise UserError(f"--format {fmt}: unknown (use {', '.join(TABLE_FORMATS)})")
+
+
+def _json_scalar(v: Any) -> Any:
+    """NumPy scalars as Python numbers (for :func:`json.dumps`)."""
+    if hasattr(v, "item"):
+        return v.item()
+    raise TypeError(f"not JSON serializable: {type(v).__name__}")
 
 
 def write_atomic(out: Path, data: bytes) -> None:

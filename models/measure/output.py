@@ -164,10 +164,7 @@ def write_kernel_outputs(
             method=krep.method,
             n_calls=len(krep.calls),
         )
-    tmp = paths["profile"].with_suffix(".toml.tmp")
-    tmp.write_text(dump_profile_toml(fit.profile))
-    load_profile_file(tmp)
-    tmp.replace(paths["profile"])
+    atomic_write(paths["profile"], dump_profile_toml(fit.profile), check=load_profile_file)
     both.to_csv(paths["measurements"], index=False)
     table = residual_table(fit)
     extra = {
