@@ -135,7 +135,9 @@ def make_movable_block(st: SystemState, tries: int = 200) -> Path:
     tried: list[str] = []
     st.say(
         "will take one ZONE_NORMAL memory block offline and online it as online_movable (tried from the "
-        "highest down; blocks holding kernel memory refuse at once); it goes back online in ZONE_NORMAL on exit"
+        "highest down; blocks holding kernel memory refuse at once); each traced call takes it offline and "
+        "online movable again (and an untraced cycle empties it when other processes' pages landed in it); "
+        "it goes back online in ZONE_NORMAL on exit"
     )
     for b in [b for b in online if (b / "valid_zones").read_text().split()[0] == "Normal"][:tries]:
         st.keep_block_state(b, "online", "Normal")  # before the change: a signal may come at any time
