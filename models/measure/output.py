@@ -34,7 +34,7 @@ def results_frame(rep: Report, profile_name: str = "local", command: str = "foli
     )
     rows = []
     for r in rep.results:
-        if not r.in_schema:
+        if not r.in_schema or not r.value > 0:  # 0 (e.g. a remote part lost in noise): JSON report only
             continue
         row: dict[str, Any] = dict.fromkeys(COLUMNS, None)
         row.update(
