@@ -288,6 +288,53 @@ def _one_hotplug_call(
         )
 
 
+def _one_move_pages_call(
+    inst: Path, topo: Topology, kb: int, workers: tuple[int, ...], migrator: int, repeat: int
+) -> KernelCall | str:
+    """Two or more nodes: one ``move_pages(2)`` call moving a 128 MiB buffer from the first node with
+    memory to the second, traced like the hotplug path. (Not exercised on the one-node machine this
+    was built on.)"""
+    from models.measure.move_pages import sys_move_pages
+
+    madvise = get_libc().madvise
+    madvise.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
+    src, dst = topo.memory_nodes[0], topo.memory_nodes[1]
+    nbytes = 128 * MIB
+    folio = max(kb * KIB, PAGE_BYTES)
+    with anon_mapping(nbytes, align=2 * MIB) as (buf, addr):
+        old = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, set(topo.numa_nodes.get(src) or topo.cpus))  # first touch on node src
+        try:
+            madvise(addr, nbytes, MADV_NOHUGEPAGE if folio <= PAGE_BYTES else MADV_HUGEPAGE)
+            if madvise(addr, nbytes, MADV_POPULATE_WRITE) != 0:
+                buf[::PAGE_BYTES] = 1
+        finally:
+            os.sched_setaffinity(0, old)
+        pfns = _page_frames(addr, nbytes // PAGE_BYTES)
+        heads = _folio_heads(pfns[pfns > 0])
+        pages = (addr + np.arange(0, nbytes, PAGE_BYTES, dtype=np.uint64)).astype(np.uint64)
+        nodes = np.full(len(pages), dst, np.int32)
+        status = np.full(len(pages), -1, np.int32)
+        (inst / "trace").write_text("")
+        with _Workload(workers):
+            os.sched_setaffinity(0, {migrator})
+            try:
+                c0 = read_tlb_interrupts()
+                (inst / "tracing_on").write_text("1")
+                t0 = time.perf_counter()
+                sys_move_pages(pages, nodes, status, 2)  # MPOL_MF_MOVE
+                wall = time.perf_counter() - t0
+                (inst / "tracing_on").write_text("0")
+                c1 = read_tlb_interrupts()
+            finally:
+                os.sched_setaffinity(0, old)
+        text = (inst / "trace").read_text()
+    calls = parse_trace_text(text, f"{inst}/trace").calls
+    main = max(calls, key=lambda c: c.succeeded_pages)
+    irqs = None if c0 is None or c1 is None else c1 - c0
+    return KernelCall(kb, len(workers), repeat, main, len(pages), heads, irqs, workers, migrator, wall, text)
+
+
 def run_kernel_measurements(
     topo: Topology,
     *,
@@ -314,10 +361,8 @@ def run_kernel_measurements(
                 (inst / "events" / ev / "enable").write_text("1")
             (inst / "buffer_size_kb").write_text("16384")
             (inst / "trace_clock").write_text("mono")  # one clock for every CPU (the default is per CPU)
-            if rep.method != "memory-hotplug":
-                raise Unavailable("move_pages between nodes under tracefs: not implemented yet on this path")
-            block = make_movable_block(st)
-            rep.block = block.name
+            block = make_movable_block(st) if rep.method == "memory-hotplug" else None
+            rep.block = block.name if block else ""
             migrator = topo.cpus[0]
             n = topo.nproc
             for kb in sizes_kb or folio_sizes_kb():
@@ -325,7 +370,11 @@ def run_kernel_measurements(
                 for k in range(1, n + 1):
                     workers = tuple(topo.cpus[1 : k + 1]) if k < n else tuple(topo.cpus)
                     for r in range(repeats):
-                        got = _one_hotplug_call(st, inst, block, kb, workers, migrator, r)
+                        got = (
+                            _one_hotplug_call(st, inst, block, kb, workers, migrator, r)
+                            if block is not None
+                            else _one_move_pages_call(inst, topo, kb, workers, migrator, r)
+                        )
                         if isinstance(got, str):
                             rep.skipped.append(got)
                         else:

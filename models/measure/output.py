@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,21 @@ def write_outputs(
     return paths
 
 
+@contextlib.contextmanager
+def profile_dir(folder: Path) -> Iterator[None]:
+    """Profiles in ``folder`` are known inside the block (``FOLIOTUNE_PROFILE_PATH``; the catalogue is
+    read-only and keyed by that variable)."""
+    old = os.environ.get("FOLIOTUNE_PROFILE_PATH")
+    os.environ["FOLIOTUNE_PROFILE_PATH"] = ":".join([str(folder.resolve()), *([old] if old else [])])
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("FOLIOTUNE_PROFILE_PATH", None)
+        else:
+            os.environ["FOLIOTUNE_PROFILE_PATH"] = old
+
+
 def write_kernel_outputs(
     krep: Any,
     topo: Any,
@@ -131,26 +148,23 @@ def write_kernel_outputs(
 
     from models.measure.kernel_fit import fit_local_profile, residual_table
     from models.measure.kernel_rows import kernel_release, kernel_rows
-    from models.profiles import dump_profile_toml, load_profile_file, register_profile
+    from models.profiles import dump_profile_toml, load_profile_file
 
     rows = kernel_rows(krep, topo, profile=profile_name, source=source, date=date, command=command)
     if rows.empty:
         return {"rows": 0}
     old = pd.read_csv(paths["measurements"], dtype=str, keep_default_na=False)
     both = pd.concat([old, rows.astype(object).where(rows.notna(), "")], ignore_index=True)
-    register_profile(load_profile_file(paths["profile"]))
-    fit = fit_local_profile(
-        rows,
-        profile_name,
-        kernel=kernel_release(krep.kernel),
-        date=date,
-        method=krep.method,
-        n_calls=len(krep.calls),
-    )
-    tmp = paths["profile"].with_suffix(".toml.tmp")
-    tmp.write_text(dump_profile_toml(fit.profile))
-    load_profile_file(tmp)
-    tmp.replace(paths["profile"])
+    with profile_dir(paths["profile"].parent):
+        fit = fit_local_profile(
+            rows,
+            profile_name,
+            kernel=kernel_release(krep.kernel),
+            date=date,
+            method=krep.method,
+            n_calls=len(krep.calls),
+        )
+    atomic_write(paths["profile"], dump_profile_toml(fit.profile), check=load_profile_file)
     both.to_csv(paths["measurements"], index=False)
     table = residual_table(fit)
     extra = {

@@ -46,6 +46,7 @@ class SystemState:
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._old_handlers: dict[int, Any] = {}
         self.restored: list[str] = []
+        self._originals: set[Path] = set()
         self.errors: list[str] = []
 
     def __enter__(self) -> SystemState:
@@ -93,8 +94,10 @@ class SystemState:
         if old == value:
             return
         self.say(f"setting {path} = {value} (was {old})")
+        if path not in self._originals:  # the first undo of a path brings back its original value
+            self._originals.add(path)
+            self.push(f"{path} = {old}", lambda: _write(path, old))
         path.write_text(value)
-        self.push(f"{path} = {old}", lambda: _write(path, old))
 
     # ---- tracefs ---------------------------------------------------------------------------------
     def tracefs_instance(self) -> Path:
