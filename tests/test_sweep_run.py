@@ -72,9 +72,8 @@ def test_ray_sweep_equals_serial_whatever_workers_and_chunks(
     ray_embedded: object, reference: pd.DataFrame, tmp_path: Path
 ) -> None:
     spec = spec_from_toml(SPEC)
-    cp = 100  # the reference's chunks: values across chunk sizes are test_values_do_not_depend_on_chunk_size
-    for workers in (2, 1):
-        out = tmp_path / f"w{workers}"
+    for workers, cp in ((2, 37), (1, 500)):  # the reference has chunks of 100
+        out = tmp_path / f"w{workers}c{cp}"
         summary = run_sweep(spec, out, workers=workers, chunk_points=cp, progress=False)
         df = read(out)
         pd.testing.assert_frame_equal(df, reference, check_exact=True)
@@ -94,11 +93,6 @@ def test_ray_sweep_equals_serial_whatever_workers_and_chunks(
     assert summary.infeasible_points == st["infeasible_points"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.1: analytic values depend on the chunk size by 1-2 ulp (fastmath: vectorized body "
-    "and scalar tail differ); flip to a plain test when the kernels are bit-identical",
-)
 def test_values_do_not_depend_on_chunk_size(reference: pd.DataFrame, tmp_path: Path) -> None:
     for cp in (7, 37):
         out = tmp_path / f"c{cp}"
@@ -106,11 +100,8 @@ def test_values_do_not_depend_on_chunk_size(reference: pd.DataFrame, tmp_path: P
         pd.testing.assert_frame_equal(read(out), reference, check_exact=True)
 
 
-def test_resume_runs_only_missing_and_damaged_chunks(tmp_path: Path) -> None:
+def test_resume_runs_only_missing_and_damaged_chunks(reference: pd.DataFrame, tmp_path: Path) -> None:
     spec = spec_from_toml(SPEC)
-    ref = tmp_path / "ref"
-    run_sweep(spec, ref, chunk_points=50, progress=False, backend="serial")
-    reference = read(ref)
     out = tmp_path / "out"
     first = run_sweep(spec, out, chunk_points=50, progress=False, backend="serial")
     parts = sorted(out.glob("part-*.parquet"))
@@ -265,7 +256,7 @@ def test_read_only_folder_is_one_clear_error_and_keeps_written_chunks(
     pd.testing.assert_frame_equal(read(out), reference, check_exact=True)
 
 
-def test_full_disk_enospc(tmp_path: Path) -> None:
+def test_full_disk_enospc(reference: pd.DataFrame, tmp_path: Path) -> None:
     """A real full file system (a 96 KiB tmpfs, when this user may mount one)."""
     mnt = tmp_path / "small"
     mnt.mkdir()
@@ -289,9 +280,7 @@ def test_full_disk_enospc(tmp_path: Path) -> None:
         subprocess.run(["umount", str(mnt)], check=False)
     done = run_sweep(spec_from_toml(SPEC), moved, progress=False, backend="serial")
     assert done.chunks_reused >= len(recorded)
-    ref = tmp_path / "ref"
-    run_sweep(spec_from_toml(SPEC), ref, chunk_points=25, progress=False, backend="serial")
-    pd.testing.assert_frame_equal(read(moved), read(ref), check_exact=True)
+    pd.testing.assert_frame_equal(read(moved), reference, check_exact=True)
 
 
 def test_unwritable_output_folder_is_one_line_error(
