@@ -37,65 +37,84 @@ def _fmt(v: object) -> str:
 
 
 def _print_table(df: object, title: str) -> None:
-    """A rich table; few points are shown transposed (one row per column, with its unit)."""
+    """One row per point, human units, fitting the terminal (``COLUMNS``); parameters that are the
+    same for every point are said once above the table instead of repeated in columns."""
     import pandas as pd
-    from rich.console import Console
-    from rich.table import Table
 
-    from models.params import UNITS
+    from app.output import fmt_rate, fmt_us, render_table
+    from models.params import PARAMETERS
 
     assert isinstance(df, pd.DataFrame)
-    table = Table(title=title)
-    if len(df) <= 12:
-        table.add_column("quantity")
-        table.add_column("unit")
-        for i in range(len(df)):
-            table.add_column(f"#{i + 1}", justify="right")
-        for col in df.columns:
-            table.add_row(str(col), UNITS.get(str(col), ""), *[_fmt(v) for v in df[col]])
-    else:
-        for col in df.columns:
-            unit = UNITS.get(str(col))
-            table.add_column(f"{col}" + (f" [{unit}]" if unit else ""), justify="right")
-        for _, row in df.iterrows():
-            table.add_row(*[_fmt(v) for v in row])
-    Console(width=max(120, 24 + 14 * min(len(df), 12))).print(table)
+    params = [c for c in PARAMETERS if c in df.columns]
+    fixed = [c for c in params if df[c].astype(str).nunique() <= 1 and len(df) > 1]
+    varying = [c for c in params if c not in fixed] if len(df) > 1 else ["profile"] if "profile" in df else []
+    if len(df) == 1:
+        fixed = [c for c in params if c not in varying]
+    main = [
+        "pages_per_s",
+        "bytes_per_s",
+        "time_s",
+        "stall_p99_s",
+        "window_p99_s",
+        "cpu_time_s",
+        "ipis",
+        "flush_rounds",
+    ]
+    shown = (
+        varying + [c for c in main if c in df.columns] + [c for c in ("ipi_reduction", "speedup") if c in df]
+    )
+    table = df[shown].copy()
+    for c in ("pages_per_s", "stall_p99_s"):
+        se = f"{c}_se" if f"{c}_se" in df else None
+        if se is not None:
+            fmt = fmt_rate if c == "pages_per_s" else fmt_us
+            table[c] = [f"{fmt(v)} ±{fmt(1.6448536 * e)}" for v, e in zip(df[c], df[se], strict=True)]
+    if fixed:
+        line = ", ".join(f"{c}={df[c].iloc[0]}" for c in fixed if str(df[c].iloc[0]) not in ("", "nan"))
+        print(f"{title}: {line}" if line else title)
+    render_table(
+        table,
+        title if not fixed else "",
+        formatters={c: str for c in table.columns if table[c].dtype == object},
+    )
 
 
-def profiles_cmd() -> None:
+def profiles_cmd(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+) -> None:
     """List the hardware profiles with cores, sockets and copy engines."""
-    from rich.console import Console
-    from rich.table import Table
+    import pandas as pd
 
+    from app.output import TABLE_FORMATS, render_table, table_bytes
     from models.profiles import get_profile, profile_names
 
-    table = Table(title="foliotune hardware profiles")
-    for col in (
-        "name",
-        "arch",
-        "sockets",
-        "cores",
-        "CPUs",
-        "page KiB",
-        "batch cap",
-        "copy engines",
-        "description",
-    ):
-        table.add_column(col)
+    if fmt not in TABLE_FORMATS:
+        raise UserError(f"--format {fmt}: unknown (use {', '.join(TABLE_FORMATS)})")
+    rows = []
     for name in profile_names():
         p = get_profile(name)
-        table.add_row(
-            p.name,
-            p.arch,
-            str(p.sockets),
-            str(p.cores),
-            str(p.cpus),
-            str(p.page_kb),
-            str(p.default_batch_limit_pages),
-            ", ".join(p.copy_engines),
-            p.description,
+        rows.append(
+            {
+                "name": p.name,
+                "arch": p.arch,
+                "sockets": p.sockets,
+                "cores": p.cores,
+                "CPUs": p.cpus,
+                "page KiB": p.page_kb,
+                "default limit": p.default_batch_limit_pages,
+                "copy engines": ", ".join(p.copy_engines),
+                "description": p.description,
+            }
         )
-    Console(width=220).print(table)
+    df = pd.DataFrame(rows)
+    if fmt != "table":
+        sys.stdout.write(table_bytes(df, fmt).decode())
+        return
+    from app.output import terminal_width
+
+    if terminal_width() < 160:  # the descriptions are in --format csv|json
+        df = df.drop(columns=["description"])
+    render_table(df, "foliotune hardware profiles")
 
 
 def predict_cmd(
@@ -132,6 +151,9 @@ def predict_cmd(
         str | None, typer.Option(metavar="FLOAT", help="single point: accesses/s per folio")
     ] = None,
     mode: Annotated[str | None, typer.Option(help="single point: async or sync")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="without --out: table (default), csv or json")
+    ] = "table",
 ) -> None:
     """Predict the outputs of points, from a CSV (--points) or from options (one point)."""
     from app.points import check_montecarlo, option_points, read_points_csv, validate_points
@@ -141,6 +163,8 @@ def predict_cmd(
 
     if model not in PREDICT_MODELS:
         raise UserError(f"--model: unknown model {model!r} (known: {', '.join(PREDICT_MODELS)})")
+    if fmt not in ("table", "csv", "json"):
+        raise UserError(f"--format {fmt}: unknown (use table, csv, json)")
     if model == "montecarlo" and replicas < MC_MIN_REPLICAS:
         raise UserError(f"--replicas: must be >= {MC_MIN_REPLICAS} to estimate errors (got {replicas})")
     if out is not None:
@@ -177,11 +201,15 @@ def predict_cmd(
         _write_atomic_csv(result, out)
         print(f"wrote {len(result)} rows to {out}", file=sys.stderr)
     else:
+        from app.output import table_bytes
         from models.params import OUTPUTS, PARAMETERS
 
         shown = [c for c in PARAMETERS if c in result.columns]
         for c in OUTPUTS:  # each output with its error or interval, where the model gives one
             shown += [x for x in (c, f"{c}_se", f"{c}_lo", f"{c}_hi") if x in result.columns]
+        if fmt != "table":
+            sys.stdout.write(table_bytes(result[shown], fmt).decode())
+            return
         _print_table(result[shown], f"foliotune predict ({model})")
 
 
