@@ -216,8 +216,8 @@ def choice_figure(
     )
     # the legend goes under the panels: above them it covered the title on narrow screens
     layout["margin"]["t"] = 80
-    layout["margin"]["b"] = 110
-    layout["legend"] = {"orientation": "h", "yanchor": "top", "y": -0.09, "xanchor": "left", "x": 0}
+    layout["margin"]["b"] = 130
+    layout["legend"] = {"orientation": "h", "yanchor": "top", "y": -0.14, "xanchor": "left", "x": 0}
     default_limit = rec.default_limit_pages if rec is not None else 512
     floor_us = 0.05  # a zero stall is drawn at this floor on the log axis
     annotations: list[dict[str, Any]] = []
@@ -232,7 +232,7 @@ def choice_figure(
         rows = rows.sort_values("batch_limit_pages")
         groups.append((str(eng), {c: rows[c].to_numpy(dtype=float) for c in cols}))
     swept = sorted({int(v) for _, cg in groups for v in cg["batch_limit_pages"]})
-    ticks = swept if len(swept) <= 8 else swept[:: max(1, len(swept) // 8)]
+    ticks = swept if len(swept) <= 7 else swept[:: -(-len(swept) // 7)]  # at most 7, all evaluated
     for k, (col, se_col, scale, title, ytitle) in enumerate(PANELS):
         n = "" if k == 0 else str(k + 1)
         layout[f"xaxis{n}"] = {

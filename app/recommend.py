@@ -55,15 +55,15 @@ import pandas as pd
 
 from models.errors import UserError
 from models.params import CHOICE as _CHOICE
-from models.params import WORKLOAD as _WORKLOAD
+from models.params import CORE_WORKLOAD as _WORKLOAD
+from models.params import OPTIONAL_WORKLOAD as _OPTIONAL_WORKLOAD
 
-# What foliotune recommends, and the workload (everything of a point that is neither the profile
-# nor a choice, ``kernel`` and ``folio_mix`` included): both derive from the parameter table,
-# models.params.TABLE.
+# What foliotune recommends; the workload (everything of a point that is neither the profile nor a
+# choice); the optional workload parameters (the kernel-faithful mechanism's, passed through when
+# given). All derive from the parameter table, models.params.TABLE.
 CHOICE: tuple[str, ...] = _CHOICE
 WORKLOAD: tuple[str, ...] = _WORKLOAD
-#: Workload parameters the sweep may lack (older results): none now that the table holds them all.
-OPTIONAL_WORKLOAD: tuple[str, ...] = ()
+OPTIONAL_WORKLOAD: tuple[str, ...] = _OPTIONAL_WORKLOAD
 #: The x86 kernel default; a profile's own default comes from :func:`default_choice`.
 DEFAULT_CHOICE: dict[str, Any] = {"batch_limit_pages": 512, "copy_engine": "cpu", "copy_threads": 1}
 ENGINE_RANK: dict[str, int] = {"cpu": 0, "mt-cpu": 1, "dma": 2, "dsa": 3}

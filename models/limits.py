@@ -1,8 +1,9 @@
 """How much Monte Carlo work fits: scratch memory per run and folio simulations per run.
 
 The Monte Carlo kernel (:func:`models.montecarlo.mc_kernel`) allocates, once per call, scratch
-arrays as long as the largest point's folio count ``N`` (seven 8-byte arrays: folio classes, batch
-starts, pending, failed, split and writeback flags, keys) and as long as its largest window count
+arrays as long as the largest point's folio count ``N`` (ten 8-byte arrays: folio classes, batch
+starts, pending, failed, split and writeback flags, keys, three rows of pass runs) and as long as
+its largest window count
 ``W`` (six 8-byte arrays: unmap order, times, windows, stalls and two selection buffers), where a
 point's windows are its folios plus the base-page pieces each folio may split into:
 ``W = n_folios + Σ folios_of_size × max(size_kb / page_kb, 1)`` over the sizes of its mix. It then
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Bytes of scratch per unit of the largest folio count and of the largest window count.
-MC_BYTES_PER_FOLIO = 7 * 8
+MC_BYTES_PER_FOLIO = 10 * 8
 MC_BYTES_PER_WINDOW = 6 * 8
 #: Largest scratch of one run (2 GiB).
 MC_MAX_SCRATCH_BYTES = 2**31

@@ -16,6 +16,8 @@ import dataclasses
 import math
 import os
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -440,6 +442,22 @@ def catalogue() -> MappingProxyType:
     """Every known profile by name, read-only: nothing registers profiles at run time (calibration
     passes its trial values down as a profile table instead, see :func:`profile_table_with`)."""
     return _catalogue(os.environ.get("FOLIOTUNE_PROFILE_PATH", ""))
+
+
+@contextmanager
+def profile_dirs(*dirs: str | Path) -> Iterator[None]:
+    """Within the block, also read profile files from ``dirs`` (as if they were on
+    ``FOLIOTUNE_PROFILE_PATH``). Files, not in-memory registration: the catalogue stays read-only."""
+    old = os.environ.get("FOLIOTUNE_PROFILE_PATH")
+    extra = ":".join(str(d) for d in dirs)
+    os.environ["FOLIOTUNE_PROFILE_PATH"] = f"{old}:{extra}" if old else extra
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("FOLIOTUNE_PROFILE_PATH", None)
+        else:
+            os.environ["FOLIOTUNE_PROFILE_PATH"] = old
 
 
 def profile_names() -> tuple[str, ...]:

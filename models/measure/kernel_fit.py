@@ -46,8 +46,8 @@ class KernelFit:
 def fit_local_profile(
     rows: pd.DataFrame, profile_name: str, *, kernel: str, date: str, method: str, n_calls: int
 ) -> KernelFit:
-    """Calibrate ``profile_name`` (a known profile: its folder on ``FOLIOTUNE_PROFILE_PATH``) to the
-    ``*-best`` kernel rows."""
+    """Calibrate ``profile_name`` (a known profile, e.g. inside ``models.profiles.profile_dirs``) to
+    the ``*-best`` kernel rows; the fitted profile is returned, not registered."""
     from models.calibrate import calibrate_profile
     from models.measurements import validate_table
     from models.profiles import get_profile

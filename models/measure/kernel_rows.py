@@ -72,7 +72,12 @@ def kernel_rows(
                 f"memory block {rep.block} (online_movable) holding the workload's buffer taken offline "
                 "(do_migrate_range(): MIGRATE_SYNC, reason memory_hotplug), then onlined again"
                 if rep.method == "memory-hotplug"
-                else f"method {rep.method}"
+                else (
+                    "memory compaction (/proc/sys/vm/compact_memory): the mean call of one compaction, "
+                    "whatever movable memory the machine held; folio sizes not known (written as 4 KiB)"
+                    if rep.method == "compaction"
+                    else f"move_pages(2) of a 128 MiB buffer between NUMA nodes (method {rep.method})"
+                )
             )
             + f"; workload threads (numba, nogil) on CPUs {list(best.workload_cpus)}, migrating task on CPU "
             f"{best.migrator_cpu}; {len(calls)} repeats"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ def results_frame(rep: Report, profile_name: str = "local", command: str = "foli
     )
     rows = []
     for r in rep.results:
-        if not r.in_schema:
+        if not r.in_schema or not r.value > 0:  # 0 (e.g. a remote part lost in noise): JSON report only
             continue
         row: dict[str, Any] = dict.fromkeys(COLUMNS, None)
         row.update(
@@ -116,21 +114,6 @@ def write_outputs(
     return paths
 
 
-@contextlib.contextmanager
-def profile_dir(folder: Path) -> Iterator[None]:
-    """Profiles in ``folder`` are known inside the block (``FOLIOTUNE_PROFILE_PATH``; the catalogue is
-    read-only and keyed by that variable)."""
-    old = os.environ.get("FOLIOTUNE_PROFILE_PATH")
-    os.environ["FOLIOTUNE_PROFILE_PATH"] = ":".join([str(folder.resolve()), *([old] if old else [])])
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("FOLIOTUNE_PROFILE_PATH", None)
-        else:
-            os.environ["FOLIOTUNE_PROFILE_PATH"] = old
-
-
 def write_kernel_outputs(
     krep: Any,
     topo: Any,
@@ -148,14 +131,14 @@ def write_kernel_outputs(
 
     from models.measure.kernel_fit import fit_local_profile, residual_table
     from models.measure.kernel_rows import kernel_release, kernel_rows
-    from models.profiles import dump_profile_toml, load_profile_file
+    from models.profiles import dump_profile_toml, load_profile_file, profile_dirs
 
     rows = kernel_rows(krep, topo, profile=profile_name, source=source, date=date, command=command)
     if rows.empty:
         return {"rows": 0}
     old = pd.read_csv(paths["measurements"], dtype=str, keep_default_na=False)
     both = pd.concat([old, rows.astype(object).where(rows.notna(), "")], ignore_index=True)
-    with profile_dir(paths["profile"].parent):
+    with profile_dirs(paths["profile"].parent):  # the measured profile, read from its file
         fit = fit_local_profile(
             rows,
             profile_name,

@@ -103,7 +103,7 @@ class SystemState:
     def tracefs_instance(self) -> Path:
         """A private tracefs instance (mounting tracefs first if needed); removed on exit."""
         if not (TRACEFS / "instances").is_dir():
-            self.say(f"mounting tracefs on {TRACEFS}")
+            self.say(f"mounting tracefs on {TRACEFS} (unmounted at the end)")
             r = subprocess.run(
                 ["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True, text=True
             )
@@ -117,11 +117,11 @@ class SystemState:
         while inst.exists():  # a second instance of the same process (tests record alongside)
             k += 1
             inst = TRACEFS / "instances" / f"foliotune-{os.getpid()}-{k}"
+        self.say(f"creating tracefs instance {inst} (removed at the end)")
         try:
             inst.mkdir()
         except OSError as exc:
             raise Unavailable(f"tracefs: cannot create instance {inst} ({exc.strerror})") from None
-        self.say(f"tracefs instance {inst} created")
         self.push(f"tracefs instance {inst} removed", lambda: _remove_instance(inst))
         return inst
 

@@ -31,6 +31,8 @@ WL_IDS = [f"ch-wl-{k}" for k in WORKLOAD]
 OPT_IDS = [f"ch-wl-{k}" for k in OPTIONAL_WORKLOAD]
 ALL_IDS = [*WL_IDS, *OPT_IDS]
 TEXT_PARAMS = ("mode", "kernel", "folio_mix")
+#: Fields that may be left empty (folio_mix: one folio size, folio_kb, instead).
+CLEARABLE = ("folio_mix",)
 #: Suggested values per parameter in live mode (any other value can be typed in).
 SUGGEST: dict[str, list[Any]] = {
     "folio_kb": [4, 16, 64, 512, 2048],
@@ -44,7 +46,7 @@ SUGGEST: dict[str, list[Any]] = {
     "folio_mix": ["4:0.7,64:0.2,2048:0.1", "4:0.5,2048:0.5"],
 }
 OPT_LABELS = {
-    "kernel": "kernel version (MAJOR.MINOR, optional)",
+    "kernel": "kernel version (MAJOR.MINOR)",
     "folio_mix": "folio mix KB:share,… (optional)",
 }
 
@@ -149,7 +151,7 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
         html.Div("type any value into a field and pick it", className="muted", id="ch-hint"),
     ]
     for k, cid in zip(PARAMS, ALL_IDS, strict=True):
-        optional = k in OPTIONAL_WORKLOAD
+        optional = k in CLEARABLE
         controls += [
             html.Label(OPT_LABELS.get(k) or LABELS.get(k, k), htmlFor=cid),
             dcc.Dropdown(
@@ -367,7 +369,7 @@ def register(app: Any, state: Any) -> None:
             options = [no_update] * n
             disabled = [no_update] * n
             profile_opts = no_update
-        shown = {**{k: None for k in OPTIONAL_WORKLOAD}, **rec.workload}
+        shown = {k: (None if v == "" else v) for k, v in rec.workload.items()}
         new_values = [
             no_update if shown.get(k) == _typed(k, v) else shown.get(k)
             for k, v in zip(PARAMS, wl_values, strict=True)

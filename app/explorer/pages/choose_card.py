@@ -78,7 +78,7 @@ def card(rec: Recommendation) -> Any:
                 "p99 stall ",
                 html.Span(_stall(c), id="ch-rec-stall"),
                 f" (budget {fmt_us(rec.constraints.stall_p99_s)})",
-                html.Span(" — its interval crosses the budget", className="warn")
+                html.Span(" — its interval crosses the budget", style={"color": "#a04000"})
                 if c.stall_crosses_budget
                 else "",
             ]
@@ -87,7 +87,7 @@ def card(rec: Recommendation) -> Any:
             [
                 f"gain over the kernel default ({dl} pages, cpu copy): ",
                 html.B(gain_text, id="ch-rec-gain"),
-                html.Span(f" — {NOT_DISTINGUISHABLE}", className="warn", id="ch-rec-indistinct")
+                html.Span(f" — {NOT_DISTINGUISHABLE}", style={"color": "#a04000"}, id="ch-rec-indistinct")
                 if rec.distinguishable is False
                 else "",
             ]
