@@ -17,7 +17,16 @@ from models.evaluate import evaluate
 from models.profiles import get_profile
 
 #: Numeric workload parameters (Sobol indices need numbers).
-SOBOL_PARAMS: tuple[str, ...] = tuple(p for p in WORKLOAD if p != "mode")
+#: The workload parameters the indices are computed for (numeric, each with a range per profile);
+#: the others keep the workload's values.
+SOBOL_PARAMS: tuple[str, ...] = (
+    "folio_kb",
+    "n_folios",
+    "target_cpus",
+    "mapcount",
+    "busy_prob",
+    "access_rate_hz",
+)
 
 
 def sensitivity(
@@ -30,33 +39,36 @@ def sensitivity(
 ) -> tuple[dict[str, list[float]], list[str], str]:
     """Sobol indices (SALib, Saltelli sampling) of the predicted gain of ``choice`` over the default.
 
-    Parameters vary over the profile's valid range (log scale for sizes and rates); the model is the
-    fitted regression when available, else the analytic model. Returns (indices, names, output label).
+    The :data:`SOBOL_PARAMS` vary over the profile's valid range (log scale for sizes and rates); the
+    other workload parameters keep ``workload``'s values (a folio mix aside: the folio size varies).
+    The model is the fitted regression when available, else the analytic model. Returns (indices,
+    names, output label).
     """
     prof = get_profile(profile)
     page_l2 = math.log2(prof.page_kb)
-    bounds = {
-        "folio_kb": [page_l2, min(math.log2(prof.max_folio_kb), 11.0) + 0.999],
-        "n_folios": [6.0, 16.999],
-        "target_cpus": [1.0, float(prof.cpus) + 0.999],
-        "mapcount": [1.0, 8.999],
-        "busy_prob": [0.0, 0.2],
-        "access_rate_hz": [1.0, 6.0],
+    # name -> (sampled range, sample -> parameter value)
+    space: dict[str, tuple[list[float], Any]] = {
+        "folio_kb": (
+            [page_l2, min(math.log2(prof.max_folio_kb), 11.0) + 0.999],
+            lambda x: (2 ** np.floor(x)).astype(int),
+        ),
+        "n_folios": ([6.0, 16.999], lambda x: (2 ** np.floor(x)).astype(int)),
+        "target_cpus": ([1.0, float(prof.cpus) + 0.999], lambda x: np.floor(x).astype(int)),
+        "mapcount": ([1.0, 8.999], lambda x: np.floor(x).astype(int)),
+        "busy_prob": ([0.0, 0.2], lambda x: x),
+        "access_rate_hz": ([1.0, 6.0], lambda x: 10**x),
     }
     names = list(SOBOL_PARAMS)
-    problem = {"num_vars": len(names), "names": names, "bounds": [bounds[k] for k in names]}
+    problem = {"num_vars": len(names), "names": names, "bounds": [space[k][0] for k in names]}
     X = sobol_sample.sample(problem, n, calc_second_order=False, seed=seed)
-    pts = pd.DataFrame(
-        {
-            "profile": profile,
-            "folio_kb": (2 ** np.floor(X[:, 0])).astype(int),
-            "n_folios": (2 ** np.floor(X[:, 1])).astype(int),
-            "target_cpus": np.floor(X[:, 2]).astype(int),
-            "mapcount": np.floor(X[:, 3]).astype(int),
-            "busy_prob": X[:, 4],
-            "access_rate_hz": 10 ** X[:, 5],
-            "mode": workload.get("mode", "sync"),
-        }
+    fixed = {
+        k: v
+        for k, v in workload.items()
+        if k in WORKLOAD and k not in space and k != "folio_mix" and v is not None
+    }
+    fixed["mode"] = workload.get("mode") or "sync"
+    pts = pd.DataFrame({"profile": profile, **{k: space[k][1](X[:, i]) for i, k in enumerate(names)}}).assign(
+        **fixed
     )
     rec_pts = pts.assign(**{k: choice[k] for k in CHOICE})
     base_pts = pts.assign(**default_choice(profile))

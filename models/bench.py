@@ -95,10 +95,17 @@ def bench_models(
     mix_kb = np.ascontiguousarray(arrays.mix_kb, dtype=np.float64)
     mix_n = np.ascontiguousarray(arrays.mix_folios, dtype=np.float64)
 
+    analytic_inputs = (
+        arrays.profile_index, arrays.kernel_code, arrays.mix_len, arrays.mix_kb, arrays.mix_folios,
+        arrays.n_folios, arrays.batch_limit_pages, arrays.engine_code.astype(np.float64), arrays.copy_threads,
+        arrays.target_cpus, arrays.mapcount, arrays.busy_prob, arrays.access_rate_hz, arrays.sync_mode,
+        arrays.numa_hinting, arrays.writeback_prob, arrays.writeback_wait_s, arrays.alloc_fail_prob,
+    )  # fmt: skip
+
     def run_analytic() -> None:
         for s in range(0, n_points, block):
             e = min(s + block, n_points)
-            sl = [x[s:e] for x in inputs]
+            sl = [x[s:e] for x in analytic_inputs]
             analytic_kernel(*sl, table, emax, out[:, : e - s])
 
     def run_stream() -> None:

@@ -244,6 +244,9 @@ def test_exports_match_cli(page: Any, server: str, folders: dict[str, Path], tmp
     page.wait_for_selector("#ch-rec-batch")
     _idle(page)
     old = _stamp(page)
+    page.click("#ch-model >> text=sweep: montecarlo")  # the sweep's results (live is the default)
+    _wait_stamp(page, old)
+    old = _stamp(page)
     page.fill("#ch-budget", "300")
     page.press("#ch-budget", "Enter")
     _wait_stamp(page, old)
@@ -352,8 +355,8 @@ def _regression_residuals(pg: Any) -> dict[str, list[float]]:
         "() => { const g = document.querySelector('#ev-resid .js-plotly-plot'); "
         "return g && g.data && g.data.some(t => t.name.startsWith('regression')); }"
     )
-    pairs = pg.evaluate(
-        "() => document.querySelector('#ev-resid .js-plotly-plot').data"
+    pairs = pg.evaluate(  # _fullData: the arrays as drawn (data may hold them base64-encoded)
+        "() => document.querySelector('#ev-resid .js-plotly-plot')._fullData"
         ".filter(t => t.name.startsWith('regression')).flatMap(t => Array.from(t.x).map((x, i) => [x, t.y[i]]))"
     )
     out: dict[str, list[float]] = {}
@@ -388,7 +391,7 @@ def test_good_upload_refits_for_the_session(page: Any, server: str) -> None:
     page.wait_for_selector("#ev-upload-ok, #ev-upload-error", timeout=120_000)
     assert page.query_selector("#ev-upload-ok") is not None, page.inner_text("#ev-upload-status")
     page.wait_for_function(
-        "() => document.querySelector('#ev-resid .js-plotly-plot').data"
+        "() => document.querySelector('#ev-resid .js-plotly-plot')._fullData"
         ".some(t => t.name.startsWith('regression') && Array.from(t.x).includes('mine-x8'))",
         timeout=60_000,
     )

@@ -33,6 +33,7 @@ from app.validation import ValidationQueue
 from models.errors import UserError
 from models.evaluate import evaluate
 from models.measurements import REQUIRED
+from models.params import PARAMETERS
 from models.regression import MigrationRegressor, load_model, predict_regression, save_model, training_table
 
 SPEC = """
@@ -132,10 +133,12 @@ def test_an_evaluated_baseline_is_the_row_the_sweep_would_have_had(
 def test_a_region_of_swept_values_becomes_a_spec_with_the_sweeps_own_settings(with_default: Path) -> None:
     r = load_results(with_default)
     wl = r.resolve_workload("epyc-zen3-2s", {})
+    sent = json.loads(json.dumps(wl))  # as the browser sends it back: 1000.0 arrives as 1000
+    sent["access_rate_hz"] = int(sent["access_rate_hz"])
     region = parse_region(
-        r, {"axes": {"folio_kb": ["4", 64]}, "profile": "epyc-zen3-2s", "model": "analytic", "workload": wl}
+        r, {"axes": {"folio_kb": ["4", 64]}, "profile": "epyc-zen3-2s", "model": "analytic", "workload": sent}
     )
-    assert region.axes == {"folio_kb": [4, 64]}
+    assert region.axes == {"folio_kb": [4, 64]} and region.workload == wl
     spec = region_spec(r, region)
     manifest = json.loads((with_default / "_foliotune_manifest.json").read_text())
     for k in ("seed", "replicas"):
@@ -292,14 +295,13 @@ def test_residuals_of_throughput_and_time_per_page_mirror_each_other() -> None:
             }
         ]
     )
-    bps = float(evaluate(pt, "analytic")["bytes_per_s"].iloc[0])
-    base = shipped_measurements().iloc[:1].drop(columns=[c for c in pt.columns])
+    base = shipped_measurements().iloc[:1].assign(**pt.iloc[0].to_dict())
+    config = base[[c for c in PARAMETERS if c in base.columns]]  # the shipped row's other parameters too
+    bps = float(evaluate(config, "analytic")["bytes_per_s"].iloc[0])
     rows = pd.concat(
         [
-            base.assign(**pt.iloc[0].to_dict(), metric="bytes_per_s", value=2.0 * bps, source="a"),
-            base.assign(
-                **pt.iloc[0].to_dict(), metric="time_per_page_s", value=4096.0 / (2.0 * bps), source="b"
-            ),
+            base.assign(metric="bytes_per_s", value=2.0 * bps, source="a"),
+            base.assign(metric="time_per_page_s", value=4096.0 / (2.0 * bps), source="b"),
         ],
         ignore_index=True,
     ).assign(predicted=True)
@@ -479,3 +481,21 @@ def test_no_validation_worker_outlives_the_server(with_default: Path, tmp_path: 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sessions_are_bounded_and_expire_when_idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.explorer as explorer
+
+    state = explorer.ExplorerState(folders=[tmp_path], sweeps_dir=tmp_path)
+    first = state.session("a")
+    first.summary = "uploaded"
+    assert state.session("a") is first
+    for i in range(explorer.MAX_SESSIONS):
+        state.session(f"other-{i}")
+    assert state.session("a") is not first  # the least recently seen was dropped
+    monkeypatch.setattr(explorer, "SESSION_IDLE_S", 0.2)
+    kept = state.session("b")
+    time.sleep(0.3)
+    state.session("c")
+    assert state.session("b") is not kept  # idle too long: dropped with its upload and regression
+    assert not list(tmp_path.glob(".sessions*"))  # nothing written per session

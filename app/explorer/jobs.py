@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from app.recommend import WORKLOAD
-from app.results_view import Results
+from app.results_view import Results, coerce_value
 from models.errors import UserError
 from models.evaluate import MODELS
 from sweep.results import sweep_status
@@ -75,6 +75,14 @@ class Region:
     model: str
 
 
+def _swept(name: str, value: Any, swept: Sequence[Any]) -> Any:
+    """``value`` (from JSON: 1000 for 1000.0) as the swept value it names, or None if it names none."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    v = value if name == "profile" else coerce_value(name, value)
+    return v if v in swept else None
+
+
 def parse_region(results: Results, region: Any) -> Region:
     """Check a region request (JSON from the browser) against ``results``: the model and profiles
     are in the sweep, the axes are one or two parameters (``profile`` or workload parameters) whose
@@ -104,14 +112,13 @@ def parse_region(results: Results, region: Any) -> Region:
             raise RegionError(f"region.axes: {name!r} is not a parameter of the landscape")
         if not isinstance(vals, list) or not vals or len(vals) > len(swept[name]):
             raise RegionError(f"region.axes.{name}: expected a list of swept values")
-        as_swept = {str(v): v for v in swept[name]}
-        missing = [v for v in vals if not isinstance(v, (str, int, float)) or str(v) not in as_swept]
-        if missing:
+        found = [_swept(name, v, swept[name]) for v in vals]
+        if None in found:
             raise RegionError(
-                f"region.axes.{name}: {missing[0]!r} is not in the results "
+                f"region.axes.{name}: {vals[found.index(None)]!r} is not in the results "
                 f"(swept: {', '.join(map(str, swept[name]))})"
             )
-        checked[str(name)] = [as_swept[str(v)] for v in vals]
+        checked[str(name)] = found
     workload = region.get("workload", {})
     if not isinstance(workload, Mapping):
         raise RegionError("region.workload: expected an object of workload parameters")
@@ -119,10 +126,10 @@ def parse_region(results: Results, region: Any) -> Region:
     for name, v in workload.items():
         if name not in values:
             raise RegionError(f"region.workload: {name!r} is not a workload parameter")
-        as_swept = {str(x): x for x in values[name]}
-        if v is not None and ((not isinstance(v, (str, int, float))) or str(v) not in as_swept):
+        hit = None if v is None else _swept(name, v, values[name])
+        if v is not None and hit is None:
             raise RegionError(f"region.workload.{name}: {v!r} is not in the results for {profile}")
-        wl[str(name)] = None if v is None else as_swept[str(v)]
+        wl[str(name)] = hit
     return Region(profile=profile, workload=wl, axes=checked, model=model)
 
 
