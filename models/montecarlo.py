@@ -79,6 +79,7 @@ from models.phases import (
     draw_max_lomax,
     entry_round_fixed_s,
     fast_log,
+    folios_per_batch,
     pmd_mapped,
     remap_s,
     unmap_phase_s,
@@ -636,8 +637,9 @@ def _imm_rounds_s(rc, k: float, ts, tpos: int, pool):
 
 @_jit
 def _move(
-    s0, ts, tpos, pool, cc, rc, queued: bool, unm: int, ubuf, fcls, tbuf, wbuf, m: int, time: float, cv: float
-):
+    s0, ts, tpos, pool, cc, rc, queued: bool, unm: int, ubuf, fcls, tbuf, wbuf, m: int, time: float, cv: float,
+    c_first: int,
+):  # fmt: skip
     """The end of a batch (mm/migrate.c ``migrate_pages_batch()`` after the unmap passes): one
     ``try_to_unmap_flush()`` if a deferred flush is pending, then the move phase over the unmapped
     folios in unmap order: one copy call, each folio remapped (``cpu``: copied and remapped folio
@@ -658,7 +660,7 @@ def _move(
         remote = rc[RC_B_REMOTE]
     if unm == 0:
         return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd
-    c0 = fcls[ubuf[0]]
+    c0 = c_first  # the call's fixed cost and threads: those of the batch's first folio
     call = cc[c0, CC_CALL]
     wpart = cc[c0, CC_CALLW]
     if cc[c0, CC_PROG] > 0.5:
@@ -943,7 +945,7 @@ def _replica(
                 nr += 1
         elif not pre63:
             time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr = _move(
-                s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv
+                s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv, fcls[bs]
             )
         if not pre63:
             nd += dr
@@ -996,6 +998,7 @@ def _replica(
             if not done:
                 failed += 1.0
                 most = NR_MAX_MIGRATE_SYNC_RETRY
+        passes_sum += most  # passes over the batch: its unmap passes plus the most fallback attempts
         if nspl == 0:
             continue
         # Split pieces: migrate_pages() retries them once, MIGRATE_ASYNC, as one batch
@@ -1054,7 +1057,7 @@ def _replica(
             for j in range(unm):
                 ubuf[j] = fcls.shape[0] - 1
             time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr = _move(
-                s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv
+                s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv, pcls
             )
             nd += dr
             rounds += r1
@@ -1168,14 +1171,16 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     wait = 0.0
     tails_b = 0.0
     most_b = 0.0
+    most_1 = 0.0
     passes_sum = 0.0
     scale = rc[RC_SCALE]
     for j in range(n):
         k = kbuf[j]
         if k >= cap:
             failed += 1.0
-            passes_sum += n_batched
+            passes_sum += n_batched + (NR_MAX_MIGRATE_SYNC_RETRY if sync else 0.0)
             most_b = n_batched
+            most_1 = NR_MAX_MIGRATE_SYNC_RETRY if sync else 0.0
             continue
         batched = k < n_batched
         jf = _jitter(cv, _uniform(js0, j)) if jitter else 1.0
@@ -1191,8 +1196,9 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
             w = call_1 + cf_1 + w_1 * (jf - 1.0) + r
             wait += w_1 * jf
             n_1 += 1
-            passes_sum += n_batched
+            passes_sum += k + 1.0  # n_batched passes, then k - n_batched + 1 fallback attempts
             most_b = n_batched
+            most_1 = max(most_1, k - n_batched + 1.0)
         wbuf[m] = w
         m += 1
     win = _sum(wbuf, m)
@@ -1208,8 +1214,8 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     remote = rounds_imm * rc[RC_IMM_REMOTE] + rounds_b * rc[RC_B_REMOTE]
     extra = ((t_b - 1.0) * cf_b * n_b + (t_1 - 1.0) * cf_1 * n_1) if mt else 0.0
     moved = (n_b + n_1) * cc[0, CC_FP]
-    # Unmap passes per batch (models/MECHANISM.md §5): before 6.3 passes over the list.
-    passes = most_b if pre63 else passes_sum / n
+    # Passes per batch (models/MECHANISM.md §5): before 6.3 passes over the list.
+    passes = most_b + most_1 if pre63 else passes_sum / n
     return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, TAIL_POOL, nd, 0
 
 
@@ -1233,21 +1239,21 @@ def mc_point(
     _round_costs(prof, kcode, targets, rc)
     n_int = int(n)
     # The list in order (mm/migrate.c migrate_pages(): batches cut when the pages reach the cap).
-    # Copy costs per size: a multi-threaded copy splits a nominal full batch (the cap, or the
-    # whole list if smaller; one folio before 6.3), as the analytic model does.
-    total_pages = 0.0
+    # Copy costs per size: sized on that size's nominal batch (``folios_per_batch`` folios;
+    # the pieces on the largest run of pages), models/MECHANISM.md §4.2.
+    big = 1.0
     for c in range(ncls):
-        total_pages += cls_cnt[c] * cls_kb[c] / page_kb
-    batch_pages = cls_kb[0] / page_kb if pre63 else min(max(limit, 1.0), total_pages)
-    batch_kb = max(batch_pages, 1.0) * page_kb
+        big = max(big, cls_cnt[c] * cls_kb[c] / page_kb)
     f = 0
     for c in range(ncls):
-        _class_costs(prof, rc, kcode, hint, cls_kb[c], batch_kb / cls_kb[c], engine, threads, mapcount, cc, c)
+        unit = folios_per_batch(limit, cls_kb[c] / page_kb, n)
+        _class_costs(prof, rc, kcode, hint, cls_kb[c], unit, engine, threads, mapcount, cc, c)
         for _j in range(int(cls_cnt[c])):
             fcls[f] = c
             f += 1
     pcls = ncls  # order-0 pieces of split folios
-    _class_costs(prof, rc, kcode, hint, page_kb, batch_kb / page_kb, engine, threads, mapcount, cc, pcls)
+    unit = folios_per_batch(limit, 1.0, big)
+    _class_costs(prof, rc, kcode, hint, page_kb, unit, engine, threads, mapcount, cc, pcls)
     fcls[fcls.shape[0] - 1] = pcls
     nbat = 0
     bstart[0] = 0
