@@ -79,6 +79,7 @@ from models.phases import (
     draw_max_lomax,
     entry_round_fixed_s,
     fast_log,
+    folios_per_batch,
     pmd_mapped,
     remap_s,
     unmap_phase_s,
@@ -502,14 +503,23 @@ def _tail_sum(ts, i: int, pool, k: int, remote, alpha):
     return tot, ts, i, drawn
 
 
+@_jit  # a plain copy (exact)
+def _copy(src, dst, m: int) -> None:
+    for j in range(m):
+        dst[j] = src[j]
+
+
 @_vec
-def _stalls(s0, m: int, inv_rate: float, wbuf, sbuf) -> float:
-    """Stall max(0, W - E) of each folio, E = -log(U)/rate; returns Σ W."""
+def _stalls_inplace(s0, m: int, inv_rate: float, a) -> float:
+    """``a[:m]`` holds the windows W; each becomes its stall max(0, W - E), E = -log(U)/rate.
+    Returns Σ W. One array only: the compiled loop needs no run-time aliasing check, so which
+    elements take the vector body and which the scalar tail depends on m alone (bit-identical
+    results whatever else is in memory)."""
     win = 0.0
     for j in range(m):
-        w = wbuf[j]
+        w = a[j]
         win += w
-        sbuf[j] = _stall(w, _uniform(s0, j), inv_rate)
+        a[j] = _stall(w, _uniform(s0, j), inv_rate)
     return win
 
 
@@ -627,8 +637,9 @@ def _imm_rounds_s(rc, k: float, ts, tpos: int, pool):
 
 @_jit
 def _move(
-    s0, ts, tpos, pool, cc, rc, queued: bool, unm: int, ubuf, fcls, tbuf, wbuf, m: int, time: float, cv: float
-):
+    s0, ts, tpos, pool, cc, rc, queued: bool, unm: int, ubuf, fcls, tbuf, wbuf, m: int, time: float, cv: float,
+    c_first: int,
+):  # fmt: skip
     """The end of a batch (mm/migrate.c ``migrate_pages_batch()`` after the unmap passes): one
     ``try_to_unmap_flush()`` if a deferred flush is pending, then the move phase over the unmapped
     folios in unmap order: one copy call, each folio remapped (``cpu``: copied and remapped folio
@@ -649,7 +660,7 @@ def _move(
         remote = rc[RC_B_REMOTE]
     if unm == 0:
         return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd
-    c0 = fcls[ubuf[0]]
+    c0 = c_first  # the call's fixed cost and threads: those of the batch's first folio
     call = cc[c0, CC_CALL]
     wpart = cc[c0, CC_CALLW]
     if cc[c0, CC_PROG] > 0.5:
@@ -680,7 +691,7 @@ def _move(
     return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd
 
 
-@_vec
+@_jit  # not fastmath: the same rounding in the vector body and the scalar tail
 def _fill_windows(base: float, slope: float, unm: int, tbuf, wbuf, m: int) -> None:
     """Windows of a one-size move phase: folio j is remapped at base + (j+1)·slope."""
     for j in range(unm):
@@ -927,13 +938,14 @@ def _replica(
                 s0, ts, tpos, pool, cc, rc, queued, unm, tbuf, wbuf, m, time, cv
             )
             if runs_ok and unm > 0:  # every folio unmapped on pass 1: windows in arithmetic sequence
-                runs[0, nr] = base - (tbuf[0] - step)
-                runs[1, nr] = slope - step
-                runs[2, nr] = unm
+                if nr < runs.shape[1]:  # beyond, the sequences are not used (nr·RUN_MIN_FOLIOS > m)
+                    runs[0, nr] = base - (tbuf[0] - step)
+                    runs[1, nr] = slope - step
+                    runs[2, nr] = unm
                 nr += 1
         elif not pre63:
             time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr = _move(
-                s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv
+                s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv, fcls[bs]
             )
         if not pre63:
             nd += dr
@@ -986,6 +998,7 @@ def _replica(
             if not done:
                 failed += 1.0
                 most = NR_MAX_MIGRATE_SYNC_RETRY
+        passes_sum += most  # passes over the batch: its unmap passes plus the most fallback attempts
         if nspl == 0:
             continue
         # Split pieces: migrate_pages() retries them once, MIGRATE_ASYNC, as one batch
@@ -1044,7 +1057,7 @@ def _replica(
             for j in range(unm):
                 ubuf[j] = fcls.shape[0] - 1
             time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr = _move(
-                s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv
+                s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv, pcls
             )
             nd += dr
             rounds += r1
@@ -1158,14 +1171,16 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     wait = 0.0
     tails_b = 0.0
     most_b = 0.0
+    most_1 = 0.0
     passes_sum = 0.0
     scale = rc[RC_SCALE]
     for j in range(n):
         k = kbuf[j]
         if k >= cap:
             failed += 1.0
-            passes_sum += n_batched
+            passes_sum += n_batched + (NR_MAX_MIGRATE_SYNC_RETRY if sync else 0.0)
             most_b = n_batched
+            most_1 = NR_MAX_MIGRATE_SYNC_RETRY if sync else 0.0
             continue
         batched = k < n_batched
         jf = _jitter(cv, _uniform(js0, j)) if jitter else 1.0
@@ -1181,8 +1196,9 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
             w = call_1 + cf_1 + w_1 * (jf - 1.0) + r
             wait += w_1 * jf
             n_1 += 1
-            passes_sum += n_batched
+            passes_sum += k + 1.0  # n_batched passes, then k - n_batched + 1 fallback attempts
             most_b = n_batched
+            most_1 = max(most_1, k - n_batched + 1.0)
         wbuf[m] = w
         m += 1
     win = _sum(wbuf, m)
@@ -1198,8 +1214,8 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     remote = rounds_imm * rc[RC_IMM_REMOTE] + rounds_b * rc[RC_B_REMOTE]
     extra = ((t_b - 1.0) * cf_b * n_b + (t_1 - 1.0) * cf_1 * n_1) if mt else 0.0
     moved = (n_b + n_1) * cc[0, CC_FP]
-    # Unmap passes per batch (models/MECHANISM.md §5): before 6.3 passes over the list.
-    passes = most_b if pre63 else passes_sum / n
+    # Passes per batch (models/MECHANISM.md §5): before 6.3 passes over the list.
+    passes = most_b + most_1 if pre63 else passes_sum / n
     return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, TAIL_POOL, nd, 0
 
 
@@ -1223,21 +1239,21 @@ def mc_point(
     _round_costs(prof, kcode, targets, rc)
     n_int = int(n)
     # The list in order (mm/migrate.c migrate_pages(): batches cut when the pages reach the cap).
-    # Copy costs per size: a multi-threaded copy splits a nominal full batch (the cap, or the
-    # whole list if smaller; one folio before 6.3), as the analytic model does.
-    total_pages = 0.0
+    # Copy costs per size: sized on that size's nominal batch (``folios_per_batch`` folios;
+    # the pieces on the largest run of pages), models/MECHANISM.md §4.2.
+    big = 1.0
     for c in range(ncls):
-        total_pages += cls_cnt[c] * cls_kb[c] / page_kb
-    batch_pages = cls_kb[0] / page_kb if pre63 else min(max(limit, 1.0), total_pages)
-    batch_kb = max(batch_pages, 1.0) * page_kb
+        big = max(big, cls_cnt[c] * cls_kb[c] / page_kb)
     f = 0
     for c in range(ncls):
-        _class_costs(prof, rc, kcode, hint, cls_kb[c], batch_kb / cls_kb[c], engine, threads, mapcount, cc, c)
+        unit = folios_per_batch(limit, cls_kb[c] / page_kb, n)
+        _class_costs(prof, rc, kcode, hint, cls_kb[c], unit, engine, threads, mapcount, cc, c)
         for _j in range(int(cls_cnt[c])):
             fcls[f] = c
             f += 1
     pcls = ncls  # order-0 pieces of split folios
-    _class_costs(prof, rc, kcode, hint, page_kb, batch_kb / page_kb, engine, threads, mapcount, cc, pcls)
+    unit = folios_per_batch(limit, 1.0, big)
+    _class_costs(prof, rc, kcode, hint, page_kb, unit, engine, threads, mapcount, cc, pcls)
     fcls[fcls.shape[0] - 1] = pcls
     nbat = 0
     bstart[0] = 0
@@ -1279,7 +1295,8 @@ def mc_point(
         time = prof[CALL_SETUP] + t
         cpu = time - wait + extra
         if rate > 0.0 and m > 0:
-            win = _stalls(s0, m, inv_rate, wbuf, sbuf)
+            _copy(wbuf, sbuf, m)
+            win = _stalls_inplace(s0, m, inv_rate, sbuf)
             s0 += np.uint64(m) * _GOLDEN
             nd += m
         else:
@@ -1376,6 +1393,24 @@ def mc_point(
     return nd
 
 
+@_jit
+def window_capacity(cls_kb, cls_cnt, ncls: int, n: float, page_kb: float) -> int:
+    """Windows one call of a point may produce when its large folios can be split: every folio
+    and every base page (the pieces)."""
+    pages = 0.0
+    for c in range(ncls):
+        pages += cls_cnt[c] * cls_kb[c] / page_kb
+    return int(n + pages)
+
+
+#: Scratch bytes of the kernel per folio of the largest point (12 buffers of 8-byte values), and per
+#: window beyond the folios (6 buffers: split pieces under allocation failure).
+SCRATCH_BYTES_PER_FOLIO = 12 * 8
+SCRATCH_BYTES_PER_PIECE = 6 * 8
+#: Largest scratch one kernel call may ask for.
+MAX_SCRATCH_BYTES = 4 * 2**30
+
+
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def mc_kernel(
     pidx, seeds, kcode, ncls, cls_kb, cls_cnt, n, limit, engine, threads, targets, mapcount, p, rate, sync,
@@ -1386,11 +1421,9 @@ def mc_kernel(
     for i in range(n.shape[0]):
         nmax = max(nmax, int(n[i]))
     wmax = nmax
-    for i in range(n.shape[0]):  # windows: folios plus the pieces of split ones
-        tot = 0.0
-        for c in range(ncls[i]):
-            tot += cls_cnt[i, c] * max(cls_kb[i, c] / table[pidx[i], PAGE_KB], 1.0)
-        wmax = max(wmax, int(tot) + int(n[i]))
+    for i in range(n.shape[0]):  # windows: folios plus the pieces of split folios
+        if af[i] > 0.0:
+            wmax = max(wmax, window_capacity(cls_kb[i], cls_cnt[i], ncls[i], n[i], table[pidx[i], PAGE_KB]))
     cc = np.zeros((MAX_MIX + 1, CC_WIDTH), dtype=np.float64)  # the mix's sizes, then pieces
     rc = np.zeros(RC_WIDTH, dtype=np.float64)
     fcls = np.zeros(nmax + 1, dtype=np.int64)
@@ -1402,7 +1435,7 @@ def mc_kernel(
     spl = np.empty(nmax, dtype=np.int64)
     wbf = np.zeros(nmax, dtype=np.int64)
     kbuf = np.empty(nmax, dtype=np.float64)
-    runs = np.empty((3, nmax + 1), dtype=np.float64)
+    runs = np.empty((3, wmax // RUN_MIN_FOLIOS + 2), dtype=np.float64)
     wbuf = np.empty(wmax, dtype=np.float64)
     sbuf = np.empty(wmax, dtype=np.float64)
     state = np.zeros(4, dtype=np.uint64)
@@ -1471,10 +1504,34 @@ def montecarlo_outputs(
 
         raise UserError(f"replicas: must be >= 2 to estimate errors (got {replicas})")
     n_pts = len(arrays)
+    _check_scratch(arrays, table)
     out = np.zeros((N_COLS, n_pts), dtype=np.float64)
     seeds = point_seeds(arrays, profile_names(), seed)
     mc_kernel(*kernel_inputs(arrays, seeds), table, replicas, out)
     return {name: out[i] for i, name in enumerate(_COLUMNS)}
+
+
+def _check_scratch(arrays: PointArrays, table: np.ndarray) -> None:
+    """Refuse, with a message saying what fits, a call whose scratch would not fit in memory: a
+    point with allocation failures keeps a window per split piece (every base page)."""
+    from models.errors import UserError
+
+    if len(arrays) == 0:
+        return
+    n = np.asarray(arrays.n_folios, dtype=np.float64)
+    page_kb = table[arrays.profile_index, PAGE_KB]
+    pages = (np.asarray(arrays.mix_folios) * np.asarray(arrays.mix_kb)).sum(axis=1) / page_kb
+    pieces = np.where(np.asarray(arrays.alloc_fail_prob) > 0.0, pages, 0.0)
+    need = n.max() * SCRATCH_BYTES_PER_FOLIO + pieces.max() * SCRATCH_BYTES_PER_PIECE
+    if need > MAX_SCRATCH_BYTES:
+        i = int(np.argmax(n * SCRATCH_BYTES_PER_FOLIO + pieces * SCRATCH_BYTES_PER_PIECE))
+        raise UserError(
+            f"point {i + 1}: the Monte Carlo scratch for {n[i]:.4g} folios"
+            + (f" and {pieces[i]:.4g} split pieces (alloc_fail_prob > 0)" if pieces[i] > 0 else "")
+            + f" is {need / 2**30:.1f} GiB, above {MAX_SCRATCH_BYTES // 2**30} GiB: fewer folios"
+            + (", smaller folios or alloc_fail_prob = 0" if pieces[i] > 0 else "")
+            + " fit"
+        )
 
 
 def kernel_inputs(arrays: PointArrays, seeds: np.ndarray) -> tuple[np.ndarray, ...]:

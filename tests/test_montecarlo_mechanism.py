@@ -307,3 +307,13 @@ def test_results_are_bit_identical_whatever_the_chunking_order_and_grouping() ->
     other = random_points(20, seed=4).assign(n_folios=5000)
     grouped = mc(pd.concat([other, pts], ignore_index=True), replicas=6).iloc[len(other) :]
     pd.testing.assert_frame_equal(grouped.reset_index(drop=True), whole, check_exact=True)
+
+
+def test_split_pieces_that_would_not_fit_in_memory_are_refused_with_what_fits() -> None:
+    # Under allocation failure every base page of a THP may become a piece with its own window.
+    from models.errors import UserError
+
+    pts = pd.DataFrame({"folio_kb": [2048], "n_folios": [10_000_000], "alloc_fail_prob": [0.1]})
+    with pytest.raises(UserError, match=r"split pieces .* alloc_fail_prob = 0 fit"):
+        mc(pts, replicas=2)
+    assert mc(pts.assign(n_folios=100), replicas=2)["failed_folios"][0] >= 0
