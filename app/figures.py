@@ -212,10 +212,14 @@ def choice_figure(
     xd = [(0.0, 0.445), (0.555, 1.0), (0.0, 0.445), (0.555, 1.0)]
     yd = [(0.61, 1.0), (0.61, 1.0), (0.0, 0.39), (0.0, 0.39)]
     layout = _layout_dict(
-        "Against batch limit, per copy engine (best thread count each; bands: 90 % intervals)", 700
+        "Against batch limit, per copy engine (best thread count each; bands: 90 % intervals)", 760
     )
-    layout["margin"]["t"] = 120
-    layout["legend"]["y"] = 1.09
+    # the legend goes under the panels: above them it covered the title on narrow screens
+    layout["margin"]["t"] = 80
+    layout["margin"]["b"] = 130
+    layout["legend"] = {"orientation": "h", "yanchor": "top", "y": -0.14, "xanchor": "left", "x": 0}
+    default_limit = rec.default_limit_pages if rec is not None else 512
+    floor_us = 0.05  # a zero stall is drawn at this floor on the log axis
     annotations: list[dict[str, Any]] = []
     shapes: list[dict[str, Any]] = []
     data: list[dict[str, Any]] = []
@@ -227,6 +231,8 @@ def choice_figure(
     for eng, rows in curves.groupby("copy_engine", sort=False):
         rows = rows.sort_values("batch_limit_pages")
         groups.append((str(eng), {c: rows[c].to_numpy(dtype=float) for c in cols}))
+    swept = sorted({int(v) for _, cg in groups for v in cg["batch_limit_pages"]})
+    ticks = swept if len(swept) <= 7 else swept[:: -(-len(swept) // 7)]  # at most 7, all evaluated
     for k, (col, se_col, scale, title, ytitle) in enumerate(PANELS):
         n = "" if k == 0 else str(k + 1)
         layout[f"xaxis{n}"] = {
@@ -234,16 +240,45 @@ def choice_figure(
             "domain": list(xd[k]),
             "anchor": f"y{n}",
             "type": "log",
-            "dtick": math.log10(4),
+            "tickvals": ticks,  # ticks only at evaluated limits
+            "ticktext": [str(t) for t in ticks],
             "title": {"text": "batch limit (base pages)"},
         }
+        logy = col in ("ipis", "stall_p99_s")
         layout[f"yaxis{n}"] = {
             **_GRID,
             "domain": list(yd[k]),
             "anchor": f"x{n}",
-            "title": {"text": ytitle},
-            **({"type": "log"} if col == "ipis" else {"rangemode": "tozero"}),
+            "title": {"text": ytitle + (" (log scale)" if col == "stall_p99_s" else "")},
+            **({"type": "log"} if logy else {"rangemode": "tozero"}),
         }
+        # the profile's kernel default, marked in every panel
+        shapes.append(
+            {
+                "type": "line",
+                "xref": f"x{n}",
+                "x0": default_limit,  # shapes take data values on log axes (annotations take log10)
+                "x1": default_limit,
+                "yref": f"y{n} domain",
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": "#777", "dash": "dot", "width": 1.2},
+            }
+        )
+        if k == 0:
+            annotations.append(
+                {
+                    "text": f"kernel default {default_limit}",
+                    "xref": "x",
+                    "x": math.log10(default_limit),
+                    "xanchor": "left",
+                    "yref": "y domain",
+                    "y": 0.02,
+                    "yanchor": "bottom",
+                    "showarrow": False,
+                    "font": {"color": "#555", "size": 11},
+                }
+            )
         annotations.append(
             {
                 "text": title,
@@ -263,14 +298,17 @@ def choice_figure(
             name = f"{eng} ×{int(cg['copy_threads'][0])}"
             x = cg["batch_limit_pages"]
             y = cg[col] * scale
+            if col == "stall_p99_s":
+                y = np.maximum(y, floor_us)
             if se_col in cg and np.isfinite(cg[se_col]).any():
                 se = np.nan_to_num(cg[se_col]) * scale * Z90
+                lo_band = np.maximum(y - se, floor_us) if col == "stall_p99_s" else y - se
                 data.append(
                     {
                         "type": "scatter",
                         "mode": "lines",
                         "x": _list(np.concatenate([x, x[::-1]])),
-                        "y": _list(np.concatenate([y + se, (y - se)[::-1]])),
+                        "y": _list(np.concatenate([y + se, lo_band[::-1]])),
                         "fill": "toself",
                         "fillcolor": _rgba(color, 0.18),
                         "line": {"width": 0},
@@ -283,7 +321,7 @@ def choice_figure(
             data.append(
                 {
                     "type": "scatter",
-                    "mode": "lines",  # markers cost ~15 ms of drawing per update; the Pareto plot shows points
+                    "mode": "lines+markers",  # markers: where the model was evaluated
                     "x": _list(x),
                     "y": _list(y),
                     "name": name,
@@ -301,7 +339,7 @@ def choice_figure(
                         "type": "scatter",
                         "mode": "lines",
                         "x": _list(x),
-                        "y": _list(cg["stall_p50_s"] * scale),
+                        "y": _list(np.maximum(cg["stall_p50_s"] * scale, floor_us)),
                         "name": f"{name} p50",
                         "legendgroup": name,
                         "showlegend": False,
@@ -343,7 +381,7 @@ def choice_figure(
             "x0": 0,
             "x1": 1,
             "yref": "y4",
-            "y0": budget_us,
+            "y0": budget_us,  # shapes take data values on log axes (annotations take log10)
             "y1": budget_us,
             "line": {"color": "#c0392b", "dash": "dash", "width": 1.5},
         }
@@ -355,7 +393,7 @@ def choice_figure(
             "x": 0,
             "xanchor": "left",
             "yref": "y4",
-            "y": budget_us,
+            "y": math.log10(budget_us),
             "yanchor": "bottom",
             "showarrow": False,
             "font": {"color": "#c0392b", "size": 11},
@@ -365,7 +403,7 @@ def choice_figure(
     if rec is not None:
         rc = rec.choice
         hover = f"recommended: {rc.label()}"
-        for k, yv in ((0, rc.pages_per_s), (3, rc.stall_p99_s * 1e6)):
+        for k, yv in ((0, rc.pages_per_s), (3, math.log10(max(rc.stall_p99_s * 1e6, floor_us)))):
             n = "" if k == 0 else str(k + 1)
             if rc.batch_limit_pages > 0 and math.isfinite(yv):
                 annotations.append(_star(math.log10(rc.batch_limit_pages), yv, f"x{n}", f"y{n}", hover))
@@ -388,10 +426,16 @@ def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def pareto_figure(
-    cands: pd.DataFrame, rec: Recommendation | None, constraints: Constraints
+    cands: pd.DataFrame,
+    rec: Recommendation | None,
+    constraints: Constraints,
+    screened: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Every choice as pages/s against p99 stall, the Pareto front, the budget and the recommendation
-    (a plotly figure as a plain dict)."""
+    """Every choice as pages/s against p99 stall, the Pareto front (each point labelled with its batch
+    limit), the budget, the kernel default and the recommendation (a plotly figure as a plain dict).
+
+    ``screened``: choices the analytic model screened out of a live evaluation (drawn hollow, analytic).
+    """
     df = cands.copy()
     df["copy_engine"] = df["copy_engine"].astype(str)
     data: list[dict[str, Any]] = []
@@ -417,29 +461,46 @@ def pareto_figure(
                 "<br>%{y:.4g} pages/s<extra></extra>",
             }
         )
+    if screened is not None and len(screened):
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": _list(np.maximum(screened["stall_p99_s"].to_numpy(dtype=float) * 1e6, floor)),
+                "y": _list(screened["pages_per_s"].to_numpy(dtype=float)),
+                "name": "screened out (analytic)",
+                "marker": {"color": "rgba(0,0,0,0)", "size": 6, "line": {"color": "#999", "width": 1}},
+                "hovertemplate": "screened out by the analytic model<br>p99 stall %{x:.3g} µs"
+                "<br>%{y:.4g} pages/s<extra></extra>",
+            }
+        )
     front = pareto_front(df)
     data.append(
         {
             "type": "scatter",
-            "mode": "lines",
+            "mode": "lines+text",
             "x": _list(np.maximum(front["stall_p99_s"].to_numpy(dtype=float) * 1e6, floor)),
             "y": _list(front["pages_per_s"].to_numpy(dtype=float)),
-            "name": "Pareto front",
+            "text": [str(int(v)) for v in front["batch_limit_pages"].to_numpy()],
+            "textposition": "top left",
+            "textfont": {"size": 10, "color": "#333"},
+            "name": "Pareto front (labels: batch limit)",
             "line": {"color": "#444", "width": 1.5, "shape": "hv"},
             "hoverinfo": "skip",
         }
     )
     if rec is not None and rec.baseline is not None:
         bl = rec.baseline
+        dl = rec.default_limit_pages
         data.append(
             {
                 "type": "scatter",
                 "mode": "markers",
                 "x": [max(bl.stall_p99_s * 1e6, floor)],
                 "y": [bl.pages_per_s],
-                "name": "kernel default (512, cpu)",
+                "name": f"kernel default ({dl}, cpu)",
                 "marker": {"symbol": "x", "size": 12, "color": "#c0392b"},
-                "hovertemplate": "kernel default: 512 pages, cpu ×1<extra></extra>",
+                "hovertemplate": f"kernel default: {dl} pages, cpu ×1<extra></extra>",
             }
         )
     # The budget and the recommendation are a shape and annotations, not traces: a budget change then
@@ -481,7 +542,10 @@ def pareto_figure(
         if math.isfinite(c.pages_per_s):
             x = math.log10(max(c.stall_p99_s * 1e6, floor))
             annotations.append(_star(x, c.pages_per_s, "x", "y", f"recommended: {c.label()}", size=24))
-    layout = _layout_dict("Pareto front: throughput against p99 stall", 460)
+    layout = _layout_dict("Pareto front: throughput against p99 stall", 500)
+    layout["margin"]["t"] = 50
+    layout["margin"]["b"] = 110
+    layout["legend"] = {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0}
     layout["xaxis"] = {
         **_GRID,
         "type": "log",
@@ -490,6 +554,97 @@ def pareto_figure(
     }
     layout["yaxis"] = {**_GRID, "title": {"text": "throughput (base pages/s)"}, "rangemode": "tozero"}
     layout["shapes"] = shapes
+    layout["annotations"] = annotations
+    layout["datarevision"] = _data_revision(data)
+    return {"data": data, "layout": layout}
+
+
+def marginal_figure(rec: Recommendation | None) -> dict[str, Any]:
+    """Each batch limit against the kernel default, same engine and threads: Δ throughput % (with its
+    90 % interval) against Δ p99 stall, each point labelled with its limit — where the knee is."""
+    from app.recommend import marginal
+
+    m = marginal(rec) if rec is not None else pd.DataFrame()
+    if rec is None or m.empty:
+        return empty_figure("no marginal view: the default limit is not among the candidates")
+    c = rec.choice
+    ok = m["meets_constraints"].to_numpy(dtype=bool)
+    x = m["d_stall_p99_s"].to_numpy(dtype=float) * 1e6
+    y = m["d_pages_per_s_pct"].to_numpy(dtype=float)
+    lo = m["d_pages_per_s_pct_lo"].to_numpy(dtype=float)
+    hi = m["d_pages_per_s_pct_hi"].to_numpy(dtype=float)
+    labels = [str(int(v)) for v in m["batch_limit_pages"].to_numpy()]
+    data: list[dict[str, Any]] = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "x": _list(x),
+            "y": _list(y),
+            "line": {"color": "#bbb", "width": 1},
+            "hoverinfo": "skip",
+            "showlegend": False,
+        }
+    ]
+    for sel, name, color in ((ok, "meets the limits", "#1f77b4"), (~ok, "over the limits", "#c0392b")):
+        if not sel.any():
+            continue
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers+text",
+                "x": _list(x[sel]),
+                "y": _list(y[sel]),
+                "text": [t for t, s_ in zip(labels, sel, strict=True) if s_],
+                "textposition": "top center",
+                "textfont": {"size": 10},
+                "name": name,
+                "marker": {"color": color, "size": 8},
+                "error_y": {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": _list(hi[sel] - y[sel]),
+                    "arrayminus": _list(y[sel] - lo[sel]),
+                    "color": _rgba(color, 0.5),
+                    "thickness": 1,
+                },
+                "hovertemplate": "batch %{text} pages<br>Δ p99 stall %{x:.3g} µs<br>Δ throughput %{y:.1f} %"
+                "<extra></extra>",
+            }
+        )
+    annotations = [
+        {
+            "text": f"default {rec.default_limit_pages}",
+            "x": 0,
+            "y": 0,
+            "xref": "x",
+            "yref": "y",
+            "showarrow": True,
+            "arrowhead": 0,
+            "ax": 30,
+            "ay": 30,
+            "font": {"size": 11, "color": "#555"},
+        }
+    ]
+    row = m[m["batch_limit_pages"] == c.batch_limit_pages]
+    if len(row) and rec.feasible:
+        annotations.append(
+            _star(
+                float(row["d_stall_p99_s"].iloc[0]) * 1e6,
+                float(row["d_pages_per_s_pct"].iloc[0]),
+                "x",
+                "y",
+                f"recommended: {c.label()}",
+            )
+        )
+    layout = _layout_dict(
+        f"Each limit against the default {rec.default_limit_pages} ({c.copy_engine} ×{c.copy_threads} both)",
+        420,
+    )
+    layout["margin"]["t"] = 50
+    layout["margin"]["b"] = 100
+    layout["legend"] = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0}
+    layout["xaxis"] = {**_GRID, "title": {"text": "Δ p99 stall per access (µs)"}, "zeroline": True}
+    layout["yaxis"] = {**_GRID, "title": {"text": "Δ throughput (%), 90 % interval"}, "zeroline": True}
     layout["annotations"] = annotations
     layout["datarevision"] = _data_revision(data)
     return {"data": data, "layout": layout}
@@ -525,9 +680,12 @@ def landscape_figure(cells: pd.DataFrame, x: str, y: str, what: str) -> go.Figur
                 text[i, j] = f"{int(bl)}<br>{row['copy_engine']} ×{row['copy_threads']}"
             else:
                 text[i, j] = "none<br>meets budget"
-        elif math.isfinite(gain):
-            z[i, j] = gain
+        elif math.isfinite(gain) and gain > 0:
+            z[i, j] = math.log2(gain)  # a ratio: centred at 1 on a log scale
             text[i, j] = f"{gain:.2f}×"
+            glo, ghi = float(row.get("gain_lo", math.nan)), float(row.get("gain_hi", math.nan))
+            if math.isfinite(glo) and math.isfinite(ghi):
+                text[i, j] += f"<br>[{glo:.2f}, {ghi:.2f}]" + ("<br>≈ default" if glo <= 1.0 <= ghi else "")
     if what == "batch":
         finite = z[np.isfinite(z)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 12.0)
@@ -541,10 +699,17 @@ def landscape_figure(cells: pd.DataFrame, x: str, y: str, what: str) -> go.Figur
         title = "Recommended batch limit (cell text: limit, engine × threads)"
         zmid = None
     else:
-        colorbar = {"title": {"text": "gain over<br>512, cpu (×)"}}
+        finite = np.abs(z[np.isfinite(z)])
+        span = max(float(finite.max()) if finite.size else 1.0, math.log2(1.25))
+        ratios = [r for r in (0.25, 0.5, 0.8, 1.0, 1.25, 2.0, 4.0, 8.0) if abs(math.log2(r)) <= span * 1.001]
+        colorbar = {
+            "title": {"text": "gain over the<br>kernel default<br>(×, log scale)"},
+            "tickvals": [math.log2(r) for r in ratios],
+            "ticktext": [f"{r:g}×" for r in ratios],
+        }
         colorscale = "RdBu"
-        title = "Predicted gain of the recommendation over the kernel default"
-        zmid = 1.0
+        title = "Predicted gain of the recommendation over the kernel default (cell: 90 % interval)"
+        zmid = 0.0
     fig = go.Figure(
         go.Heatmap(
             z=z,

@@ -95,8 +95,8 @@ def complete_workload(profile: str, workload: Mapping[str, Any] | None) -> dict[
         wl[k] = v
     d = defaults_for(get_profile(profile))
     out = {k: wl.get(k, d.get(k)) for k in WORKLOAD}
-    if "folio_mix" in wl:
-        out.pop("folio_kb", None)
+    if wl.get("folio_mix"):
+        out.pop("folio_kb", None)  # one or the other (models.params.complete_points)
     for k in OPTIONAL_WORKLOAD:
         if k in wl:
             out[k] = wl[k]

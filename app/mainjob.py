@@ -43,11 +43,12 @@ def sweep_spec(profiles: Sequence[str] | None) -> Any:
 
     from sweep.runner import default_spec_path
     from sweep.spec import spec_from_dict
+    from sweep.spec_doc import with_profiles
 
     path = default_spec_path()
     data = tomllib.loads(path.read_text())
     if profiles:
-        data["axes"]["profile"] = list(dict.fromkeys(profiles))
+        data = with_profiles(data, profiles)
         data["sweep"]["name"] = f"default sweep for {', '.join(profiles)}"
     return spec_from_dict(data, str(path))
 

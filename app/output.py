@@ -68,6 +68,18 @@ HUMAN: dict[str, tuple[str, Callable[[float], str]]] = {
     "ipi_reduction": ("IPI reduction", lambda v: f"{v:.3g}×"),
     "speedup": ("speedup", lambda v: f"{v:.3g}×"),
 }
+#: Headings of parameter columns (their values print as they are).
+PARAM_HEADINGS: dict[str, str] = {
+    "batch_limit_pages": "batch limit (pages)",
+    "folio_kb": "folio (KiB)",
+    "n_folios": "folios",
+    "copy_engine": "engine",
+    "copy_threads": "threads",
+    "target_cpus": "target CPUs",
+    "busy_prob": "busy prob.",
+    "access_rate_hz": "access rate (1/s)",
+    "folio_mix": "folio mix",
+}
 
 
 def terminal_width() -> int:
@@ -107,10 +119,7 @@ def render_table(
     fm = dict(formatters or {})
     hd = dict(headings or {})
     table = Table(title=title or None, title_justify="left", pad_edge=False, expand=False)
-    for col in rows.columns:
-        name = str(col)
-        head = hd.get(name) or (HUMAN[name][0] if name in HUMAN else name)
-        table.add_column(head, justify="left" if rows[col].dtype == object else "right", overflow="fold")
+    body: list[list[str]] = []
     for rec in rows.itertuples(index=False):
         cells = []
         for name, v in zip(rows.columns, rec, strict=True):
@@ -119,6 +128,22 @@ def render_table(
                 cells.append(f(v) if f is not None and v is not None else _cell(v))
             except (TypeError, ValueError):
                 cells.append(_cell(v))
+        body.append(cells)
+    heads = [
+        hd.get(str(c)) or (HUMAN[str(c)][0] if str(c) in HUMAN else PARAM_HEADINGS.get(str(c), str(c)))
+        for c in rows.columns
+    ]
+    # rich wraps cells between words where it can; the first column (the row's name) never wraps, so
+    # names stay whole (rich's min_width would crop the table instead of fitting it: not used)
+    first = max([len(r[0]) for r in body] + [1]) if body else 1
+    for j, col in enumerate(rows.columns):
+        table.add_column(
+            heads[j],
+            justify="left" if rows[col].dtype == object else "right",
+            overflow="fold",
+            no_wrap=j == 0 and first <= 32,
+        )
+    for cells in body:
         table.add_row(*cells)
     Console(width=width or terminal_width(), file=file, highlight=False, soft_wrap=False).print(table)
 
@@ -127,9 +152,19 @@ def table_bytes(rows: pd.DataFrame, fmt: str) -> bytes:
     """``rows`` as CSV or JSON records (SI units, machine-readable)."""
     if fmt == "csv":
         return rows.to_csv(index=False).encode()
-    if fmt == "json":
-        return (rows.to_json(orient="records", indent=2, force_ascii=False) + "\n").encode()
+    if fmt == "json":  # every float as Python's repr (round-trips; pandas' to_json keeps 10 digits)
+        import json
+
+        records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+        return (json.dumps(records, indent=2, ensure_ascii=False, default=_json_scalar) + "\n").encode()
     raise UserError(f"--format {fmt}: unknown (use {', '.join(TABLE_FORMATS)})")
+
+
+def _json_scalar(v: Any) -> Any:
+    """NumPy scalars as Python numbers (for :func:`json.dumps`)."""
+    if hasattr(v, "item"):
+        return v.item()
+    raise TypeError(f"not JSON serializable: {type(v).__name__}")
 
 
 def write_atomic(out: Path, data: bytes) -> None:

@@ -2,9 +2,10 @@
 
 A points file is a CSV whose header row names parameters (DESIGN.md §2) and whose every other
 non-blank line is one point. Reading is strict, because a silent misread gives exit 0 and wrong
-numbers: every row has exactly the header's fields, no cell is empty, ``nan``/``inf`` are not
-numbers, a column appears once, and a file with no data rows is refused. Columns left out of the
-header take the profile's defaults (that is the only way to ask for a default).
+numbers: every row has exactly the header's fields, no cell is empty (but ``folio_mix``, where
+empty means one size, and ``folio_kb`` beside a ``folio_mix``), ``nan``/``inf`` are not numbers, a
+column appears once, and a file with no data rows is refused. Columns left out of the header take
+the profile's defaults (that is the only way to ask for a default).
 
 Every refusal is a :class:`models.errors.UserError` whose message names the place: for a file
 ``FILE: row N, column C: why`` (N is the line of the file, the header being row 1), for the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +57,15 @@ def read_points_csv(path: Path) -> Points:
     UserError
         One line naming the file and, where it applies, the row and column.
     """
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, not a points CSV file")
     try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise UserError(f"{path}: is a folder, not a points CSV file")
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            raise UserError(f"{path}: is a device, not a points CSV file")  # /dev/zero would never end
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     text = _decode(path, data)
@@ -92,7 +97,7 @@ def read_points_csv(path: Path) -> Points:
                     f"the header's {len(header)} fields; leave a column out of the header to take defaults)"
                 )
             for col, cell in zip(header, cells, strict=True):
-                if not cell:
+                if not cell and not _may_be_empty(col, header, cells):
                     raise UserError(
                         f"{path}: row {line}, column {col}: empty "
                         "(leave the column out of the header to take the profile's default)"
@@ -110,6 +115,13 @@ def read_points_csv(path: Path) -> Points:
         return f"{path}: row {row_of[i]}" + (f", column {col}" if col else "")
 
     return Points(pd.DataFrame(rows, columns=header, dtype=object), where, str(path))
+
+
+def _may_be_empty(col: str, header: list[str], cells: list[str]) -> bool:
+    """An empty cell that is a value: ``folio_mix`` (one size), ``folio_kb`` beside a ``folio_mix``."""
+    if col == "folio_mix":
+        return True
+    return col == "folio_kb" and "folio_mix" in header and bool(cells[header.index("folio_mix")])
 
 
 def _check_header(path: Path, line: int, names: list[str]) -> None:
@@ -134,7 +146,7 @@ def option_points(values: Mapping[str, str | None], batch_limits: str | None) ->
     """
     given = {k: v.strip() for k, v in values.items() if v is not None}
     for name, v in given.items():
-        if not v:
+        if not v and name != "folio_mix":
             raise UserError(
                 f"--{name.replace('_', '-')}: empty (leave the option out to take the profile's default)"
             )
@@ -186,6 +198,13 @@ def validate_points(points: Points) -> tuple[pd.DataFrame, PointArrays]:
         col, why = (m.group(1), m.group(2)) if m else (None, str(reasons[i]))
         more = f" ({len(bad) - 1} more invalid points)" if len(bad) > 1 else ""
         raise UserError(f"{points.where(i, col)}: {why}{more}")
+    for col in NUMERIC_PARAMETERS:  # a cell check_points let pass unread (folio_kb beside a mix)
+        text = full[col]
+        given = (~text.isna() & (text.astype(str).str.strip() != "")).to_numpy()
+        unread = given & ~np.isfinite(pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64))
+        if unread.any():
+            i = int(np.flatnonzero(unread)[0])
+            raise UserError(f"{points.where(i, col)}: not a number ({text.iat[i]!r})")
     return _typed(full), arrays
 
 
@@ -198,23 +217,44 @@ def _typed(full: pd.DataFrame) -> pd.DataFrame:
             out[col] = v.astype(np.int64)
         else:
             out[col] = v
-    for col in PARAMETERS:
-        if col not in NUMERIC_PARAMETERS:
-            out[col] = out[col].astype(str).str.strip().str.lower() if col != "profile" else out[col]
+    for col in ("copy_engine", "mode"):  # read trimmed and case-insensitive: written as known
+        out[col] = out[col].astype(str).str.strip().str.lower()
     return out
+
+
+def refuse_folio_mix(points: Points, typed: pd.DataFrame) -> None:
+    """The regression model is fitted on one folio size per point: refuse a point with a mix."""
+    mix = (typed["folio_mix"].astype(str).str.strip() != "").to_numpy()
+    if mix.any():
+        raise UserError(
+            f"{points.where(int(np.flatnonzero(mix)[0]), 'folio_mix')}: the regression model takes one folio "
+            "size (folio_kb); mixes go to --model analytic or montecarlo"
+        )
 
 
 def check_montecarlo(points: Points, arrays: PointArrays, replicas: int) -> None:
     """Refuse Monte Carlo work that does not fit (:mod:`models.limits`), naming the point or --replicas."""
-    from models.limits import montecarlo_refusal
+    from models.limits import montecarlo_refusal, montecarlo_windows
+    from models.profiles import get_profile, profile_names
 
-    refusal = montecarlo_refusal(arrays.n_folios, replicas)
+    page_kb = np.array([get_profile(p).page_kb for p in profile_names()], dtype=np.float64)[
+        arrays.profile_index
+    ]
+    windows = montecarlo_windows(arrays.n_folios, arrays.mix_kb, arrays.mix_folios, arrays.mix_len, page_kb)
+    refusal = montecarlo_refusal(arrays.n_folios, windows, replicas)
     if refusal is not None:
         i, why = refusal
         place = points.where(i, "n_folios") if i >= 0 else points.name
         if i < 0 and points.name == "options":
-            place = "--replicas"
+            place = "--replicas" if "replicas" in why else "options"
         raise UserError(f"{place}: {why}")
 
 
-__all__ = ["Points", "check_montecarlo", "option_points", "read_points_csv", "validate_points"]
+__all__ = [
+    "Points",
+    "check_montecarlo",
+    "option_points",
+    "read_points_csv",
+    "refuse_folio_mix",
+    "validate_points",
+]

@@ -15,7 +15,8 @@ The rule:
 3. The allowed choice with the most ``pages_per_s`` wins, except that choices statistically tied with
    it (difference within the 90 % Monte Carlo noise of the two; without Monte Carlo errors, exact
    ties only) are resolved towards the cheaper choice: fewer copy threads, then the plain CPU copy,
-   then **the batch limit nearest to the profile's kernel default** (``NR_MAX_BATCHED_MIGRATION`` =
+   then, among the limits that behave alike for that engine (within noise of its best, or the same
+   analytic result), **the batch limit nearest to the profile's kernel default** (``NR_MAX_BATCHED_MIGRATION`` =
    ``HPAGE_PMD_NR``: 512 with 4 KiB pages, 8192 with 64 KiB pages), the default itself when it is
    among them. The constant is kernel-wide: a limit that behaves like the default for this workload
    (e.g. every limit up to 512 for 2 MiB folios, one folio per batch) must not change every other
@@ -54,15 +55,15 @@ import pandas as pd
 
 from models.errors import UserError
 from models.params import CHOICE as _CHOICE
-from models.params import WORKLOAD as _WORKLOAD
+from models.params import CORE_WORKLOAD as _WORKLOAD
+from models.params import OPTIONAL_WORKLOAD as _OPTIONAL_WORKLOAD
 
-# What foliotune recommends, and the workload (everything of a point that is neither the profile
-# nor a choice, ``kernel`` and ``folio_mix`` included): both derive from the parameter table,
-# models.params.TABLE.
+# What foliotune recommends; the workload (everything of a point that is neither the profile nor a
+# choice); the optional workload parameters (the kernel-faithful mechanism's, passed through when
+# given). All derive from the parameter table, models.params.TABLE.
 CHOICE: tuple[str, ...] = _CHOICE
 WORKLOAD: tuple[str, ...] = _WORKLOAD
-#: Workload parameters the sweep may lack (older results): none now that the table holds them all.
-OPTIONAL_WORKLOAD: tuple[str, ...] = ()
+OPTIONAL_WORKLOAD: tuple[str, ...] = _OPTIONAL_WORKLOAD
 #: The x86 kernel default; a profile's own default comes from :func:`default_choice`.
 DEFAULT_CHOICE: dict[str, Any] = {"batch_limit_pages": 512, "copy_engine": "cpu", "copy_threads": 1}
 ENGINE_RANK: dict[str, int] = {"cpu": 0, "mt-cpu": 1, "dma": 2, "dsa": 3}
@@ -303,8 +304,23 @@ def rank_allowed(choices: Sequence[Choice], default_limit: int = 512) -> tuple[l
         if top.pages_per_s - c.pages_per_s <= Z90 * math.hypot(top.pages_per_s_se, c.pages_per_s_se)
     ]
     best = min(tied, key=lambda c: (_cost_key(c, default_limit), -c.pages_per_s))
+    # The constant is kernel-wide: among the limits that behave like the best one for this engine and
+    # thread count (within Monte Carlo noise of that engine's best, or the same analytic result, e.g.
+    # every limit up to 512 pages for 2 MiB folios), take the one nearest the kernel default.
+    same = [c for c in allowed if (c.copy_engine, c.copy_threads) == (best.copy_engine, best.copy_threads)]
+    ref = max(same, key=lambda c: c.pages_per_s)
+    equiv = [c for c in same if _behaves_like(c, ref)]
+    best = min(equiv, key=lambda c: (_cost_key(c, default_limit), -c.pages_per_s))
     rest = [c for c in allowed if c is not best]
-    return [best, *rest], len(tied) - 1
+    return [best, *rest], len({id(c) for c in tied} | {id(c) for c in equiv}) - 1
+
+
+def _behaves_like(c: Choice, ref: Choice) -> bool:
+    """Within 90 % Monte Carlo noise of ``ref``'s pages/s, or the same analytic pages/s."""
+    if ref.pages_per_s - c.pages_per_s <= Z90 * math.hypot(ref.pages_per_s_se, c.pages_per_s_se):
+        return True
+    a, b = c.pages_per_s_analytic, ref.pages_per_s_analytic
+    return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= 1e-9 * abs(b)
 
 
 def _binding(choices: Sequence[Choice], best: Choice) -> tuple[str, ...]:

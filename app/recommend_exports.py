@@ -84,7 +84,7 @@ def _iv(x: Interval | None, digits: int = 5) -> dict[str, float | None] | None:
 def workload_clean(w: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k in (*WORKLOAD, *OPTIONAL_WORKLOAD):
-        if k not in w or w[k] is None:
+        if k not in w or w[k] is None or w[k] == "":
             continue
         v = w[k]
         if isinstance(v, np.generic):

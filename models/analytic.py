@@ -73,6 +73,7 @@ from models.phases import (
     expected_max_lomax,
     fast_expm1,
     fast_log,
+    folios_per_batch,
     pmd_mapped,
     uses_broadcast,
     window_line,
@@ -95,14 +96,17 @@ O_PASSES = OUTPUT_INDEX["passes"]
 Q = 0.99
 
 # No fastmath: the same point gives the same bits whatever its position in a chunk (issue 13).
-_jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
+# No reference-counting runtime either: a row view or an array argument per point would otherwise
+# cost atomic increments and decrements (most of the time per point); scratch comes from the caller.
+_jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
 
 # Columns of the per-type scratch (one row per folio size of a point, plus one for split pieces).
 # T_CF/T_CFW: per-folio copy cost and its waiting part inside a batch's copy call; T_CF1, T_CFW1,
 # T_CALL1, T_CALL1W, T_T1: the same for a copy call of this folio alone (fallback, before 6.3).
+# T_CALL, T_CALLW, T_PROG, T_TUSED: the copy call of a batch whose first folio is of this type.
 (T_FP, T_BYTES, T_PMD, T_UA, T_RA, T_QUEUED, T_UI, T_RI, T_R, T_CF, T_CFW, T_ABAR, T_ORDER0, T_CF1, T_CFW1,
- T_CALL1, T_CALL1W, T_T1) = range(18)  # fmt: skip
-N_TCOL = 18
+ T_CALL1, T_CALL1W, T_T1, T_CALL, T_CALLW, T_PROG, T_TUSED) = range(22)  # fmt: skip
+N_TCOL = 22
 PIECE = MAX_MIX  # the row of split pieces
 # Accumulator slots (expected values over the call).
 (A_TIME, A_ROUNDS, A_IPIS, A_REMOTE, A_WAIT, A_EXTRA, A_PAGES, A_UNITS, A_WIN, A_COUNT, A_PASSES,
@@ -177,6 +181,125 @@ def _pass_probs(abar: float, p: float, w: float, n_pass: int, q, f, pend) -> Non
 
 
 @_jit
+def _needs(k: int, p: float, w: float, abar: float, sync: bool) -> float:
+    """Term k of the passes over a batch (models/MECHANISM.md §5), for one folio: k = 1 … 9.
+
+    Async mode: P(still pending after k passes) = p^k. Sync mode: the async passes (k = 1, 2:
+    pending after k) and then the fallback (k = 3 + j - 1: a fallback candidate — pending after
+    the 3 async passes or -EBUSY for writeback — needing at least j attempts there).
+    """
+    if not sync:
+        return (1.0 - abar) * p**k
+    if k < NR_MAX_MIGRATE_ASYNC_RETRY:
+        return (1.0 - abar) * p**k
+    pa = p**NR_MAX_MIGRATE_ASYNC_RETRY
+    cand = (1.0 - abar) * (pa + (1.0 - pa) * w)
+    return cand * p ** (k - NR_MAX_MIGRATE_ASYNC_RETRY)
+
+
+@_jit
+def _batch_one(ty, t: int, B: float, n_pass: int, p: float, w: float, bc: float, flush_s: float,
+               call_s: float, call_wait: float, progressive: bool, t_used: float, is_mt: bool,
+               batch_ipis: float, batch_remote: float, entry_ipis: float, entry_remote: float,
+               per_folio_move: bool, weight: float, acc) -> None:  # fmt: skip
+    """:func:`_batch` for a batch of ``B`` identical folios of type ``t``, in closed form.
+
+    With one type, the pair sums of :func:`_batch` reduce to seven per-folio moments of the pass
+    probabilities (X = Σq, Σf, Σk·q, Σq·Q(<k), Σq·F(<k), Σq², Σq·f) times polynomials in B.
+    """
+    abar = ty[t, T_ABAR]
+    ua = ty[t, T_UA]
+    x = 0.0
+    sf = 0.0
+    skq = 0.0
+    a_qq_before = 0.0
+    a_qf_before = 0.0
+    a_qq = 0.0
+    a_qf = 0.0
+    q_before = 0.0
+    f_before = 0.0
+    att = 1.0
+    passes = 1.0
+    for k in range(n_pass):
+        if k == 0:
+            qk = (1.0 - abar) * (1.0 - p) * (1.0 - w)
+            fk = abar + (1.0 - abar) * (p + (1.0 - p) * w)
+            att = (1.0 - abar) * p
+        else:
+            qk = att * (1.0 - p) * (1.0 - w)
+            fk = att * (p + (1.0 - p) * w)
+            att = att * p
+        x += qk
+        sf += fk
+        skq += k * qk
+        a_qq_before += qk * q_before
+        a_qf_before += qk * f_before
+        a_qq += qk * qk
+        a_qf += qk * fk
+        q_before += qk
+        f_before += fk
+    # Passes: the terms of _needs(k, ...), with the powers of p built by multiplication.
+    sync = n_pass == NR_MAX_MIGRATE_ASYNC_RETRY
+    pk = 1.0
+    pj = 1.0
+    cand = 0.0
+    for k in range(1, NR_MAX_MIGRATE_PAGES_RETRY):
+        pk *= p
+        if not sync or k < NR_MAX_MIGRATE_ASYNC_RETRY:
+            nd = (1.0 - abar) * pk
+        else:
+            if k == NR_MAX_MIGRATE_ASYNC_RETRY:
+                cand = (1.0 - abar) * (pk + (1.0 - pk) * w)
+                pj = 1.0
+            else:
+                pj *= p
+            nd = cand * pj
+        if nd > 0.0:
+            passes += 1.0 - (1.0 - nd) ** B
+    p_call = 1.0 - (1.0 - x) ** B
+    queued = ty[t, T_QUEUED] > 0.5 and not per_folio_move
+    p_flush = p_call if queued else 0.0
+    ec = ua * x + bc * sf  # E[cost of one folio over the passes]
+    bx = B * x
+    if per_folio_move:
+        move = ty[t, T_CALL1] + ty[t, T_CF1] + ty[t, T_R]
+        time = B * ec + bx * move
+        wait = bx * (ty[t, T_CFW1] + ty[t, T_CALL1W])
+        extra = (ty[t, T_T1] - 1.0) * bx * ty[t, T_CF1] if is_mt else 0.0
+        win = bx * move
+    else:
+        cf = ty[t, T_CF]
+        r = ty[t, T_R]
+        time = B * ec + bx * (cf + r) + p_flush * flush_s + p_call * call_s
+        wait = bx * ty[t, T_CFW] + p_call * call_wait
+        extra = (t_used - 1.0) * bx * cf if is_mt else 0.0
+        pairs = B * (B - 1.0)
+        own_xc = B * (bc * skq + ua * x)
+        e_cd = own_xc + bx * (B - 1.0) * ec
+        sum_tu = (
+            own_xc + pairs * (ua * a_qq_before + bc * a_qf_before) + 0.5 * pairs * (ua * a_qq + bc * a_qf)
+        )
+        e_cf = flush_s * bx if queued else 0.0
+        g = r + (cf if progressive else 0.0)
+        pair_g = bx * g + pairs * g * a_qq_before + 0.5 * pairs * g * a_qq
+        cf_pairs = 0.0 if progressive else bx * cf * (1.0 - x) + bx * bx * cf
+        win = e_cd + e_cf + call_s * bx + pair_g + cf_pairs - sum_tu
+    entry_rounds = bx * ty[t, T_RA]
+    acc[A_TIME] += weight * time
+    acc[A_ROUNDS] += weight * (entry_rounds + p_flush)
+    acc[A_IPIS] += weight * (entry_rounds * entry_ipis + p_flush * batch_ipis)
+    acc[A_REMOTE] += weight * (entry_rounds * entry_remote + p_flush * batch_remote)
+    acc[A_WAIT] += weight * wait
+    acc[A_EXTRA] += weight * extra
+    acc[A_PAGES] += weight * bx * ty[t, T_FP]
+    acc[A_UNITS] += weight * bx
+    acc[A_WIN] += weight * win
+    acc[A_COUNT] += weight * bx
+    acc[A_PASSES] += weight * passes
+    acc[A_BATCHES] += weight
+
+
+@_jit
 def _batch(
     ty,
     seg_t,
@@ -212,6 +335,15 @@ def _batch(
     is copied and remapped right after its unmap (before 6.3): no batch flush, window = own move.
     Exact for independent folios (pair sums over runs; see the module docstring).
     """
+    t0 = seg_t[0]
+    call_s = ty[t0, T_CALL]
+    call_wait = ty[t0, T_CALLW]
+    progressive = ty[t0, T_PROG] > 0.5
+    t_used = ty[t0, T_TUSED]
+    if n_seg == 1:
+        _batch_one(ty, seg_t[0], seg_n[0], n_pass, p, w, bc, flush_s, call_s, call_wait, progressive, t_used,
+                   is_mt, batch_ipis, batch_remote, entry_ipis, entry_remote, per_folio_move, weight, acc)  # fmt: skip
+        return
     for s in range(n_seg):
         t = seg_t[s]
         _pass_probs(ty[t, T_ABAR], p, w, n_pass, qs[s], fs[s], ps[s])
@@ -270,10 +402,11 @@ def _batch(
     entry_rounds = rounds
     rounds += 0.0 if per_folio_move else p_flush
     passes = 1.0
-    for k in range(n_pass - 1):
+    sync = n_pass == NR_MAX_MIGRATE_ASYNC_RETRY
+    for k in range(1, NR_MAX_MIGRATE_PAGES_RETRY):
         none_pending = 1.0
         for s in range(n_seg):
-            none_pending *= (1.0 - ps[s, k]) ** seg_n[s]
+            none_pending *= (1.0 - _needs(k, p, w, ty[seg_t[s], T_ABAR], sync)) ** seg_n[s]
         passes += 1.0 - none_pending
 
     # Windows: Σ over unmapped folios of (remap end - unmap end), models/MECHANISM.md §5.
@@ -448,17 +581,13 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
     is_mt = engine == ENGINE_MT
 
     # Total bytes of a nominal full batch (for the multi-threaded copy's thread count).
-    total_pages = 0.0
-    for k in range(mix_len):
-        total_pages += mix_n[k] * mix_kb[k] / page_kb
-    batch_pages = min(max(limit, 1.0), total_pages) if batched else mix_kb[0] / page_kb
-    batch_bytes = max(batch_pages, 1.0) * page_bytes
 
     call_s = 0.0
     call_wait = 0.0
     progressive = True
     t_used = 1.0
-    for k in range(mix_len + 1):
+    n_types = mix_len + 1 if a > 0.0 else mix_len  # split pieces only with allocation failures
+    for k in range(n_types):
         row = k if k < mix_len else PIECE
         fp = mix_kb[k] / page_kb if k < mix_len else 1.0
         fbytes = fp * page_bytes
@@ -488,7 +617,18 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
             ty[row, T_RA] = r_imm
             ty[row, T_QUEUED] = 0.0
         ty[row, T_R] = (prof[REMAP] + prof[REMAP_PTE] * entries) * mapcount
-        cs, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fbytes, batch_bytes / fbytes)
+        # The copy of a batch: its multi-threaded split is sized on the nominal batch of this size,
+        # ``folios_per_batch`` folios (models/MECHANISM.md §4.2); the call's fixed cost and the
+        # thread count are those of the batch's first folio.
+        big = 1.0
+        for kk in range(mix_len):
+            big = max(big, mix_n[kk] * mix_kb[kk] / page_kb)
+        unit = folios_per_batch(limit, fp, n if k < mix_len else big)
+        cs, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fbytes, unit)
+        ty[row, T_CALL] = cs
+        ty[row, T_CALLW] = cw
+        ty[row, T_PROG] = 1.0 if prog else 0.0
+        ty[row, T_TUSED] = tu
         ty[row, T_CF] = cf
         ty[row, T_CFW] = cfw
         call_s, call_wait, progressive, t_used = cs, cw, prog, tu
@@ -566,7 +706,7 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
         if first_c < 0.0:
             first_c = seg_n[0]
             first_t = seg_t[0]
-        r_ok = (1.0 - a) ** n0
+        r_ok = (1.0 - a) ** n0 if a > 0.0 else 1.0
         geom = (1.0 - r_ok**mult) / (1.0 - r_ok) if r_ok < 1.0 else mult
         w_reach = reach * geom
         # No order-0 allocation failure in the batch: order-0 folios allocate (conditioning).
@@ -633,7 +773,9 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
         out[O_WINDOW_P99, col] = w1
     else:
         f_s = flush_s if ty[t, T_QUEUED] > 0.5 else 0.0
-        a0, slope = window_line(c, ty[t, T_UA], f_s, call_s, ty[t, T_CF], ty[t, T_R], progressive)
+        a0, slope = window_line(
+            c, ty[t, T_UA], f_s, ty[t, T_CALL], ty[t, T_CF], ty[t, T_R], ty[t, T_PROG] > 0.5
+        )
         out[O_WINDOW_P99, col] = line_quantile(a0, slope, c, Q)
         w_first = a0 + slope
         w_last = a0 + slope * c
@@ -642,17 +784,10 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
     out[O_STALL_P99, col] = stall_quantile(w_lo, w_hi, rate, Q)
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
-def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
-                    sync, numa, wb, wb_wait, alloc, table, emax, out):  # fmt: skip
+@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
+def _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
+                     sync, numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps):  # fmt: skip
     """All outputs of every point (one scalar evaluation per point; no state shared between points)."""
-    ty = np.zeros((MAX_MIX + 1, N_TCOL))
-    seg_t = np.zeros(MAX_MIX + 2, dtype=np.int64)
-    seg_n = np.zeros(MAX_MIX + 2)
-    acc = np.zeros(N_ACC)
-    qs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
-    fs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
-    ps = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
     for i in range(n.shape[0]):
         pi = pidx[i]
         prof = table[pi]
@@ -661,6 +796,21 @@ def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, thread
         point_outputs(prof, tail, kern[i], mix_len[i], mix_kb[i], mix_n[i], n[i], limit[i], engine[i],
                       threads[i], tg, mapcount[i], p[i], sync[i] != 0, numa[i] > 0.5, wb[i], wb_wait[i],
                       alloc[i], rate[i], out, i, ty, seg_t, seg_n, acc, qs, fs, ps)  # fmt: skip
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
+def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
+                    sync, numa, wb, wb_wait, alloc, table, emax, out):  # fmt: skip
+    """All outputs of every point: the scratch, then :func:`_analytic_points` (no runtime)."""
+    ty = np.zeros((MAX_MIX + 1, N_TCOL))
+    seg_t = np.zeros(MAX_MIX + 2, dtype=np.int64)
+    seg_n = np.zeros(MAX_MIX + 2)
+    acc = np.zeros(N_ACC)
+    qs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
+    fs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
+    ps = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
+    _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
+                     sync, numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps)  # fmt: skip
 
 
 def emax_table(table: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 - analytic points/s per core: the analytic kernel over a mixed grid (every engine, folio size,
   batch limit, busy probability and access rate), in blocks that reuse a warm output buffer;
-- stream baseline: a compiled loop that reads the same 11 input arrays and writes the same 12
-  output arrays (the bytes the analytic model must move at the least);
+- stream baseline: a compiled loop that reads the same input arrays (the 16 per-point vectors and
+  each point's first mix size and count) and writes the same output arrays (the bytes the analytic
+  model must move at the least);
 - Monte Carlo simulated folios/s per core: folios × replicas simulated per second;
 - RNG baseline: NumPy's PCG64 generating the same number of uniform variates as the Monte Carlo
   run drew, into a warm buffer.
@@ -43,9 +44,13 @@ def _mixed_points(n: int, rng: np.random.Generator, profile: str = "epyc-zen3-2s
 
 
 @nb.njit(cache=True, nogil=True)
-def _stream_kernel(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, out):  # pragma: no cover - compiled
-    for i in range(a0.shape[0]):
-        s = a0[i] + a1[i] + a2[i] + a3[i] + a4[i] + a5[i] + a6[i] + a7[i] + a8[i] + a9[i] + a10[i]
+def _stream_kernel(vectors, mix_kb, mix_n, out):  # pragma: no cover - compiled
+    """Read every input the analytic kernel reads per point (the rows of ``vectors``, and the first
+    size and count of each point's mix, all a one-size point has) and write every output once."""
+    for i in range(vectors.shape[1]):
+        s = mix_kb[i, 0] + mix_n[i, 0]
+        for k in range(vectors.shape[0]):
+            s += vectors[k, i]
         for j in range(out.shape[0]):
             out[j, i] = s
 
@@ -70,7 +75,7 @@ def bench_models(
     n_points: int = 2_000_000, min_seconds: float = 1.0, block: int = 1 << 16
 ) -> dict[str, float]:
     from models.analytic import N_OUT, analytic_kernel, emax_table
-    from models.montecarlo import N_COLS, kernel_inputs, mc_kernel, mix_classes, point_seeds
+    from models.montecarlo import N_COLS, kernel_inputs, mc_kernel, point_seeds
     from models.profiles import profile_names, profile_table
 
     rng = np.random.default_rng(12345)
@@ -79,31 +84,34 @@ def bench_models(
     table = profile_table(profile_names())
     emax = emax_table(table)
     out = np.zeros((N_OUT, block))
+    # The analytic kernel's inputs, in its order (models.analytic.analytic_outputs).
     inputs = (
-        arrays.profile_index,
-        arrays.folio_kb,
-        arrays.n_folios,
-        arrays.batch_limit_pages,
-        arrays.engine_code,
-        arrays.copy_threads,
-        arrays.target_cpus,
-        arrays.mapcount,
-        arrays.busy_prob,
-        arrays.access_rate_hz,
-        arrays.sync_mode,
-    )
-    as_float = [np.ascontiguousarray(x, dtype=np.float64) for x in inputs]
+        arrays.profile_index, arrays.kernel_code, arrays.mix_len, arrays.mix_kb, arrays.mix_folios,
+        arrays.n_folios, arrays.batch_limit_pages, arrays.engine_code.astype(np.float64), arrays.copy_threads,
+        arrays.target_cpus, arrays.mapcount, arrays.busy_prob, arrays.access_rate_hz, arrays.sync_mode,
+        arrays.numa_hinting, arrays.writeback_prob, arrays.writeback_wait_s, arrays.alloc_fail_prob,
+    )  # fmt: skip
+    vectors = np.vstack([np.asarray(x, dtype=np.float64) for x in inputs if np.ndim(x) == 1])
+    mix_kb = np.ascontiguousarray(arrays.mix_kb, dtype=np.float64)
+    mix_n = np.ascontiguousarray(arrays.mix_folios, dtype=np.float64)
+
+    analytic_inputs = (
+        arrays.profile_index, arrays.kernel_code, arrays.mix_len, arrays.mix_kb, arrays.mix_folios,
+        arrays.n_folios, arrays.batch_limit_pages, arrays.engine_code.astype(np.float64), arrays.copy_threads,
+        arrays.target_cpus, arrays.mapcount, arrays.busy_prob, arrays.access_rate_hz, arrays.sync_mode,
+        arrays.numa_hinting, arrays.writeback_prob, arrays.writeback_wait_s, arrays.alloc_fail_prob,
+    )  # fmt: skip
 
     def run_analytic() -> None:
         for s in range(0, n_points, block):
             e = min(s + block, n_points)
-            sl = [x[s:e] for x in inputs]
+            sl = [x[s:e] for x in analytic_inputs]
             analytic_kernel(*sl, table, emax, out[:, : e - s])
 
     def run_stream() -> None:
         for s in range(0, n_points, block):
             e = min(s + block, n_points)
-            _stream_kernel(*[x[s:e] for x in as_float], out[:, : e - s])
+            _stream_kernel(vectors[:, s:e], mix_kb[s:e], mix_n[s:e], out[:, : e - s])
 
     t_analytic = _timed(run_analytic, min_seconds)
     t_stream = _timed(run_stream, min_seconds)
@@ -115,7 +123,7 @@ def bench_models(
     replicas = 8
     seeds = point_seeds(mc_arrays, profile_names(), 1)
     mc_out = np.zeros((N_COLS, len(mc_arrays)))
-    mc_inputs = kernel_inputs(mc_arrays, seeds, *mix_classes(mc_arrays))
+    mc_inputs = kernel_inputs(mc_arrays, seeds)
     draws_box = [0]
 
     def run_mc() -> None:

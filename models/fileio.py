@@ -1,6 +1,6 @@
 """Output files written all or nothing: the one temp-and-rename helper of foliotune.
 
-:func:`atomic_write` writes to a hidden temporary file beside the target (``.tmp-NAME.PID``),
+:func:`atomic_write` writes to a hidden temporary file beside the target (``.tmp-PID-NAME``),
 flushes and fsyncs it, optionally checks it, and renames it over the target, so a reader sees the
 old file or the new one, never half of one. It refuses a target that exists and is not a regular
 file (a device such as ``/dev/full``, a folder, a FIFO, a symbolic link: renaming over those would
@@ -75,8 +75,9 @@ def check_target(path: str | os.PathLike[str]) -> Path:
 
 
 def temp_path(path: Path) -> Path:
-    """The temporary name :func:`atomic_write` uses for ``path`` in this process."""
-    return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+    """The temporary name :func:`atomic_write` uses for ``path`` in this process: hidden, and with
+    the target's suffix (writers that choose the format by suffix write the right one)."""
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
 
 
 def atomic_write(

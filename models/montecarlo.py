@@ -1,25 +1,51 @@
-"""Monte Carlo model: the phases of ``migrate_pages()`` with their random parts drawn.
+"""Monte Carlo model: one ``migrate_pages()`` call simulated folio by folio, random parts drawn.
 
-Each replica is one ``migrate_pages()`` call of ``n_folios`` folios. Drawn per replica:
-- which folios are busy on each pass (Bernoulli(busy_prob) per folio per attempt), hence the
-  number unmapped per pass, the flush rounds, the passes and the synchronous fallbacks (in one-folio
-  batches a folio's attempts touch no other folio, so its busy attempts before it gets through are
-  drawn at once: geometric, by inversion of one uniform);
-- each flush round's wait for the slowest of the ``target_cpus - 1`` remote acknowledgements
-  (heavy-tailed Lomax tail per CPU; the max is drawn exactly by inverting F^k with one uniform);
-- DMA/DSA completion jitter (the waiting part of a copy call scaled by a mean-1 factor);
+Implements the mechanism of ``models/MECHANISM.md`` (shared with ``models.analytic``), per replica:
+
+- the folio list in order (a ``folio_mix`` as runs of sizes), cut into batches as
+  mm/migrate.c ``migrate_pages()`` cuts it (until the pages reach ``batch_limit_pages``; from 6.3);
+  before 6.3 every folio alone (``unmap_and_move()``);
+- per batch, every unmap pass over the pending folios in list order (``migrate_pages_batch()``):
+  on pass 1 the destination allocation (``alloc_fail_prob``: -ENOMEM splits a large folio, whose
+  pieces are retried once, async, after the batch, and ends the call for an order-0 one), then
+  busy (``busy_prob``, -EAGAIN, retried) or under writeback (``writeback_prob``, -EBUSY), else the
+  unmap step with what the release and architecture flush at unmap (one round per PTE per mapping
+  when the flush is not deferred, one per PMD-mapped THP always); then **one** batch flush after
+  all the passes if a deferred PTE is pending; then the move phase (copy, remaps) in unmap order.
+  A folio's unmapped window runs from the end of its unmap step to the end of its remap, so a
+  folio unmapped on pass 1 stays unmapped through the later passes;
+- sync mode: 3 async passes, then each failed folio alone (``migrate_pages_sync()``), blocking
+  on writeback (Exp(``writeback_wait_s``)), flushed immediately;
+- each x86 IPI round's wait for the slowest of ``target_cpus - 1`` acknowledgements (Lomax tail per
+  CPU; the max drawn exactly by inverting F^k with one uniform); broadcast rounds (arm64, INVLPGB
+  from 6.15) are deterministic; DMA/DSA completion jitter per copy call;
 - the application's first touch of each unmapped folio (Poisson, ``access_rate_hz``), giving that
   folio's stall ``max(0, W - E)``.
+
+Fast paths give the same distributions with fewer instructions: batches of one folio (and every
+pre-6.3 call) without writeback or allocation failure are simulated as vectorized passes over the
+folios (a folio's busy attempts are then geometric over all its attempts); one-size batches with
+only -EAGAIN take their busy draws in one vectorized loop and their move phase in closed form.
 
 Per point it reports the mean over replicas of the same outputs as the analytic model, with Monte
 Carlo standard errors (``*_se``); ratios (pages/s, mean window) are ratio estimators Σx/Σy with
 delta-method errors. Quantiles (p50, p99 of the unmapped window and of the stall) are taken over
 the folios of each call, exactly (sample-bracketed selection, branch-free quickselect; order
-statistics of arithmetic sequences for long passes), and then averaged over replicas.
+statistics of arithmetic sequences for long batches), and then averaged over replicas.
 
 Reproducibility: each point's random stream is seeded from a hash of the sweep seed and the
-point's parameter values (profile by name), so a point's result depends only on the point and the
-seed, never on its position, its neighbours or the chunking.
+point's parameter values (profile by name), and nothing but scratch buffers is shared between
+points, so a point's result is bit-identical whatever its position, its neighbours or the chunking
+(``tests/test_montecarlo_mechanism.py``).
+
+References
+----------
+mm/migrate.c ``migrate_pages()``, ``migrate_pages_batch()``, ``migrate_pages_sync()``,
+``migrate_folio_unmap()`` (v6.3+), ``unmap_and_move()`` (before); mm/rmap.c
+``try_to_migrate_one()``, ``should_defer_flush()``, ``set_tlb_ubc_flush_pending()`` (v6.4:
+inaccessible PTEs); mm/huge_memory.c ``set_pmd_migration_entry()``; arch/x86/mm/tlb.c
+``arch_tlbbatch_flush()``, ``broadcast_tlb_flush()`` (v6.15); arch/arm64/include/asm/tlbflush.h
+(batched from v6.6).
 """
 
 from __future__ import annotations
@@ -30,7 +56,7 @@ import zlib
 import numba as nb
 import numpy as np
 
-from models.params import OUTPUTS, PointArrays
+from models.params import MAX_MIX, OUTPUTS, PointArrays
 from models.phases import (
     ACK_ALPHA,
     ACK_SCALE,
@@ -146,38 +172,6 @@ def _stall(w: float, u: float, inv_rate: float) -> float:
 
 
 _vec = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=True, _nrt=False)
-
-
-@_vec
-def _count_busy(s0, pending: int, p: float) -> int:
-    """Busy folios among ``pending``, one Bernoulli(p) each: the next ``pending`` uniforms of the
-    SplitMix64 stream at state ``s0`` (counter-based, so the loop vectorizes)."""
-    busy = 0
-    for j in range(pending):
-        u = _uniform(s0, j)
-        busy += 1 if u < p else 0
-    return busy
-
-
-@_vec
-def _pass_windows(s0, c: int, a: float, slope: float, rate: float, wbuf, sbuf, m: int) -> float:
-    """Windows W_j = a + slope·(j+1) of the c folios of one pass into ``wbuf[m:m+c]`` and their
-    stalls max(0, W_j - E_j), E_j = -log(U_j)/rate, into ``sbuf`` (the next c uniforms of the stream
-    at ``s0`` when rate > 0; no stalls, ``sbuf`` untouched, otherwise). Returns Σ W_j."""
-    win = 0.0
-    if rate > 0.0:
-        inv_rate = 1.0 / rate
-        for j in range(c):
-            w = a + slope * (j + 1.0)
-            win += w
-            wbuf[m + j] = w
-            sbuf[m + j] = _stall(w, _uniform(s0, j), inv_rate)
-    else:
-        for j in range(c):
-            w = a + slope * (j + 1.0)
-            win += w
-            wbuf[m + j] = w
-    return win
 
 
 @_vec
@@ -480,17 +474,6 @@ def _jitter(cv: float, u: float) -> float:
     return (1.0 - cv) - cv * fast_log(u)
 
 
-@_jit
-def _copy_call_s(s0, call_s, cf, cf_wait, call_wait, c, cv):
-    """(duration, waiting part, draws used) of one copy call of c folios, the waiting part jittered
-    (mean 1) with the next uniform of the stream at ``s0`` when it is random."""
-    wait = call_wait + c * cf_wait
-    if cv > 0.0 and wait > 0.0:
-        j = _jitter(cv, _uniform(s0, 0))
-        return call_s + c * cf - wait + wait * j, wait * j, 1
-    return call_s + c * cf, wait, 0
-
-
 TAIL_POOL = 64  # acknowledgement tails drawn ahead, in one vectorized loop
 
 
@@ -503,27 +486,9 @@ def _fill_tails(s0, remote: float, alpha: float, pool) -> None:
 
 
 @_jit
-def _flush_s(ts, i: int, pool, fixed, scale, alpha, remote):
-    """One flush round: the fixed part plus the slowest of ``remote`` acknowledgement tails.
-
-    Tails come from their own stream (state ``ts``, seeded from the point's seed), drawn
-    ``TAIL_POOL`` at a time; ``i`` is the next unused pool entry. Returns (flush, ts, i, draws).
-    """
-    if remote < 1.0:
-        return fixed, ts, i, 0
-    drawn = 0
-    if i >= TAIL_POOL:
-        _fill_tails(ts, remote, alpha, pool)
-        ts += np.uint64(TAIL_POOL) * _GOLDEN
-        drawn = TAIL_POOL
-        i = 0
-    return fixed + scale * pool[i], ts, i + 1, drawn
-
-
-@_jit
 def _tail_sum(ts, i: int, pool, k: int, remote, alpha):
     """Σ of ``k`` draws of the slowest of ``remote`` acknowledgement tails (unit scale), taken from
-    the pool as ``_flush_s`` takes them. Returns (sum, ts, i, draws)."""
+    the pool (refilled ``TAIL_POOL`` at a time). Returns (sum, ts, i, draws)."""
     tot = 0.0
     drawn = 0
     for _r in range(k):
@@ -563,7 +528,6 @@ def _sum(a, m: int) -> float:
     CC_CALL1W, CC_T1USED, CC_IMM_DEF, CC_IMM_NOW, CC_ISSUE, CC_QUEUE,
 ) = range(18)  # fmt: skip
 CC_WIDTH = 18
-MAX_CLASSES = 24  # sizes of a mix (at most one per power of two from 4 KiB to 16 GiB) + pieces
 
 # Point-level costs of flush rounds: rows of ``rc``.
 (
@@ -716,6 +680,55 @@ def _move(
     return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd
 
 
+@_vec
+def _fill_windows(base: float, slope: float, unm: int, tbuf, wbuf, m: int) -> None:
+    """Windows of a one-size move phase: folio j is remapped at base + (j+1)·slope."""
+    for j in range(unm):
+        wbuf[m + j] = base + slope * (j + 1.0) - tbuf[j]
+
+
+@_jit
+def _move_fast(
+    s0, ts, tpos, pool, cc, rc, queued: bool, unm: int, tbuf, wbuf, m: int, time: float, cv: float
+):
+    """``_move`` for one folio size (class 0): the remaps in closed form, the windows in one
+    vectorized loop. Also returns (base, slope): folio j's remap ends at base + (j+1)·slope."""
+    rounds = ipis = remote = wait = extra = 0.0
+    nd = 0
+    if queued:
+        f = rc[RC_B_FIXED]
+        if rc[RC_B_TAIL] > 0.5:
+            t, ts, tpos, dr = _tail_sum(ts, tpos, pool, 1, rc[RC_REMOTE], rc[RC_ALPHA])
+            f += rc[RC_SCALE] * t
+            nd += dr
+        time += f
+        rounds = 1.0
+        ipis = rc[RC_B_IPIS]
+        remote = rc[RC_B_REMOTE]
+    if unm == 0:
+        return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd, time, 0.0
+    cf = cc[0, CC_CF]
+    if cc[0, CC_PROG] > 0.5:
+        base = time + cc[0, CC_CALL]
+        slope = cf + cc[0, CC_R]
+    else:
+        total = cc[0, CC_CALL] + unm * cf
+        wpart = cc[0, CC_CALLW] + unm * cc[0, CC_CFW]
+        if cv > 0.0 and wpart > 0.0:
+            s0 += _GOLDEN
+            nd += 1
+            jf = _jitter(cv, _u01(s0))
+            total += wpart * (jf - 1.0)
+            wpart *= jf
+        wait = wpart
+        extra = (cc[0, CC_TUSED] - 1.0) * unm * cf
+        base = time + total
+        slope = cc[0, CC_R]
+    _fill_windows(base, slope, unm, tbuf, wbuf, m)
+    time = base + unm * slope
+    return time, rounds, ipis, remote, wait, extra, s0, ts, tpos, nd, base, slope
+
+
 @_jit
 def _alone_copy(s0, cc, c: int, cv: float):
     """One copy call of one folio of class c: (duration, waiting part, s0, draws)."""
@@ -765,7 +778,7 @@ def _fast_pass(pend, npend: int, flags, busy_s: float, step: float, time: float,
 @_jit
 def _replica(
     s0, ts, tpos, pool, cc, rc, fcls, bstart, nbat: int, pre63: bool, sync: bool, p, wb, wbwait, af,
-    busy_s, cv, mt: bool, pcls: int, ncls: int, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf,
+    busy_s, cv, mt: bool, pcls: int, ncls: int, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf, runs,
 ):  # fmt: skip
     """One ``migrate_pages()`` call (models/MECHANISM.md §2-§4): the batches of ``bstart`` (before
     6.3 one "batch", the whole list, every folio alone), each with its unmap passes, batch flush,
@@ -784,6 +797,8 @@ def _replica(
     imm0 = cc[0, CC_IMM_DEF] if defer else cc[0, CC_IMM_NOW]
     fast = ncls == 1 and af <= 0.0 and wb <= 0.0 and not pre63 and (imm0 == 0.0 or rc[RC_IMM_TAIL] < 0.5)
     step = cc[0, CC_U] + imm0 * rc[RC_IMM_FIXED] + (cc[0, CC_ISSUE] if defer else 0.0)
+    runs_ok = fast and p <= 0.0  # then no fallback either (no busy folio, no writeback)
+    nr = 0
     for bi in range(nbat):
         bs = bstart[bi]
         be = bstart[bi + 1]
@@ -794,7 +809,9 @@ def _replica(
         npend = be - bs
         for j in range(npend):
             pend[j] = bs + j
-            wbf[bs + j] = 0
+        if wb > 0.0:
+            for j in range(npend):
+                wbf[bs + j] = 0
         unm = 0
         nfb = 0
         nspl = 0
@@ -856,7 +873,7 @@ def _replica(
                         pend[newn] = f
                         newn += 1
                         continue
-                if wbf[f] != 0:  # -EBUSY: under writeback, non-blocking attempt
+                if wb > 0.0 and wbf[f] != 0:  # -EBUSY: under writeback, non-blocking attempt
                     time += busy_s
                     if sync:
                         fbuf[nfb] = f
@@ -905,10 +922,20 @@ def _replica(
                     nfb += 1
             else:
                 failed += npend  # still busy after the last pass
-        if not pre63:
+        if fast:
+            time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr, base, slope = _move_fast(
+                s0, ts, tpos, pool, cc, rc, queued, unm, tbuf, wbuf, m, time, cv
+            )
+            if runs_ok and unm > 0:  # every folio unmapped on pass 1: windows in arithmetic sequence
+                runs[0, nr] = base - (tbuf[0] - step)
+                runs[1, nr] = slope - step
+                runs[2, nr] = unm
+                nr += 1
+        elif not pre63:
             time, r1, i1, rm1, w1, e1, s0, ts, tpos, dr = _move(
                 s0, ts, tpos, pool, cc, rc, queued, unm, ubuf, fcls, tbuf, wbuf, m, time, cv
             )
+        if not pre63:
             nd += dr
             rounds += r1
             ipis += i1
@@ -933,7 +960,7 @@ def _replica(
                     if _u01(s0) < p:
                         time += busy_s
                         continue
-                if wbf[f] != 0 and wbwait > 0.0:
+                if wb > 0.0 and wbf[f] != 0 and wbwait > 0.0:
                     s0 += _GOLDEN
                     nd += 1
                     wt = -wbwait * fast_log(_u01(s0))
@@ -978,7 +1005,7 @@ def _replica(
                         time += busy_s
                         failed += share
                         continue
-                if wbf[f] != 0:
+                if wb > 0.0 and wbf[f] != 0:
                     time += busy_s
                     failed += share
                     continue
@@ -1026,22 +1053,8 @@ def _replica(
             wait += w1
             extra += e1 if mt else 0.0
             m += unm
-    return (
-        time,
-        rounds,
-        ipis,
-        remote,
-        wait,
-        extra,
-        failed,
-        passes_sum / max(nrun, 1),
-        m,
-        moved,
-        s0,
-        ts,
-        tpos,
-        nd,
-    )
+    passes_mean = passes_sum / max(nrun, 1)
+    return time, rounds, ipis, remote, wait, extra, failed, passes_mean, m, moved, s0, ts, tpos, nd, nr
 
 
 # Batches of one folio (6.3+ with a cap of at most one folio's pages) and the pre-6.3 path (every
@@ -1187,14 +1200,14 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     moved = (n_b + n_1) * cc[0, CC_FP]
     # Unmap passes per batch (models/MECHANISM.md §5): before 6.3 passes over the list.
     passes = most_b if pre63 else passes_sum / n
-    return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, TAIL_POOL, nd
+    return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, TAIL_POOL, nd, 0
 
 
 @_jit
 def mc_point(
     prof, seed, kcode, ncls, cls_kb, cls_cnt, n, limit, engine, threads, targets, mapcount, p, rate, sync,
     hint, wb, wbwait, af, replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf,
-    kbuf, state, pool, samp, tmp1, tmp2, out, col,
+    kbuf, runs, state, pool, samp, tmp1, tmp2, out, col,
 ):  # fmt: skip
     """Simulate ``replicas`` calls of one point; write means and errors to ``out[:, col]``.
 
@@ -1254,13 +1267,13 @@ def mc_point(
     s_failed = s_failed2 = s_passes = s_passes2 = 0.0
     for _rep in range(replicas):
         if lone:
-            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr = (
+            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr, nr = (
                 _lone_replica(s0, ts, n_int, pre63, sync != 0, p, busy_s, cv, mt, cc, rc, kbuf, tbuf, wbuf)
             )
         else:
-            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr = _replica(
+            t, rounds, ipis, remote_cpu, wait, extra, failed, passes_sum, m, pages, s0, ts, tpos, dr, nr = _replica(
                 s0, ts, tpos, pool, cc, rc, fcls, bstart, nbat, pre63, sync != 0, p, wb, wbwait, af, busy_s, cv,
-                mt, pcls, ncls, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf,
+                mt, pcls, ncls, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, kbuf, runs,
             )  # fmt: skip
         nd += dr
         time = prof[CALL_SETUP] + t
@@ -1271,7 +1284,11 @@ def mc_point(
             nd += m
         else:
             win = _sum(wbuf, m)
-        w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
+        if nr > 0 and nr * RUN_MIN_FOLIOS <= m:  # few long batches: order statistics of the sequences
+            w50 = _runs_kth(runs, nr, max(math.ceil(0.50 * m) - 1, 0), tmp1)
+            w99 = _runs_kth(runs, nr, max(math.ceil(0.99 * m) - 1, 0), tmp1)
+        else:
+            w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
         # Stalls are often mostly zero (no touch inside the window): then both quantiles are 0.
         # When half of them or more are zero the p50 is 0 and only the p99 needs a selection.
         st50 = st99 = 0.0
@@ -1374,7 +1391,7 @@ def mc_kernel(
         for c in range(ncls[i]):
             tot += cls_cnt[i, c] * max(cls_kb[i, c] / table[pidx[i], PAGE_KB], 1.0)
         wmax = max(wmax, int(tot) + int(n[i]))
-    cc = np.zeros((MAX_CLASSES + 1, CC_WIDTH), dtype=np.float64)
+    cc = np.zeros((MAX_MIX + 1, CC_WIDTH), dtype=np.float64)  # the mix's sizes, then pieces
     rc = np.zeros(RC_WIDTH, dtype=np.float64)
     fcls = np.zeros(nmax + 1, dtype=np.int64)
     bstart = np.zeros(nmax + 1, dtype=np.int64)
@@ -1385,6 +1402,7 @@ def mc_kernel(
     spl = np.empty(nmax, dtype=np.int64)
     wbf = np.zeros(nmax, dtype=np.int64)
     kbuf = np.empty(nmax, dtype=np.float64)
+    runs = np.empty((3, nmax + 1), dtype=np.float64)
     wbuf = np.empty(wmax, dtype=np.float64)
     sbuf = np.empty(wmax, dtype=np.float64)
     state = np.zeros(4, dtype=np.uint64)
@@ -1397,8 +1415,8 @@ def mc_kernel(
         draws += mc_point(
             table[pidx[i]], seeds[i], kcode[i], ncls[i], cls_kb[i], cls_cnt[i], n[i], limit[i], engine[i],
             threads[i], targets[i], mapcount[i], p[i], rate[i], sync[i], hint[i], wb[i], wbwait[i], af[i],
-            replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf, kbuf, state, pool,
-            samp, tmp1, tmp2, out, i,
+            replicas, cc, rc, fcls, bstart, pend, ubuf, tbuf, fbuf, spl, wbf, wbuf, sbuf, kbuf, runs, state,
+            pool, samp, tmp1, tmp2, out, i,
         )  # fmt: skip
     return draws
 
@@ -1415,7 +1433,7 @@ def point_seeds(arrays: PointArrays, profile_names: tuple[str, ...], seed: int) 
     """Per-point 64-bit seeds from the sweep seed and the point's parameter values only."""
     name_hash = np.array([zlib.crc32(nm.encode()) for nm in profile_names], dtype=np.uint64)
     h = _splitmix_np(np.full(len(arrays), np.uint64(seed & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64))
-    cols = (
+    cols: list[np.ndarray] = [
         name_hash[arrays.profile_index],
         arrays.folio_kb,
         arrays.n_folios,
@@ -1427,38 +1445,19 @@ def point_seeds(arrays: PointArrays, profile_names: tuple[str, ...], seed: int) 
         arrays.busy_prob,
         arrays.access_rate_hz,
         arrays.sync_mode.astype(np.float64),
-        _column(arrays, "kernel_code", 606.0),
-        _column(arrays, "numa_hinting", 0.0),
-        _column(arrays, "writeback_prob", 0.0),
-        _column(arrays, "writeback_wait_s", 0.001),
-        _column(arrays, "alloc_fail_prob", 0.0),
-    )
-    if getattr(arrays, "mix_folios", None) is not None:
-        cols += tuple(np.asarray(arrays.mix_kb, dtype=np.float64).T)
-        cols += tuple(np.asarray(arrays.mix_folios, dtype=np.float64).T)
+        arrays.kernel_code,
+        arrays.numa_hinting,
+        arrays.writeback_prob,
+        arrays.writeback_wait_s,
+        arrays.alloc_fail_prob,
+        *np.asarray(arrays.mix_kb, dtype=np.float64).T,
+        *np.asarray(arrays.mix_folios, dtype=np.float64).T,
+    ]
     for col in cols:
         bits = col if col.dtype == np.uint64 else np.ascontiguousarray(col, dtype=np.float64).view(np.uint64)
         with np.errstate(over="ignore"):
             h = _splitmix_np(h ^ bits)
     return h
-
-
-def mix_classes(arrays: PointArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The folio list of each point as size classes in list order: (classes per point, KiB per
-    class, folios per class), from the validated mix (models/MECHANISM.md §1: a single
-    ``folio_kb`` is a mix of one size)."""
-    n_pts = len(arrays)
-    if getattr(arrays, "mix_folios", None) is not None:
-        return (
-            np.ascontiguousarray(arrays.mix_len, dtype=np.int64),
-            np.ascontiguousarray(arrays.mix_kb, dtype=np.float64),
-            np.ascontiguousarray(arrays.mix_folios, dtype=np.float64),
-        )
-    return (
-        np.ones(n_pts, dtype=np.int64),
-        np.asarray(arrays.folio_kb, dtype=np.float64).reshape(n_pts, 1).copy(),
-        np.asarray(arrays.n_folios, dtype=np.float64).reshape(n_pts, 1).copy(),
-    )
 
 
 def montecarlo_outputs(
@@ -1474,24 +1473,21 @@ def montecarlo_outputs(
     n_pts = len(arrays)
     out = np.zeros((N_COLS, n_pts), dtype=np.float64)
     seeds = point_seeds(arrays, profile_names(), seed)
-    ncls, cls_kb, cls_cnt = mix_classes(arrays)
-    mc_kernel(*kernel_inputs(arrays, seeds, ncls, cls_kb, cls_cnt), table, replicas, out)
+    mc_kernel(*kernel_inputs(arrays, seeds), table, replicas, out)
     return {name: out[i] for i, name in enumerate(_COLUMNS)}
 
 
-def _column(arrays: PointArrays, name: str, default: float) -> np.ndarray:
-    v = getattr(arrays, name, None)
-    if v is None:
-        return np.full(len(arrays), default, dtype=np.float64)
-    return np.ascontiguousarray(v, dtype=np.float64)
-
-
-def kernel_inputs(arrays: PointArrays, seeds, ncls, cls_kb, cls_cnt) -> tuple:
-    """The per-point arrays of ``mc_kernel`` in its order (before ``table``)."""
+def kernel_inputs(arrays: PointArrays, seeds: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The per-point arrays of ``mc_kernel`` in its order (before ``table``). The folio list of a
+    point is its mix (``mix_len`` sizes of ``mix_kb`` KiB, ``mix_folios`` folios each, in list
+    order; a single ``folio_kb`` is a mix of one size, models/MECHANISM.md §1)."""
+    f64 = np.float64
     return (
-        arrays.profile_index, seeds, _column(arrays, "kernel_code", 606.0), ncls, cls_kb, cls_cnt,
-        arrays.n_folios, arrays.batch_limit_pages, arrays.engine_code, arrays.copy_threads, arrays.target_cpus,
-        arrays.mapcount, arrays.busy_prob, arrays.access_rate_hz, arrays.sync_mode,
-        _column(arrays, "numa_hinting", 0.0), _column(arrays, "writeback_prob", 0.0),
-        _column(arrays, "writeback_wait_s", 0.001), _column(arrays, "alloc_fail_prob", 0.0),
+        arrays.profile_index, seeds, np.asarray(arrays.kernel_code, dtype=f64),
+        np.ascontiguousarray(arrays.mix_len, dtype=np.int64), np.ascontiguousarray(arrays.mix_kb, dtype=f64),
+        np.ascontiguousarray(arrays.mix_folios, dtype=f64), arrays.n_folios, arrays.batch_limit_pages,
+        arrays.engine_code, arrays.copy_threads, arrays.target_cpus, arrays.mapcount, arrays.busy_prob,
+        arrays.access_rate_hz, arrays.sync_mode, np.asarray(arrays.numa_hinting, dtype=f64),
+        np.asarray(arrays.writeback_prob, dtype=f64), np.asarray(arrays.writeback_wait_s, dtype=f64),
+        np.asarray(arrays.alloc_fail_prob, dtype=f64),
     )  # fmt: skip

@@ -43,7 +43,8 @@ class Parameter:
     ``role``: ``machine`` (the hardware profile), ``workload`` (what the call migrates and the
     environment it runs in, the kernel included) or ``choice`` (what foliotune recommends).
     ``lo``/``hi`` bound numbers (inclusive); ``choices`` list the allowed texts where they are a
-    closed set. ``default`` says where a missing value comes from.
+    closed set. ``default`` says where a missing value comes from. ``optional``: a column that
+    results, measurements and workloads made before it existed may lack (its default applies).
     """
 
     name: str
@@ -55,6 +56,7 @@ class Parameter:
     lo: float | None = None
     hi: float | None = None
     choices: tuple[str, ...] = ()
+    optional: bool = False
 
 
 #: The parameter table (contract order: the columns of points files and sweep results).
@@ -76,14 +78,16 @@ TABLE: tuple[Parameter, ...] = (
               "0 … 1e12", 0.0, 1e12),
     Parameter("mode", "mode", "str", "workload", "sync", "async, sync", choices=MODES),
     Parameter("kernel", "MAJOR.MINOR", "str", "workload", "profile default_kernel",
-              f"a known release ({KNOWN_KERNELS[0]} … {KNOWN_KERNELS[-1]})", choices=KNOWN_KERNELS),
+              f"a known release ({KNOWN_KERNELS[0]} … {KNOWN_KERNELS[-1]})", choices=KNOWN_KERNELS,
+              optional=True),
     Parameter("folio_mix", "KB:FRACTION,...", "str", "workload", "empty (one size: folio_kb)",
-              f"sizes as folio_kb, fractions >= 0 summing to 1, at most {MAX_MIX} sizes, not with folio_kb"),
-    Parameter("numa_hinting", "0/1", "int", "workload", "0", "0 or 1", 0, 1),
-    Parameter("writeback_prob", "probability", "float", "workload", "0", "0 … 1", 0.0, 1.0),
+              f"sizes as folio_kb, fractions >= 0 summing to 1, at most {MAX_MIX} sizes, not with folio_kb",
+              optional=True),
+    Parameter("numa_hinting", "0/1", "int", "workload", "0", "0 or 1", 0, 1, optional=True),
+    Parameter("writeback_prob", "probability", "float", "workload", "0", "0 … 1", 0.0, 1.0, optional=True),
     Parameter("writeback_wait_s", "s", "float", "workload", "0.001 (assumed: one SSD write completion)",
-              "0 … 10", 0.0, 10.0),
-    Parameter("alloc_fail_prob", "probability", "float", "workload", "0", "0 … 1", 0.0, 1.0),
+              "0 … 10", 0.0, 10.0, optional=True),
+    Parameter("alloc_fail_prob", "probability", "float", "workload", "0", "0 … 1", 0.0, 1.0, optional=True),
 )  # fmt: skip
 BY_NAME: dict[str, Parameter] = {p.name: p for p in TABLE}
 
@@ -97,6 +101,9 @@ STRING_PARAMETERS: tuple[str, ...] = tuple(p.name for p in TABLE if p.kind == "s
 CHOICE: tuple[str, ...] = tuple(p.name for p in TABLE if p.role == "choice")
 #: Everything of a point that is neither the profile nor a choice.
 WORKLOAD: tuple[str, ...] = tuple(p.name for p in TABLE if p.role == "workload")
+#: The workload parameters every results table has, and the optional ones (see Parameter.optional).
+CORE_WORKLOAD: tuple[str, ...] = tuple(p.name for p in TABLE if p.role == "workload" and not p.optional)
+OPTIONAL_WORKLOAD: tuple[str, ...] = tuple(p.name for p in TABLE if p.role == "workload" and p.optional)
 INTEGER_WORKLOAD: tuple[str, ...] = tuple(p for p in WORKLOAD if p in INTEGER_PARAMETERS)
 FLOAT_WORKLOAD: tuple[str, ...] = tuple(p for p in WORKLOAD if p in FLOAT_PARAMETERS)
 #: The kernel lists used by the engines (copy-engine names, modes).
@@ -182,6 +189,25 @@ def complete_points(
     Cells that are empty (NaN) in a present column are filled the same way, except ``folio_kb``
     where ``folio_mix`` is given (it stays empty). Column order is the input's, followed by the
     added parameters in contract order.
+
+    Parameters
+    ----------
+    points : pandas.DataFrame
+        Points, any subset of :data:`PARAMETERS` (units as in the names).
+    default_profile : str, optional
+        Profile of rows without one (default ``models.profiles.DEFAULT_PROFILE``).
+    row_offset : int
+        Number of the first row in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The completed points.
+
+    Raises
+    ------
+    PointError
+        A row names an unknown profile.
     """
     out = points.copy()
     if default_profile is None:
@@ -244,6 +270,7 @@ class PointArrays:
     mix_len: np.ndarray  # int64, sizes in the mix (1 for a single folio_kb)
     mix_kb: np.ndarray  # float64 (n, MAX_MIX), 0 beyond mix_len
     mix_folios: np.ndarray  # float64 (n, MAX_MIX), folios of each size, summing to n_folios
+    mix_frac: np.ndarray  # float64 (n, MAX_MIX), the share of folios of each size (the mix as given)
 
     def __len__(self) -> int:
         return len(self.folio_kb)
@@ -324,12 +351,31 @@ def mix_counts(fractions: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 def check_points(points: pd.DataFrame) -> tuple[PointArrays, np.ndarray]:
-    """Validate complete points; return typed arrays and one reason string per row ("" = valid).
+    """Validate complete points; return typed arrays and one reason per row.
 
     Every parameter is checked against its documented range in :data:`TABLE` (so a
     ``batch_limit_pages`` of 1e19 or an ``n_folios`` of 1e308 is refused, not wrapped or
-    overflowed). Invalid rows get harmless placeholder values in the arrays so the kernels can run
-    on the whole set; callers drop or report them.
+    overflowed), ``kernel`` against the known releases and ``folio_mix`` against its form and the
+    profile's folio sizes. Invalid rows get harmless placeholder values in the arrays so the
+    kernels can run on the whole set; callers drop or report them.
+
+    Parameters
+    ----------
+    points : pandas.DataFrame
+        One row per point with every column of :data:`PARAMETERS` (see :func:`complete_points`);
+        units as in the names (KiB, base pages, CPUs, probabilities, Hz, s).
+
+    Returns
+    -------
+    arrays : PointArrays
+        Typed arrays in SI units, folio sizes as mixes (``mix_len``, ``mix_kb``, ``mix_folios``).
+    reasons : numpy.ndarray of str
+        ``""`` for a valid row, else ``"column C: why"``.
+
+    References
+    ----------
+    mm/migrate.c ``struct migrate_pages_stats`` and ``migrate_pages()`` count folios and pages in
+    ``int``: hence the 2^31 - 1 bounds of ``n_folios`` and ``batch_limit_pages``.
     """
     n = len(points)
     reasons = np.full(n, "", dtype=object)
@@ -425,7 +471,11 @@ def check_points(points: pd.DataFrame) -> tuple[PointArrays, np.ndarray]:
         col_name = np.where(has_mix, "folio_mix", "folio_kb")
         msg = np.array(
             [
-                f"column {c}: sizes must be powers of two between {int(a)} and {int(b)} KiB"
+                (
+                    f"column folio_mix: sizes must be powers of two between {int(a)} and {int(b)} KiB"
+                    if c == "folio_mix"
+                    else f"column folio_kb: must be a power of two between {int(a)} and {int(b)} KiB"
+                )
                 for c, a, b in zip(col_name, page_kb, max_folio_kb, strict=True)
             ],
             dtype=object,
@@ -485,6 +535,7 @@ def check_points(points: pd.DataFrame) -> tuple[PointArrays, np.ndarray]:
         mix_len=mix_len,
         mix_kb=np.ascontiguousarray(mix_kb),
         mix_folios=np.ascontiguousarray(mix_folios),
+        mix_frac=np.ascontiguousarray(mix_frac),
     )
     return arrays, reasons
 

@@ -7,18 +7,10 @@ the physics here, once, is what makes "Monte Carlo mean == analytic expectation"
 
 Profile values come as one float64 row ``prof`` (see ``models.profiles.FIELD_INDEX``).
 
-Mechanism (Linux 6.3+, mm/migrate.c), as modeled:
-- folios per batch ``b = ceil(batch_limit_pages / pages_per_folio)`` (the batch may overrun the cap
-  by one folio minus a page); ``batch_limit_pages == 1`` is the unbatched path (b = 1);
-- per pass over a batch: unmap every non-busy folio, one flush round, copy, remap;
-- a batch of one folio flushes like the unbatched path (INVLPG per page up to the x86 ceiling of
-  33 pages, else a full flush); a batch of two or more does one full flush of the mm's CPUs;
-- busy folios return -EAGAIN and are retried on the next pass: ``async`` mode makes 10 batched
-  passes; ``sync`` mode makes 3 batched passes and then takes each still-failed folio alone for up
-  to 7 synchronous passes, flushing immediately;
-- copy engines: ``cpu`` copies folio by folio and remaps each right after its copy; ``mt-cpu``
-  splits the batch across threads (USL scaling, memory/interconnect ceiling) and ``dma``/``dsa``
-  submit one descriptor per folio; those copy the batch as a unit, then remap.
+The mechanism these functions serve is ``models/MECHANISM.md`` (batches cut in list order until
+the pages reach the cap; all unmap passes, one batch flush, then the move phase; immediate
+per-PTE flushes before 6.3, in the sync fallback and on arm64 before 6.6; PMD-mapped THPs flushed
+at unmap; INVLPGB from 6.15). ``folios_per_batch`` sizes a copy's nominal batch (one size).
 """
 
 from __future__ import annotations
@@ -43,7 +35,6 @@ REMAP_PTE = _F["remap_per_pte_ns"]
 BUSY_ATTEMPT = _F["busy_attempt_us"]
 LOCAL_PAGE_FLUSH = _F["local_page_flush_ns"]
 LOCAL_FULL_FLUSH = _F["local_full_flush_us"]
-FLUSH_CEILING = _F["single_flush_ceiling_pages"]
 IPI_BASE = _F["ipi_send_base_us"]
 IPI_PER_TARGET = _F["ipi_per_target_ns"]
 HANDLER_PAGE = _F["ack_handler_page_us"]
@@ -75,8 +66,6 @@ BCAST_SYNC = _F["broadcast_sync_us"]
 BCAST_PER_CPU = _F["broadcast_per_cpu_ns"]
 FLUSH_ARM64 = _F["flush_arm64"]
 INVLPGB = _F["invlpgb"]
-#: Old name of FLUSH_ARM64 (the Monte Carlo kernel reads it until it follows MECHANISM.md).
-IS_BROADCAST = FLUSH_ARM64
 CPUS = _F["cpus"]
 
 ENGINE_CPU, ENGINE_MT, ENGINE_DMA, ENGINE_DSA = 0, 1, 2, 3
@@ -84,11 +73,10 @@ ENGINE_CPU, ENGINE_MT, ENGINE_DMA, ENGINE_DSA = 0, 1, 2, 3
 NR_MAX_MIGRATE_PAGES_RETRY = 10  # passes of migrate_pages_batch() in MIGRATE_ASYNC mode
 NR_MAX_MIGRATE_ASYNC_RETRY = 3  # async batched passes of migrate_pages_sync() before the fallback
 NR_MAX_MIGRATE_SYNC_RETRY = NR_MAX_MIGRATE_PAGES_RETRY - NR_MAX_MIGRATE_ASYNC_RETRY  # 7, per folio
-# Old names (read by the Monte Carlo kernel until it follows MECHANISM.md).
+# Shorter names the Monte Carlo kernel uses for the same limits.
 ASYNC_BATCHED_PASSES = NR_MAX_MIGRATE_PAGES_RETRY
 SYNC_BATCHED_PASSES = NR_MAX_MIGRATE_ASYNC_RETRY
 SYNC_SINGLE_PASSES = NR_MAX_MIGRATE_SYNC_RETRY
-TOTAL_PASSES = NR_MAX_MIGRATE_PAGES_RETRY
 
 _jit = nb.njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath=True, _nrt=False)
 
@@ -131,12 +119,6 @@ def spanned_sockets(prof, target_cpus: float) -> float:
     """Sockets the mm's CPUs span, threads packed socket by socket (an assumption)."""
     per_socket = prof[CPUS] / prof[SOCKETS]
     return min(prof[SOCKETS], math.ceil(target_cpus / per_socket))
-
-
-@_jit
-def is_full_flush(prof, folios_in_batch: float, pages_per_folio: float) -> bool:
-    """Batched flush (two or more folios) is a full flush; one folio flushes its pages up to the ceiling."""
-    return folios_in_batch >= 2.0 or pages_per_folio > prof[FLUSH_CEILING]
 
 
 @_jit

@@ -16,6 +16,8 @@ import dataclasses
 import math
 import os
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -141,9 +143,18 @@ _TEXT_DEFAULTS: dict[str, tuple[Any, str]] = {
 
 
 def kernel_code(version: str) -> int:
-    """``"MAJOR.MINOR"`` as ``100·MAJOR + MINOR`` (6.3 → 603); -1 when not a known release.
+    """A kernel release as a number the kernels compare.
 
-    Known releases: 4.14–4.20, 5.0–5.19, 6.0–6.18 (THP migration exists from 4.14).
+    Parameters
+    ----------
+    version : str
+        ``"MAJOR.MINOR"``, e.g. ``"6.3"``; known releases are 4.14–4.20, 5.0–5.19, 6.0–6.18 (THP
+        migration, ``CONFIG_ARCH_ENABLE_THP_MIGRATION``, exists from 4.14).
+
+    Returns
+    -------
+    int
+        ``100·MAJOR + MINOR`` (6.3 → 603, 6.15 → 615), or -1 when not a known release.
     """
     text = str(version).strip()
     parts = text.split(".")
@@ -433,28 +444,77 @@ def catalogue() -> MappingProxyType:
     return _catalogue(os.environ.get("FOLIOTUNE_PROFILE_PATH", ""))
 
 
+@contextmanager
+def profile_dirs(*dirs: str | Path) -> Iterator[None]:
+    """Within the block, also read profile files from ``dirs`` (as if they were on
+    ``FOLIOTUNE_PROFILE_PATH``). Files, not in-memory registration: the catalogue stays read-only."""
+    old = os.environ.get("FOLIOTUNE_PROFILE_PATH")
+    extra = ":".join(str(d) for d in dirs)
+    os.environ["FOLIOTUNE_PROFILE_PATH"] = f"{old}:{extra}" if old else extra
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("FOLIOTUNE_PROFILE_PATH", None)
+        else:
+            os.environ["FOLIOTUNE_PROFILE_PATH"] = old
+
+
 def profile_names() -> tuple[str, ...]:
     """Names of every known profile, sorted."""
     return tuple(sorted(catalogue()))
 
 
 def get_profile(name: str) -> HardwareProfile:
+    """The profile called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`profile_names`.
+
+    Returns
+    -------
+    HardwareProfile
+        Read-only; SI values in ``values``, their sources in ``sources``.
+
+    Raises
+    ------
+    ProfileError
+        No such profile (the message lists the known ones).
+    """
     reg = catalogue()
     if name not in reg:
         raise ProfileError(f"unknown profile {name!r} (known: {', '.join(sorted(reg))})")
     return reg[name]
 
 
-@cache
 def profile_table(names: tuple[str, ...]) -> np.ndarray:
     """2-D float64 array: one row of SI values per profile in ``names`` (what kernels index)."""
+    return _profile_table(names, os.environ.get("FOLIOTUNE_PROFILE_PATH", ""))
+
+
+@cache
+def _profile_table(names: tuple[str, ...], key: str) -> np.ndarray:
+    del key  # part of the cache key only (the catalogue depends on FOLIOTUNE_PROFILE_PATH)
     return np.stack([get_profile(n).vector() for n in names])
 
 
 def profile_table_with(replacements: dict[str, HardwareProfile]) -> np.ndarray:
-    """The table of every known profile (rows in :func:`profile_names` order) with the rows named
-    in ``replacements`` holding those profiles' values instead — how calibration evaluates trial
-    values without registering anything."""
+    """The table of every known profile with some rows replaced — how calibration evaluates trial
+    values without registering anything.
+
+    Parameters
+    ----------
+    replacements : dict of str to HardwareProfile
+        Known profile name -> the profile whose values (SI) its row should hold.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new float64 array, one row per :func:`profile_names` entry (what kernels index through
+        ``PointArrays.profile_index``; pass it as ``run_kernel(..., table=...)``).
+    """
     names = profile_names()
     table = profile_table(names).copy()
     for name, prof in replacements.items():

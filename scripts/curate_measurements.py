@@ -200,7 +200,14 @@ KERNEL = {
     'garg-meetup-2026-03': '7.0',  # 2026-03: the 7.0 cycle
     'garg-v5-2026-05': '7.1',  # "7.1-rc1"
 }
-out['kernel'] = out['source'].map(KERNEL)
+# The model knows releases up to 6.18 (models/MECHANISM.md): newer ones are recorded as 6.18, the
+# newest it models, and the row says which release the source ran.
+NEWEST_MODELED = '6.18'
+ran = out['source'].map(KERNEL)
+newer = ran.map(lambda k: tuple(map(int, k.split('.'))) > (6, 18))
+out['notes'] = [n + (f'; ran Linux {k}, recorded as {NEWEST_MODELED} (the newest release the model knows)'
+                     if nw else '') for n, k, nw in zip(out['notes'], ran, newer)]
+out['kernel'] = ran.where(~newer, NEWEST_MODELED)
 assert out['kernel'].notna().all(), sorted(set(out['source'][out['kernel'].isna()]))
 cols = ['source', 'reference', 'machine', 'profile', 'date', 'trust', 'folio_kb', 'n_folios', 'batch_limit_pages',
         'copy_engine', 'copy_threads', 'target_cpus', 'mapcount', 'busy_prob', 'access_rate_hz', 'mode', 'kernel',

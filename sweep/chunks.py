@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ import pyarrow.parquet as pq
 
 from sweep.samplers import axis_columns
 from sweep.spec import STRING_PARAMETERS, SweepSpec
+
+if TYPE_CHECKING:
+    from models.params import PointArrays
 
 #: Parquet key-value metadata key holding the chunk's identity (JSON).
 META_KEY = b"foliotune"
@@ -183,6 +187,9 @@ def evaluate_points(spec: SweepSpec, start: int, stop: int) -> tuple[pa.Table, i
     full = chunk_points_frame(spec, start, stop)
     arrays, reasons = check_points(full)
     bad = reasons != ""
+    # Per (point, model) reasons: a point can be too large for the Monte Carlo model only.
+    row_reasons = np.repeat(reasons.astype(object), k)
+    mc_arrays, mc_too_large = montecarlo_feasible(arrays, bad)
 
     rows = n * k
     columns: dict[str, pa.Array] = {}
@@ -206,18 +213,70 @@ def evaluate_points(spec: SweepSpec, start: int, stop: int) -> tuple[pa.Table, i
     out_names = list(OUTPUTS) + list(extras)
     outs = {name: np.full(rows, np.nan) for name in out_names}
     for m, model in enumerate(spec.models):
-        result = run_kernel(arrays, model, seed=spec.seed, replicas=spec.replicas)
+        model_bad = bad
+        if model == "montecarlo" and mc_too_large is not None:
+            over, why = mc_too_large
+            model_bad = bad | over
+            row_reasons[m::k] = np.where(over, why, row_reasons[m::k])
+        result = run_kernel(
+            mc_arrays if model == "montecarlo" else arrays, model, seed=spec.seed, replicas=spec.replicas
+        )
         for name, values in result.items():
             if name not in outs:
                 continue  # a kernel-private column outside the contract and the known extras
             v = np.asarray(values, dtype=np.float64)
-            outs[name][m::k] = np.where(bad, np.nan, v) if bad.any() else v
+            outs[name][m::k] = np.where(model_bad, np.nan, v) if model_bad.any() else v
     for name in out_names:
         columns[name] = pa.array(outs[name])
-    r_codes, r_uniques = pd.factorize(reasons.astype(str), sort=False)
+    r_codes, r_uniques = pd.factorize(row_reasons.astype(str), sort=False)
     reason_labels = pa.array(np.asarray(r_uniques, dtype=object), type=pa.string())
-    columns["infeasible"] = reason_labels.take(pa.array(np.repeat(r_codes, k)))
-    return pa.table(columns), int(bad.sum())
+    columns["infeasible"] = reason_labels.take(pa.array(r_codes))
+    infeasible_points = (row_reasons.astype(str) != "").reshape(n, k).any(axis=1)
+    return pa.table(columns), int(infeasible_points.sum())
+
+
+def montecarlo_feasible(
+    arrays: PointArrays, bad: np.ndarray
+) -> tuple[PointArrays, tuple[np.ndarray, str] | None]:
+    """The points the Monte Carlo model can take, and which valid points are too large for it.
+
+    A point whose own Monte Carlo scratch is above :data:`models.limits.MC_MAX_SCRATCH_BYTES`
+    (``n_folios`` near 2^31, or many large folios that may split) is infeasible for the Monte Carlo
+    model only, with a reason saying what fits; its analytic result stays. The returned arrays hold
+    a one-folio placeholder there, so the kernel's scratch (sized by the largest point) fits.
+    Returns ``(arrays, None)`` when every point fits.
+    """
+    from models.limits import (
+        MC_BYTES_PER_FOLIO,
+        MC_BYTES_PER_WINDOW,
+        MC_MAX_SCRATCH_BYTES,
+        montecarlo_windows,
+    )
+    from models.params import mix_counts
+    from models.profiles import get_profile, profile_names
+
+    page_kb = np.array([get_profile(p).page_kb for p in profile_names()], dtype=np.float64)[
+        arrays.profile_index
+    ]
+    n = np.asarray(arrays.n_folios, dtype=np.float64)
+    windows = montecarlo_windows(n, arrays.mix_kb, arrays.mix_folios, arrays.mix_len, page_kb)
+    own = MC_BYTES_PER_FOLIO * n + MC_BYTES_PER_WINDOW * windows
+    over = (own > MC_MAX_SCRATCH_BYTES) & ~bad
+    if not over.any():
+        return arrays, None
+    limit_mib = MC_MAX_SCRATCH_BYTES // 2**20
+    why = (
+        f"montecarlo: the call needs more than {limit_mib:,} MiB of Monte Carlo scratch "
+        f"(at most {MC_MAX_SCRATCH_BYTES // (MC_BYTES_PER_FOLIO + 2 * MC_BYTES_PER_WINDOW):,} folios of base pages, "
+        "fewer of large folios); the analytic model has no such limit"
+    )
+    n_safe = np.where(over, 1.0, n)
+    safe = replace(
+        arrays,
+        n_folios=n_safe,
+        mix_folios=np.ascontiguousarray(mix_counts(np.asarray(arrays.mix_frac), n_safe)),
+    )
+    return safe, (over, why)
 
 
 def encode_table(table: pa.Table, meta: dict[str, object]) -> np.ndarray:

@@ -81,7 +81,11 @@ def connect(address: str | None = None, workers: int | None = None) -> RaySessio
         cpus = int(ray.cluster_resources().get("CPU", 1))
         return RaySession(min(workers or cpus, cpus) or 1, started_here=False, address="(this process)")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        handlers = _signal_handlers()
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        finally:
+            _restore(handlers)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         return RaySession(max(1, workers or cpus), started_here=True, address=address)
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -20,19 +20,20 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from models.errors import UserError
 from models.fileio import TMP_PREFIX, os_message
 from sweep.chunks import chunk_bounds, n_chunks, read_chunk_meta, verify_chunk_file
 from sweep.spec import SpecError, SweepSpec, spec_from_canonical
-
-if TYPE_CHECKING:
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.dataset as ds
 
 #: The manifest's file name in a sweep folder (the one definition).
 MANIFEST = "_foliotune_manifest.json"
@@ -426,7 +427,6 @@ class SweepResults:
     manifest: Manifest
     status: SweepStatus
     files: tuple[Path, ...]  # verified chunk files, in chunk order
-    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def spec(self) -> SweepSpec:
@@ -447,20 +447,14 @@ class SweepResults:
 
     def columns(self) -> list[str]:
         """Column names of the chunk files (from the first file's schema; [] without files)."""
-        import pyarrow.parquet as pq
-
         return list(pq.read_schema(self.files[0]).names) if self.files else []
 
     def dataset(self) -> ds.Dataset:
         """A lazy ``pyarrow.dataset`` over the verified chunk files (filter and project before reading)."""
-        import pyarrow.dataset as ds
-
         return ds.dataset([str(f) for f in self.files], format="parquet")
 
     def table(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The verified rows as one Arrow table (``columns``: only these)."""
-        import pyarrow as pa
-
         try:
             return self.dataset().to_table(columns=list(columns) if columns is not None else None)
         except (OSError, pa.ArrowException) as exc:
@@ -473,8 +467,6 @@ class SweepResults:
 
     def infeasible_reasons(self) -> dict[str, int]:
         """Why points were infeasible: reason → number of points, most frequent first."""
-        import pyarrow.compute as pc
-
         counts: dict[str, int] = {}
         if not self.status.infeasible_points:
             return counts

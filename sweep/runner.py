@@ -1,9 +1,11 @@
-"""Run a sweep: spec → chunks → (Ray tasks | this process) → Parquet folder, resumable.
+"""Run a sweep: spec → chunks → a :class:`~sweep.executors.ChunkExecutor` (Ray tasks or this
+process) → Parquet folder, resumable.
 
 :func:`run_sweep` is the one entry point (the CLI's ``foliotune sweep`` and ``foliotune run`` call
-it). Before anything is created it validates the spec, measures a small sample of points in this
-process to size the chunks (≈0.5 s of work each, so Ray's per-task overhead is negligible) and to
-estimate time and disk, and refuses runs above ``max_points`` rows unless ``yes`` is given.
+it). Before anything is printed or created it validates the spec, the options and the output folder;
+it then measures a small sample of points in this process to size the chunks (≈0.5 s of work each,
+so Ray's per-task overhead is negligible) and to estimate time and disk, and refuses runs above
+``max_points`` rows unless ``yes`` is given.
 """
 
 from __future__ import annotations

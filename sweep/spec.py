@@ -19,6 +19,20 @@ Format (the minimal form is a contract, DESIGN.md §3)::
     busy_prob = { start = 0.0, stop = 0.2, num = 5 }
     copy_engine = ["cpu", "mt-cpu", "dma"]
 
+A union of grids (grid sampler only): ``[[parts]]`` tables, each with its own ``fixed`` values and
+``axes``, added to the common ones; the sweep is part 1's grid, then part 2's, and so on (inside a
+part the common axes vary slowest). A parameter is given in one place: common, or in parts. This is
+how a sweep crosses each profile only with what it can run::
+
+    [axes]
+    batch_limit_pages = [1, 64, 512, 4096]
+    [[parts]]
+    fixed = { copy_engine = "dma" }
+    axes = { profile = ["epyc-zen3-2s"], copy_threads = [1, 4] }
+    [[parts]]
+    fixed = { profile = "spr-dsa-2s", copy_engine = "dsa" }
+    axes = { copy_threads = [1, 4] }
+
 Axis forms:
 
 * a list of values;

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import time
 from collections import Counter
@@ -45,12 +46,14 @@ from sweep.results import (
     ManifestError,
     StoreError,
     footer_vouches,
+    open_results,
     part_files,
     part_name,
     record_from_file,
     sha256_file,
 )
 from sweep.results import read_manifest as read_typed_manifest
+from sweep.results import sweep_status as results_status
 from sweep.spec import SweepSpec
 
 #: The manifest is rewritten at most this often while chunks stream in (and always at the end).
@@ -159,13 +162,17 @@ class SweepStore:
                         f"{out}: folder is not empty and holds no foliotune sweep; choose another --out"
                     )
             files = part_files(out)
+            fcp = footer_chunk_points(files, spec, code_version) if files else None
             if manifest is None and files:
                 foreign = _foreign_footer(files, spec, code_version)
                 if foreign:
                     raise StoreError(f"{out}: {foreign}; choose another --out")
+                if not rebuilt and fcp is None:  # no manifest, and no file says it is ours
+                    raise StoreError(
+                        f"{out}: folder is not empty and holds no foliotune sweep; choose another --out"
+                    )
                 rebuilt = rebuilt or f"{out / MANIFEST}: missing"
             if files:
-                fcp = footer_chunk_points(files, spec, code_version)
                 if manifest is not None and fcp is not None and fcp != manifest.chunk_points:
                     rebuilt = (
                         f"{out / MANIFEST}: chunk_points {manifest.chunk_points} disagrees with the chunk "
@@ -314,8 +321,6 @@ class SweepStore:
 
     def flush(self, force: bool = False, quiet: bool = False) -> None:
         """Rewrite the manifest atomically (if forced or the last write is over a second old)."""
-        import json
-
         now = time.monotonic()
         if not force and now - self._last_flush < MANIFEST_INTERVAL_S:
             return
@@ -366,14 +371,11 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
 
 
 def sweep_status(out_dir: str | Path) -> dict[str, Any]:
-    """:func:`sweep.results.sweep_status` as a dict (kept for callers written before it)."""
-    from sweep.results import sweep_status as status
-
-    return status(out_dir).to_dict()
+    """:func:`sweep.results.sweep_status` as a dict, sizes checked only (cheap enough to poll a
+    running sweep; kept for callers written before :mod:`sweep.results`, which has the full check)."""
+    return results_status(out_dir, verify="size").to_dict()
 
 
 def infeasible_reasons(out_dir: str | Path) -> dict[str, int]:
     """:meth:`sweep.results.SweepResults.infeasible_reasons` of a folder (kept for older callers)."""
-    from sweep.results import open_results
-
     return open_results(out_dir).infeasible_reasons()

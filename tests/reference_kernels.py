@@ -92,8 +92,6 @@ def reference_point(prof: np.ndarray, pt: dict) -> dict[str, float]:
     engine, threads = pt["engine"], pt["threads"]
     sizes = folio_list(pt["mix_kb"], pt["mix_n"])
     fps = [kb / page_kb for kb in sizes]
-    total_pages = sum(fps)
-    batch_bytes = max(min(max(pt["limit"], 1.0), total_pages) if batched else fps[0], 1.0) * page_kb * 1024
 
     def folio(fp: float) -> dict:
         pmd = pmd_mapped(prof, fp)
@@ -110,7 +108,9 @@ def reference_point(prof: np.ndarray, pt: dict) -> dict[str, float]:
             d.update(u=d["u_imm"], ra=imm_rounds, queued=False)
         d["remap"] = (prof[REMAP] + prof[REMAP_PTE] * entries) * m
         fb = fp * page_kb * 1024
-        call, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fb, batch_bytes / fb)
+        # the nominal batch of this size sizes the multi-threaded copy (models/MECHANISM.md §4.2)
+        unit = 1.0 if pt["limit"] <= 1 else min(max(math.ceil(pt["limit"] / fp), 1.0), float(len(sizes)))
+        call, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fb, unit)
         d.update(cf=cf, cfw=cfw, call=call, call_wait=cw, progressive=prog, t_used=tu)
         call1, cf1, cfw1, cw1, _p1, tu1 = copy_engine_costs(prof, engine, threads, fb, 1.0)
         d.update(cf1=cf1, cfw1=cfw1, call1=call1, call1_wait=cw1, t1=tu1)
@@ -167,9 +167,15 @@ def reference_point(prof: np.ndarray, pt: dict) -> dict[str, float]:
             tot["extra"] += ((t - 1) * X * cf).sum()
         tot["pages"] += (X * np.array([d["fp"] for d in F])).sum()
         tot["units"] += X.sum()
+        # Passes over the batch = passes of the async phase + the most fallback attempts any of
+        # its folios makes (sync mode), each an expectation of a maximum: 1 + Σ_k P(max > k).
         passes = 1.0
-        for k in range(n_pass - 1):
-            passes += 1 - np.prod(1 - pend[:, k])
+        for k in range(1, n_pass):
+            passes += 1 - (1 - p**k) ** B  # some folio still -EAGAIN after k passes
+        if pt["sync"]:
+            cand = p**RETRY_ASYNC + (1 - p**RETRY_ASYNC) * w  # pending after 3, or -EBUSY
+            for j in range(1, RETRY_SYNC + 1):
+                passes += 1 - (1 - cand * p ** (j - 1)) ** B  # some folio needs >= j fallback attempts
         tot["passes"] += passes
         tot["batches"] += 1
         # Windows (models/MECHANISM.md §5), explicit over folios and pairs.

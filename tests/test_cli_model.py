@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -116,7 +117,50 @@ def test_missing_points_file_and_unknown_model(tmp_path: Path, capsys) -> None:
 def test_single_point_prints_a_table(capsys) -> None:
     code, out, err = run_cli(["predict", "--folio-kb", "2048", "--batch-limit-pages", "1,512"], capsys)
     assert code == 0, err
-    assert "pages_per_s" in out and "2048" in out
+    assert "pages/s" in out and "2048" in out
+
+
+def test_predict_table_has_one_row_per_point_and_fits_the_terminal(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = run_cli(["predict", "--folio-kb", "2048", "--batch-limit-pages", "1,512,4096"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "#1" not in out  # not transposed
+    body = [line for line in lines if line.startswith("│") and "ms" in line]
+    assert [line.split("│")[2].strip() for line in body] == ["1", "512", "4096"]  # the limit column
+    assert any(u in out for u in ("µs", "ms")) and " M" in out  # human units
+
+
+def test_predict_and_profiles_formats(tmp_path: Path, capsys) -> None:
+    args = ["predict", "--folio-kb", "2048", "--batch-limit-pages", "1,512", "--model", "montecarlo"]
+    args += ["--replicas", "4"]
+    code, out, err = run_cli([*args, "--format", "json"], capsys)
+    assert code == 0, err
+    as_json = pd.DataFrame(json.loads(out))
+    csv_out = tmp_path / "p.csv"
+    code, _, err = run_cli([*args, "--out", str(csv_out)], capsys)
+    assert code == 0, err
+    as_csv = pd.read_csv(csv_out)
+    assert list(as_json.columns) == list(as_csv.columns)
+    for col in ("time_s", "pages_per_s", "stall_p99_s", "time_s_se"):
+        assert as_json[col].tolist() == as_csv[col].tolist(), col  # same numbers, SI units
+    code, out, err = run_cli([*args, "--format", "csv"], capsys)
+    assert code == 0, err
+    assert out == csv_out.read_text()
+    code, out, _ = run_cli(["profiles", "--format", "csv"], capsys)
+    assert code == 0
+    profiles = pd.read_csv(io.StringIO(out))
+    assert {"name", "cpus", "page_kb", "default_batch_limit_pages", "copy_engines"} <= set(profiles.columns)
+    assert "epyc-zen3-2s" in set(profiles["name"])
+    code, out, _ = run_cli(["profiles", "--format", "json"], capsys)
+    assert code == 0 and {p["name"] for p in json.loads(out)} == set(profiles["name"])
+    for bad, needle in (
+        (["--format", "yaml"], "--format: unknown format 'yaml'"),
+        (["--format", "table", "--out", str(tmp_path / "t")], "--format table is for the terminal"),
+    ):
+        code, _, err = run_cli(["predict", *bad], capsys)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
 
 
 def test_profiles_lists_every_shipped_machine(capsys) -> None:

@@ -148,3 +148,22 @@ def test_measure_kernel_without_root_says_why_and_still_measures():
     assert len(lines) == 1 and "root" in lines[0], r.stderr[-2000:]
     assert (out / "measurements-local.csv").exists() and (out / "local.toml").exists()
     shutil.rmtree(tmp_path)
+
+
+def test_compaction_fallback_traces_real_compaction_calls():
+    """Where no block can be onlined movable, --kernel falls back to /proc/sys/vm/compact_memory."""
+    from models.measure.kernel_rows import kernel_rows
+
+    before = system_state()
+    topo = read_topology()
+    rep = run_kernel_measurements(topo, repeats=1, method="compaction")
+    assert system_state() == before
+    if not rep.calls:
+        pytest.skip(f"compaction migrated nothing this time: {rep.skipped}")
+    assert rep.method == "compaction" and rep.block == ""
+    for c in rep.calls:
+        assert c.call.reason == "compaction" and c.call.mode in ("MIGRATE_SYNC_LIGHT", "MIGRATE_SYNC")
+        assert c.call.succeeded_pages > 0 and c.call.thp_succeeded == 0
+    rows = kernel_rows(rep, topo, profile="epyc-zen3-2s", source="s", date="2026-11-26", command="t")
+    assert set(rows["folio_kb"]) == {4} and (rows["value"] > 0).all()
+    assert rows["variant"].str.startswith("compaction-").all()

@@ -68,3 +68,36 @@ def test_main_job_writes_sweep_and_recommendations_then_resumes(tmp_path: Path) 
     assert second.returncode == 0, second.stderr[-2000:]
     assert "already done" in second.stdout + second.stderr
     assert {p.name: p.read_bytes() for p in recs.iterdir()} == before
+
+
+@pytest.mark.slow
+def test_run_on_the_local_profile_after_measure_and_on_several_profiles(tmp_path: Path) -> None:
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "COLUMNS": "160"}
+    env.pop("FOLIOTUNE_PROFILE_PATH", None)
+    m = subprocess.run([str(BIN), "measure", "--quick"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=600, env=env)  # fmt: skip
+    assert m.returncode == 0, m.stderr[-2000:]
+    assert (tmp_path / "measurements" / "local.toml").is_file()
+    r = subprocess.run([str(BIN), "run", "--profile", "local", "--no-serve", "--out", "out"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    best = json.loads((tmp_path / "out/recommendations/foliotune-recommendation-local.json").read_text())
+    rec = best["recommendations"][0]
+    assert rec["profile"] == "local" and rec["stall_p99_s"] <= rec["constraint"]["stall_p99_s"]
+    assert (
+        (tmp_path / "out/recommendations/foliotune-recommendation-local.patch")
+        .read_text()
+        .startswith("--- a/mm/migrate.c")
+    )
+    two = subprocess.run(
+        [str(BIN), "run", "--profile", "grace-2s", "--profile", "epyc-zen3-2s", "--no-serve", "--out", "out2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    names = sorted(p.name for p in (tmp_path / "out2/recommendations").glob("*.json"))
+    assert names == ["foliotune-recommendation-epyc-zen3-2s.json", "foliotune-recommendation-grace-2s.json"]
+    grace = json.loads((tmp_path / "out2/recommendations/foliotune-recommendation-grace-2s.json").read_text())
+    assert grace["recommendations"][0]["default"]["batch_limit_pages"] == 8192
+    bad = subprocess.run([str(BIN), "run", "--profile", "nope", "--no-serve", "--out", "o3"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert bad.returncode == 2 and "unknown" in bad.stderr and "Traceback" not in bad.stderr

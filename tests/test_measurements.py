@@ -106,7 +106,7 @@ def test_missing_parameters_take_profile_defaults(tmp_path: Path) -> None:
         ({"profile": "no-such-box"}, "profile", "unknown profile"),
         ({"trust": "D"}, "trust", "A, B or C"),
         ({"date": "yesterday"}, "date", "YYYY-MM"),
-        ({"folio_kb": "48"}, "folio_kb", "power of two"),
+        ({"folio_kb": "48"}, "folio_kb", "of two"),
         ({"copy_engine": "dsa"}, "copy_engine", "not available"),
         ({"copy_threads": "x"}, "copy_threads", "not a number"),
     ],
@@ -173,3 +173,125 @@ def test_user_files_add_to_the_shipped_set(tmp_path: Path) -> None:
     assert (data["file"] == str(p)).sum() == 1
     only, _ = load_measurements([p], include_shipped=False)
     assert len(only) == 1
+
+
+def _one_bad_row(tmp_path, value: str, unit: str = "B/s"):
+    """A file whose third data row (line 4 of the CSV) is the bad one."""
+    head = "source,profile,date,trust,metric,value,unit,folio_kb\n"
+    good = "s,epyc-zen3-2s,2024-01-01,A,bytes_per_s,{v},B/s,4\n"
+    p = tmp_path / "m.csv"
+    p.write_text(
+        head
+        + good.format(v="1e9")
+        + good.format(v="2e9").replace(",4\n", ",16\n")
+        + f"s,epyc-zen3-2s,2024-01-01,A,bytes_per_s,{value},{unit},64\n"
+    )
+    return p
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "why"),
+    [("0", "B/s", "zero"), ("0.0", "GB/s", "zero"), ("1e305", "GiB/s", "infinite after conversion")],
+)
+def test_zero_and_overflowing_values_are_refused_with_the_row_of_the_file(tmp_path, value, unit, why):
+    from models.measurements import MeasurementError, load_measurements, read_measurements
+
+    p = _one_bad_row(tmp_path, value, unit)
+    with pytest.raises(MeasurementError) as exc:
+        read_measurements(p, strict=True)
+    assert str(exc.value).startswith(f"{p}: row 4, column value: {why}")
+    # behind the shipped dataset, the row number is still the row of the file, not of the combined table
+    with pytest.raises(MeasurementError) as exc:
+        load_measurements([p], strict=True)
+    assert f"{p}: row 4, column value" in str(exc.value)
+    data, reports = load_measurements([p])
+    assert (
+        reports[-1].skipped == [(4, "value", reports[-1].skipped[0][2])] and why in reports[-1].skipped[0][2]
+    )
+    assert len(data[data["file"] == str(p)]) == 2
+
+
+def test_kernel_column_must_be_major_minor(tmp_path):
+    from models.measurements import MeasurementError, read_measurements
+
+    p = tmp_path / "k.csv"
+    p.write_text(
+        "source,profile,date,trust,metric,value,unit,kernel\n"
+        "s,epyc-zen3-2s,2024-01-01,A,bytes_per_s,1e9,B/s,6.8\n"
+        "s,epyc-zen3-2s,2024-01-01,A,pages_per_s,1e5,pages/s,6.8.1\n"
+    )
+    with pytest.raises(MeasurementError, match=r"row 3, column kernel: must be"):
+        read_measurements(p, strict=True)
+
+
+def test_shipped_curation_rebuilds_the_csv_exactly(tmp_path):
+    import subprocess
+    import sys
+
+    from models.measurements import SHIPPED_PATH
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "curate_measurements.py"
+    src = next(
+        (
+            p / "shared/data/published_measurements.csv"
+            for p in script.parents
+            if (p / "shared/data/published_measurements.csv").exists()
+        ),
+        None,
+    )
+    if src is None:
+        pytest.skip("shared/data/published_measurements.csv is not beside this checkout")
+    out = tmp_path / "m.csv"
+    subprocess.run([sys.executable, str(script), str(out)], check=True, capture_output=True)
+    assert out.read_bytes() == SHIPPED_PATH.read_bytes()
+
+
+def test_amd_rfc_v2_rows_use_the_testing_batch_limit():
+    from models.measurements import load_measurements
+
+    data, _ = load_measurements()
+    v2 = data[data["source"] == "garg-rfc-v2-2025-03"]
+    assert len(v2) > 100
+    # [PATCH RFC V2 9/9] sets NR_MAX_BATCHED_MIGRATION = HPAGE_PUD_NR for testing
+    assert set(v2["batch_limit_pages"]) == {262144}
+    assert (data["kernel"].str.match(r"^\d+\.\d+$")).all()
+
+
+def test_validate_uses_a_profile_written_beside_the_measurements(tmp_path, monkeypatch, capsys):
+    """`foliotune measure --out DIR` writes DIR/local.toml beside DIR/measurements-local.csv:
+    validate scores those rows without FOLIOTUNE_PROFILE_PATH (an unknown profile otherwise)."""
+    from app.cli import main
+    from models.profiles import PROFILE_DIR, dump_profile_toml, load_profile_file
+
+    monkeypatch.setenv("FOLIOTUNE_PROFILE_PATH", "")  # restored after the test, whatever validate sets
+    d = tmp_path / "here"
+    d.mkdir()
+    prof = load_profile_file(PROFILE_DIR / "epyc-zen3-2s.toml")
+    text = dump_profile_toml(prof).replace('name = "epyc-zen3-2s"', 'name = "beside-test"')
+    (d / "beside-test.toml").write_text(text)
+    rows = d / "measurements-beside-test.csv"
+    rows.write_text(
+        "source,profile,date,trust,folio_kb,n_folios,kernel,metric,value,unit\n"
+        "mine,beside-test,2026-11-26,A,4,32768,6.18,bytes_per_s,2.1e9,B/s\n"
+        "mine,beside-test,2026-11-26,A,2048,64,6.18,bytes_per_s,5.7e9,B/s\n"
+    )
+    code = 0
+    try:
+        main(
+            [
+                "validate",
+                "--measurements",
+                str(rows),
+                "--no-shipped",
+                "--model",
+                "analytic",
+                "--out",
+                str(tmp_path / "v"),
+            ]
+        )
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    summary = pd.read_csv(tmp_path / "v" / "validation.csv")
+    assert "mine" in set(summary["source"])

@@ -1,8 +1,7 @@
 """Properties of the cost model that follow from the mechanism (models/MECHANISM.md), not from its
 code: one test per rule, each stating the kernel fact it checks.
 
-The Monte Carlo agreement tests are marked ``xfail`` (not strict) until the Monte Carlo kernel
-follows MECHANISM.md (helper ``mc``); they pass without the mark once it does.
+The Monte Carlo model follows the same contract: its means agree with the analytic expectations.
 """
 
 from __future__ import annotations
@@ -158,7 +157,7 @@ def test_writeback_fails_in_async_mode_and_waits_in_the_sync_fallback() -> None:
 def test_always_busy_fails_every_folio() -> None:
     r = evaluate(frame(busy_prob=1.0, mode=["sync", "async"], n_folios=1000, kernel="6.6"))
     assert (r["failed_folios"] == 1000).all() and (r["flush_rounds"] == 0).all()
-    assert r["passes"][1] == 10 and r["passes"][0] == 3
+    assert (r["passes"] == 10).all()  # busy on every attempt: 10 (sync: 3 async + 7 in the fallback)
 
 
 def test_order0_allocation_failure_ends_the_call_and_large_folios_split() -> None:
@@ -261,9 +260,6 @@ def _agree(a: pd.DataFrame, m: pd.DataFrame, col: str, se_col: str) -> np.ndarra
     return (diff <= 4 * se) | (diff <= 1e-9 * scale)
 
 
-@pytest.mark.xfail(
-    reason="until the Monte Carlo kernel follows models/MECHANISM.md (helper mc)", strict=False
-)
 def test_montecarlo_means_agree_with_analytic_for_the_new_parameters() -> None:
     pts = grid(profile=["epyc-zen3-2s", "kunpeng920-2s"], kernel=["6.2", "6.3", "6.6", "6.15"],
                folio_kb=[4, 64, 2048], batch_limit_pages=[1, 512], busy_prob=[0.0, 0.2],
@@ -271,6 +267,11 @@ def test_montecarlo_means_agree_with_analytic_for_the_new_parameters() -> None:
                numa_hinting=[0, 1])  # fmt: skip
     a = evaluate(pts)
     m = evaluate(pts, "montecarlo", replicas=200, seed=11)
-    for col in ("time_s", "flush_rounds", "ipis", "failed_folios"):
+    # Events of probability ~ busy_prob**7 per folio (failing every fallback attempt) may never
+    # show in 200 replicas; the Monte Carlo then sees no variation and misses their small mass.
+    p7 = pts["busy_prob"].to_numpy() ** 7
+    rare = p7 * pts["n_folios"].to_numpy() * 512 * pts["target_cpus"].to_numpy()
+    for col in ("time_s", "flush_rounds", "ipis", "failed_folios", "window_mean_s", "cpu_time_s", "passes"):
         ok = _agree(a, m, col, f"{col}_se")
-        assert ok.all(), (col, pts[~ok].head(3).to_dict("records"))
+        ok |= (m[f"{col}_se"].to_numpy() == 0) & (np.abs(m[col] - a[col]).to_numpy() <= rare + 1e-9)
+        assert ok.all(), (col, pts[~ok].head(3).to_dict("records"), a[col][~ok].head(3), m[col][~ok].head(3))

@@ -169,3 +169,13 @@ def test_not_a_sweep_folder(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text("{")
     with pytest.raises(ManifestError, match="not JSON"):
         open_results(tmp_path)
+
+
+def test_a_refused_folder_is_one_line_before_any_summary(
+    done: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text(SPEC.replace("seed = 5", "seed = 6"))
+    assert _cli("sweep", str(spec_file), "--out", str(done), "--serial", "--no-progress") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"foliotune: error: {done}: holds a different sweep"), err

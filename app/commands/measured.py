@@ -33,9 +33,36 @@ NoShippedOpt = Annotated[
 ]
 
 
+def _register_profiles_beside(measurements: list[Path]) -> None:
+    """Profiles written beside measurement files (``foliotune measure --out DIR`` writes
+    ``DIR/local.toml`` next to ``DIR/measurements-local.csv``) become known for this command (their
+    folder joins ``FOLIOTUNE_PROFILE_PATH``), so local and imported rows are used without setting it."""
+    import os
+
+    from models.profiles import ProfileError, load_profile_file, profile_names
+
+    known = set(profile_names())
+    extra: list[str] = []
+    for folder in sorted({Path(m).resolve().parent for m in measurements}):
+        try:
+            found = [load_profile_file(f) for f in sorted(folder.glob("*.toml"))]
+        except ProfileError:
+            continue  # a folder with a bad profile file is left alone (it would break the catalogue)
+        new = [p for p in found if p.name not in known]
+        if new:
+            extra.append(str(folder))
+            known |= {p.name for p in new}
+            for p in new:
+                print(f"profile {p.name!r} from {p.path or folder}", file=sys.stderr)
+    if extra:
+        old = os.environ.get("FOLIOTUNE_PROFILE_PATH", "")
+        os.environ["FOLIOTUNE_PROFILE_PATH"] = ":".join([*extra, *([old] if old else [])])
+
+
 def _load(measurements: list[Path] | None, strict: bool, no_shipped: bool) -> pd.DataFrame:
     from models.measurements import load_measurements
 
+    _register_profiles_beside(measurements or [])
     data, reports = load_measurements(measurements or [], strict=strict, include_shipped=not no_shipped)
     for r in reports:
         if r.n_skipped or r.path != reports[0].path or no_shipped:

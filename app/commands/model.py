@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,13 +18,6 @@ from models.errors import UserError
 PREDICT_MODELS = ("analytic", "montecarlo", "regression")
 
 
-def _write_atomic_csv(df: pd.DataFrame, out: Path) -> None:
-    """Write ``df`` to ``out`` atomically (:func:`models.fileio.atomic_write`: one-line error, no temp left)."""
-    from models.fileio import atomic_write
-
-    atomic_write(out, write=lambda tmp: df.to_csv(tmp, index=False))
-
-
 def _check_out(out: Path) -> None:
     """Refuse an ``--out`` that cannot be a CSV file before any work is done."""
     if out.is_dir():
@@ -32,70 +27,166 @@ def _check_out(out: Path) -> None:
         raise UserError(f"--out {out}: folder {parent} does not exist")
 
 
-def _fmt(v: object) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="table | csv | json (default: table on the terminal, csv with --out)"),
+]
 
 
-def _print_table(df: object, title: str) -> None:
-    """A rich table; few points are shown transposed (one row per column, with its unit)."""
-    import pandas as pd
-    from rich.console import Console
-    from rich.table import Table
+def _check_format(fmt: str | None, out: Path | None) -> str:
+    """The output format: ``--format`` checked, or its default (table, csv with --out)."""
+    from app.output import TABLE_FORMATS
 
-    from models.params import UNITS
+    if fmt is not None and fmt not in TABLE_FORMATS:
+        raise UserError(f"--format: unknown format {fmt!r} (known: {', '.join(TABLE_FORMATS)})")
+    if fmt == "table" and out is not None:
+        raise UserError("--format table is for the terminal; with --out give csv or json")
+    return fmt or ("csv" if out is not None else "table")
 
-    assert isinstance(df, pd.DataFrame)
-    table = Table(title=title)
-    if len(df) <= 12:
-        table.add_column("quantity")
-        table.add_column("unit")
-        for i in range(len(df)):
-            table.add_column(f"#{i + 1}", justify="right")
-        for col in df.columns:
-            table.add_row(str(col), UNITS.get(str(col), ""), *[_fmt(v) for v in df[col]])
+
+#: Short headings of parameters in terminal tables (units in the heading, not in each cell).
+HEADINGS: dict[str, str] = {
+    "folio_kb": "folio KiB",
+    "n_folios": "folios",
+    "batch_limit_pages": "batch limit (pages)",
+    "copy_engine": "engine",
+    "copy_threads": "threads",
+    "target_cpus": "CPUs",
+    "busy_prob": "busy prob",
+    "access_rate_hz": "accesses/s",
+    "folio_mix": "folio mix",
+    "numa_hinting": "NUMA hinting",
+    "writeback_prob": "writeback prob",
+    "writeback_wait_s": "writeback wait (s)",
+    "alloc_fail_prob": "alloc fail prob",
+}
+
+
+def _emit(rows: pd.DataFrame, fmt: str, table: Callable[[], None]) -> None:
+    """Print ``rows`` as CSV or JSON (SI units), or call ``table()`` to print a terminal table."""
+    from app.output import table_bytes
+
+    if fmt == "table":
+        table()
     else:
-        for col in df.columns:
-            unit = UNITS.get(str(col))
-            table.add_column(f"{col}" + (f" [{unit}]" if unit else ""), justify="right")
-        for _, row in df.iterrows():
-            table.add_row(*[_fmt(v) for v in row])
-    Console(width=max(120, 24 + 14 * min(len(df), 12))).print(table)
+        sys.stdout.write(table_bytes(rows, fmt).decode())
 
 
-def profiles_cmd() -> None:
+def _count(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) < 1e12 else f"{v:.3g}"
+
+
+def _with_error(value: float, se: float, lo: float, hi: float, f: Callable[[float], str]) -> str:
+    """A value in human units with its Monte Carlo error (±1.645 se) or its 90 % interval."""
+    text = f(value)
+    if math.isfinite(se) and se > 0:
+        return f"{text} ± {f(1.645 * se)}"
+    if math.isfinite(lo) and math.isfinite(hi):
+        return f"{text} [{f(lo)}, {f(hi)}]"
+    return text
+
+
+def _prediction_table(result: pd.DataFrame, given: list[str], width: int) -> pd.DataFrame:
+    """One row per point: the parameters given or varying, then the main outputs in human units."""
+    import numpy as np
+    import pandas as pd
+
+    from app.output import HUMAN
+    from models.params import PARAMETERS
+
+    shown = [
+        c for c in PARAMETERS if c in result.columns and (c in given or result[c].nunique(dropna=False) > 1)
+    ]
+    rows = {c: result[c].map(lambda v: "–" if v is None or v != v else str(v)) for c in shown or ["profile"]}
+    for c in ("time_s", "pages_per_s", "stall_p99_s", "window_p99_s", "ipis", "flush_rounds", "bytes_per_s"):
+        if c not in result.columns:
+            continue
+        f = _count if c in ("flush_rounds", "ipis") else HUMAN[c][1]
+        nan = np.full(len(result), np.nan)
+        v, se, lo, hi = (
+            result[name].to_numpy(dtype=np.float64) if name in result.columns else nan
+            for name in (c, f"{c}_se", f"{c}_lo", f"{c}_hi")
+        )
+        rows[HUMAN[c][0]] = pd.Series(
+            [_with_error(v[i], se[i], lo[i], hi[i], f) for i in range(len(result))], dtype=object
+        )
+    if "failed_folios" in result.columns and (result["failed_folios"] > 0).any():
+        rows["failed folios"] = result["failed_folios"].map(lambda v: f"{v:,.4g}")
+    table = pd.DataFrame(rows).rename(columns=HEADINGS)
+    # Fit the terminal: outputs are in priority order; the last ones go first (csv/json have all).
+    keep = len(rows) - sum(
+        c in result.columns for c in ("window_p99_s", "ipis", "flush_rounds", "bytes_per_s")
+    )
+    while table.shape[1] > keep and _table_width(table) > width:
+        table = table.drop(columns=table.columns[-1])
+    return table
+
+
+def _table_width(table: pd.DataFrame) -> int:
+    """Rough width of a rich table of ``table``: widest cell (headings may wrap at spaces) + borders."""
+    total = 1
+    for col in table.columns:
+        head = max(len(w) for w in str(col).split())
+        cells = max((len(str(v)) for v in table[col]), default=0)
+        total += max(head, cells) + 3
+    return total
+
+
+def profiles_cmd(fmt: FormatOpt = None) -> None:
     """List the hardware profiles with cores, sockets and copy engines."""
-    from rich.console import Console
-    from rich.table import Table
+    import pandas as pd
 
     from models.profiles import get_profile, profile_names
 
-    table = Table(title="foliotune hardware profiles")
-    for col in (
-        "name",
-        "arch",
-        "sockets",
-        "cores",
-        "CPUs",
-        "page KiB",
-        "batch cap",
-        "copy engines",
-        "description",
-    ):
-        table.add_column(col)
-    for name in profile_names():
-        p = get_profile(name)
-        table.add_row(
-            p.name,
-            p.arch,
-            str(p.sockets),
-            str(p.cores),
-            str(p.cpus),
-            str(p.page_kb),
-            str(p.default_batch_limit_pages),
-            ", ".join(p.copy_engines),
-            p.description,
+    kind = _check_format(fmt, None)
+    rows = pd.DataFrame(
+        [
+            {
+                "name": p.name,
+                "arch": p.arch,
+                "sockets": p.sockets,
+                "cores": p.cores,
+                "cpus": p.cpus,
+                "page_kb": p.page_kb,
+                "default_batch_limit_pages": p.default_batch_limit_pages,
+                "copy_engines": ",".join(p.copy_engines),
+                "description": p.description,
+            }
+            for p in map(get_profile, profile_names())
+        ]
+    )
+
+    def table() -> None:
+        """One row per profile; names never cut; descriptions where the terminal has room."""
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        from app.output import terminal_width
+
+        width = terminal_width()
+        t = Table(
+            title="foliotune hardware profiles", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
         )
-    Console(width=220).print(table)
+        for head in ("name", "arch", "sockets", "cores", "CPUs", "page KiB", "batch cap", "copy engines"):
+            t.add_column(
+                head,
+                no_wrap=head in ("name", "arch"),
+                justify="left" if head in ("name", "arch") else "right",
+            )
+        wide = width >= 140
+        if wide:
+            t.add_column("description", overflow="fold")
+        for r in rows.itertuples(index=False):
+            cells = [str(r.name), str(r.arch), str(r.sockets), str(r.cores), str(r.cpus), str(r.page_kb)]
+            cells += [str(r.default_batch_limit_pages), str(r.copy_engines).replace(",", ", ")]
+            t.add_row(*cells, *([str(r.description)] if wide else []))
+        console = Console(width=width, highlight=False)
+        console.print(t)
+        if not wide:
+            console.print("(descriptions: --format csv or json, or a terminal of 140 columns)")
+
+    _emit(rows, kind, table)
 
 
 def predict_cmd(
@@ -131,10 +222,28 @@ def predict_cmd(
     access_rate_hz: Annotated[
         str | None, typer.Option(metavar="FLOAT", help="single point: accesses/s per folio")
     ] = None,
+    fmt: FormatOpt = None,
     mode: Annotated[str | None, typer.Option(help="single point: async or sync")] = None,
+    kernel: Annotated[str | None, typer.Option(help="single point: kernel release MAJOR.MINOR")] = None,
+    folio_mix: Annotated[
+        str | None,
+        typer.Option(metavar="KB:FRACTION,...", help="single point: folio sizes (not with --folio-kb)"),
+    ] = None,
+    numa_hinting: Annotated[
+        str | None, typer.Option(metavar="0|1", help="single point: NUMA hinting faults")
+    ] = None,
+    writeback_prob: Annotated[
+        str | None, typer.Option(metavar="FLOAT", help="single point: probability a folio is under writeback")
+    ] = None,
+    writeback_wait_s: Annotated[
+        str | None, typer.Option(metavar="FLOAT", help="single point: writeback wait, s")
+    ] = None,
+    alloc_fail_prob: Annotated[
+        str | None, typer.Option(metavar="FLOAT", help="single point: target allocation failure probability")
+    ] = None,
 ) -> None:
     """Predict the outputs of points, from a CSV (--points) or from options (one point)."""
-    from app.points import check_montecarlo, option_points, read_points_csv, validate_points
+    from app.points import check_montecarlo, option_points, read_points_csv, refuse_folio_mix, validate_points
     from models.evaluate import evaluate
     from models.limits import MC_MIN_REPLICAS
     from models.params import PointError
@@ -143,6 +252,7 @@ def predict_cmd(
         raise UserError(f"--model: unknown model {model!r} (known: {', '.join(PREDICT_MODELS)})")
     if model == "montecarlo" and replicas < MC_MIN_REPLICAS:
         raise UserError(f"--replicas: must be >= {MC_MIN_REPLICAS} to estimate errors (got {replicas})")
+    kind = _check_format(fmt, out)
     if out is not None:
         _check_out(out)
     if points is not None:
@@ -159,9 +269,17 @@ def predict_cmd(
             "busy_prob": busy_prob,
             "access_rate_hz": access_rate_hz,
             "mode": mode,
+            "kernel": kernel,
+            "folio_mix": folio_mix,
+            "numa_hinting": numa_hinting,
+            "writeback_prob": writeback_prob,
+            "writeback_wait_s": writeback_wait_s,
+            "alloc_fail_prob": alloc_fail_prob,
         }
         pts = option_points(single, batch_limit_pages)
     typed, arrays = validate_points(pts)
+    if model == "regression":
+        refuse_folio_mix(pts, typed)
     if model == "montecarlo":
         check_montecarlo(pts, arrays, replicas)
     try:
@@ -174,15 +292,24 @@ def predict_cmd(
     except PointError as exc:  # validated above; a model's own refusal still names the input
         raise UserError(f"{pts.name}: {exc}") from None
     if out is not None:
-        _write_atomic_csv(result, out)
+        from app.output import table_bytes
+        from models.fileio import atomic_write
+
+        atomic_write(out, table_bytes(result, kind))
         print(f"wrote {len(result)} rows to {out}", file=sys.stderr)
     else:
-        from models.params import OUTPUTS, PARAMETERS
+        given = list(pts.table.columns)
+        from app.output import render_table, terminal_width
 
-        shown = [c for c in PARAMETERS if c in result.columns]
-        for c in OUTPUTS:  # each output with its error or interval, where the model gives one
-            shown += [x for x in (c, f"{c}_se", f"{c}_lo", f"{c}_hi") if x in result.columns]
-        _print_table(result[shown], f"foliotune predict ({model})")
+        title = f"foliotune predict ({model})"
+
+        def table() -> None:
+            rows = _prediction_table(result, given, terminal_width())
+            render_table(rows, title)
+            if len(rows.columns) < len(set(rows.columns) | {"time"}) or "throughput" not in rows.columns:
+                print("(every output, with errors: --format csv or json)")
+
+        _emit(result, kind, table)
 
 
 def bench_cmd(

@@ -9,7 +9,6 @@ unpaired events, binary ``perf.data``): one line naming the file and line, exit 
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -53,6 +52,7 @@ def import_trace(
     import pandas as pd
 
     from models.errors import UserError
+    from models.fileio import atomic_write
     from models.measure.kernel_trace import read_trace_file
     from models.measure.trace_rows import TraceOptions, trace_rows
     from models.measurements import validate_table, write_measurements
@@ -98,13 +98,7 @@ def import_trace(
         notes.append(f"{path}: {len(parsed.calls)} migrate_pages() call(s) -> {len(rows)} rows")
     data = pd.concat(tables, ignore_index=True)
     validate_table(data.astype(object).where(data.notna(), ""), str(out), strict=True)  # before writing
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        write_measurements(data, tmp)
-        tmp.replace(out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"--out {out}: cannot write ({exc.strerror})") from None
+    atomic_write(out, write=lambda tmp: write_measurements(data, tmp))
     for n in notes:
         print(n, file=sys.stderr)
     print(f"{len(data)} rows written to {out}", file=sys.stderr)

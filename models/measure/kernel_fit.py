@@ -46,13 +46,14 @@ class KernelFit:
 def fit_local_profile(
     rows: pd.DataFrame, profile_name: str, *, kernel: str, date: str, method: str, n_calls: int
 ) -> KernelFit:
-    """Calibrate ``profile_name`` (registered in this process) to the ``*-best`` kernel rows."""
+    """Calibrate ``profile_name`` (a known profile, e.g. inside ``models.profiles.profile_dirs``) to
+    the ``*-best`` kernel rows; the fitted profile is returned, not registered."""
     from models.calibrate import calibrate_profile
     from models.measurements import validate_table
-    from models.profiles import get_profile, register_profile
+    from models.profiles import get_profile
 
     data, _rep = validate_table(rows, "kernel rows", strict=True)
-    best = data[data["variant"].str.endswith("-best") & data["metric"].isin(FIT_METRICS)].reset_index(
+    best = data[data["variant"].str.contains("-best") & data["metric"].isin(FIT_METRICS)].reset_index(
         drop=True
     )
     base = get_profile(profile_name)
@@ -69,7 +70,6 @@ def fit_local_profile(
     for f in fields:
         sources[f] = how
     prof = _with_sources(prof, sources, how)
-    register_profile(prof)
     res = cal.rows.assign(predicted=cal.rows["pred_after"])
     res = res[["folio_kb", "target_cpus", "n_folios", "metric", "value", "predicted"]].rename(
         columns={"value": "measured"}

@@ -72,7 +72,12 @@ def kernel_rows(
                 f"memory block {rep.block} (online_movable) holding the workload's buffer taken offline "
                 "(do_migrate_range(): MIGRATE_SYNC, reason memory_hotplug), then onlined again"
                 if rep.method == "memory-hotplug"
-                else f"method {rep.method}"
+                else (
+                    "memory compaction (/proc/sys/vm/compact_memory): the mean call of one compaction, "
+                    "whatever movable memory the machine held; folio sizes not known (written as 4 KiB)"
+                    if rep.method == "compaction"
+                    else f"move_pages(2) of a 128 MiB buffer between NUMA nodes (method {rep.method})"
+                )
             )
             + f"; workload threads (numba, nogil) on CPUs {list(best.workload_cpus)}, migrating task on CPU "
             f"{best.migrator_cpu}; {len(calls)} repeats"
@@ -90,13 +95,16 @@ def kernel_rows(
                 vals = {key: float(statistics.median(f[key] for f in figs)) for key in figs[0]}
                 detail = f"median of {len(calls)} calls (free-page reporting: host faults on first writes)"
             n_folios = int(round(vals["n_folios"]))
+            # target_cpus is the mm's cpumask as the model counts it (models/MECHANISM.md §3: the
+            # migrating CPU plus the others): the workload's CPUs and the migrating task's CPU.
+            mask = len(set(best.workload_cpus) | {best.migrator_cpu})
             params = {
                 "folio_kb": kb,
                 "n_folios": n_folios,
                 "batch_limit_pages": KERNEL_BATCH_PAGES,
                 "copy_engine": "cpu",
                 "copy_threads": 1,
-                "target_cpus": k,
+                "target_cpus": mask,
                 "mapcount": 1,
                 "busy_prob": 0.0,
                 "mode": "sync",
@@ -122,7 +130,7 @@ def kernel_rows(
                     date=date,
                     trust="A",
                     kernel=kernel,
-                    variant=f"{rep.method}-{stat}",
+                    variant=f"{rep.method}-{stat}; workload on {k} CPU(s)",
                     metric=metric,
                     value=vals[metric],
                     sd=None,

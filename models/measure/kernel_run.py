@@ -24,7 +24,6 @@ import contextlib
 import ctypes
 import os
 import shutil
-import statistics
 import subprocess
 import threading
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.measure.kernel_numa import one_move_pages_call
 from models.measure.kernel_trace import MigrateCall, parse_trace_text
 from models.measure.native import MADV_HUGEPAGE, MADV_NOHUGEPAGE, anon_mapping, get_libc, kernels
 from models.measure.sysstate import (
@@ -135,7 +135,9 @@ def make_movable_block(st: SystemState, tries: int = 200) -> Path:
     tried: list[str] = []
     st.say(
         "will take one ZONE_NORMAL memory block offline and online it as online_movable (tried from the "
-        "highest down; blocks holding kernel memory refuse at once); it goes back online in ZONE_NORMAL on exit"
+        "highest down; blocks holding kernel memory refuse at once); each traced call takes it offline and "
+        "online movable again (and an untraced cycle empties it when other processes' pages landed in it); "
+        "it goes back online in ZONE_NORMAL on exit"
     )
     for b in [b for b in online if (b / "valid_zones").read_text().split()[0] == "Normal"][:tries]:
         st.keep_block_state(b, "online", "Normal")  # before the change: a signal may come at any time
@@ -166,7 +168,7 @@ def set_folio_size(st: SystemState, kb: int) -> None:
         st.set_value(p / "enabled", "madvise" if size == kb else "never")
 
 
-def _page_frames(addr: int, n_pages: int) -> np.ndarray:
+def page_frames(addr: int, n_pages: int) -> np.ndarray:
     """PFN of each page of [addr, addr + n_pages pages) from /proc/self/pagemap (0 when absent)."""
     with open("/proc/self/pagemap", "rb") as f:
         f.seek(addr // PAGE_BYTES * 8)
@@ -175,7 +177,7 @@ def _page_frames(addr: int, n_pages: int) -> np.ndarray:
     return np.where(present == 1, raw & np.uint64((1 << 55) - 1), 0).astype(np.int64)
 
 
-def _folio_heads(pfns: np.ndarray) -> int:
+def folio_heads(pfns: np.ndarray) -> int:
     """Pages in ``pfns`` that start a folio (a compound head, or a base page that is no tail)."""
     if not len(pfns):
         return 0
@@ -187,7 +189,7 @@ def _folio_heads(pfns: np.ndarray) -> int:
     return int(np.sum(tail == 0))
 
 
-class _Workload:
+class Workload:
     """Compiled threads pinned one per CPU that keep running on a small buffer of the same mm."""
 
     def __init__(self, cpus: tuple[int, ...]) -> None:
@@ -211,7 +213,7 @@ class _Workload:
                 self._ready.release()
                 first = False
 
-    def __enter__(self) -> _Workload:
+    def __enter__(self) -> Workload:
         for t in self._threads:
             t.start()
         for _ in self._threads:
@@ -267,12 +269,12 @@ def _one_hotplug_call(
         # before other processes' allocations take and fragment it.
         if madvise(addr, nbytes, MADV_POPULATE_WRITE) != 0:
             buf[::PAGE_BYTES] = 1
-        pfns = _page_frames(addr, nbytes // PAGE_BYTES)
+        pfns = page_frames(addr, nbytes // PAGE_BYTES)
         mine = pfns[(pfns >= lo) & (pfns < hi)]
         if len(mine) < 0.5 * (hi - lo):
             return f"{kb} KiB: only {len(mine)} of the buffer's pages landed in {block.name}"
-        heads = _folio_heads(mine)
-        with _Workload(workers):
+        heads = folio_heads(mine)
+        with Workload(workers):
             text, wall, irqs, err = _offline_traced(inst, block, migrator)
         state = read_choice(block / "state")
         if state == "offline":
@@ -295,8 +297,12 @@ def run_kernel_measurements(
     sizes_kb: list[int] | None = None,
     say: SayFn | None = None,
     progress: Callable[[str], None] | None = None,
+    method: str = "auto",
 ) -> KernelReport:
-    """Drive real migrations and trace them; every setting is restored before returning (or raising)."""
+    """Drive real migrations and trace them; every setting is restored before returning (or raising).
+
+    ``method``: ``auto`` (memory hotplug on one node, ``move_pages`` on more, compaction when no block
+    can be onlined movable), or ``compaction`` to force the fallback."""
     t_start = time.perf_counter()
     check_kernel_support(topo)
     say = say or (lambda _m: None)
@@ -314,33 +320,43 @@ def run_kernel_measurements(
                 (inst / "events" / ev / "enable").write_text("1")
             (inst / "buffer_size_kb").write_text("16384")
             (inst / "trace_clock").write_text("mono")  # one clock for every CPU (the default is per CPU)
-            if rep.method != "memory-hotplug":
-                raise Unavailable("move_pages between nodes under tracefs: not implemented yet on this path")
-            block = make_movable_block(st)
-            rep.block = block.name
+            block = None
+            if method == "compaction":
+                rep.method = "compaction"
+            elif rep.method == "memory-hotplug":
+                try:
+                    block = make_movable_block(st)
+                except Unavailable as exc:
+                    say(f"{exc}; falling back to memory compaction (/proc/sys/vm/compact_memory)")
+                    rep.method = "compaction"
+            rep.block = block.name if block else ""
             migrator = topo.cpus[0]
             n = topo.nproc
-            for kb in sizes_kb or folio_sizes_kb():
+            if rep.method == "compaction":
+                from models.measure.kernel_compact import compaction_calls
+
+                compaction_calls(rep, inst, topo, repeats, migrator, prog)
+            for kb in [] if rep.method == "compaction" else (sizes_kb or folio_sizes_kb()):
                 set_folio_size(st, kb)
                 for k in range(1, n + 1):
                     workers = tuple(topo.cpus[1 : k + 1]) if k < n else tuple(topo.cpus)
                     for r in range(repeats):
-                        got = _one_hotplug_call(st, inst, block, kb, workers, migrator, r)
+                        got = (
+                            _one_hotplug_call(st, inst, block, kb, workers, migrator, r)
+                            if block is not None
+                            else one_move_pages_call(inst, topo, kb, workers, migrator, r)
+                        )
                         if isinstance(got, str):
                             rep.skipped.append(got)
                         else:
                             rep.calls.append(got)
                         prog(f"kernel {kb} KiB × {k} CPU(s) #{r + 1}")
         finally:
-            pass
+            pass  # SystemState.__exit__ restores every setting (also on error and signals)
     rep.restored = list(st.restored)
     rep.skipped += st.errors
     rep.wall_s = time.perf_counter() - t_start
     return rep
-
-
-def best_and_median(values: list[float]) -> tuple[float, float]:
-    return min(values), float(statistics.median(values))
 
 
 __all__ = ["KernelCall", "KernelReport", "check_kernel_support", "folio_sizes_kb", "run_kernel_measurements"]

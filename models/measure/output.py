@@ -34,7 +34,7 @@ def results_frame(rep: Report, profile_name: str = "local", command: str = "foli
     )
     rows = []
     for r in rep.results:
-        if not r.in_schema:
+        if not r.in_schema or not r.value > 0:  # 0 (e.g. a remote part lost in noise): JSON report only
             continue
         row: dict[str, Any] = dict.fromkeys(COLUMNS, None)
         row.update(
@@ -131,26 +131,23 @@ def write_kernel_outputs(
 
     from models.measure.kernel_fit import fit_local_profile, residual_table
     from models.measure.kernel_rows import kernel_release, kernel_rows
-    from models.profiles import dump_profile_toml, load_profile_file, register_profile
+    from models.profiles import dump_profile_toml, load_profile_file, profile_dirs
 
     rows = kernel_rows(krep, topo, profile=profile_name, source=source, date=date, command=command)
     if rows.empty:
         return {"rows": 0}
     old = pd.read_csv(paths["measurements"], dtype=str, keep_default_na=False)
     both = pd.concat([old, rows.astype(object).where(rows.notna(), "")], ignore_index=True)
-    register_profile(load_profile_file(paths["profile"]))
-    fit = fit_local_profile(
-        rows,
-        profile_name,
-        kernel=kernel_release(krep.kernel),
-        date=date,
-        method=krep.method,
-        n_calls=len(krep.calls),
-    )
-    tmp = paths["profile"].with_suffix(".toml.tmp")
-    tmp.write_text(dump_profile_toml(fit.profile))
-    load_profile_file(tmp)
-    tmp.replace(paths["profile"])
+    with profile_dirs(paths["profile"].parent):  # the measured profile, read from its file
+        fit = fit_local_profile(
+            rows,
+            profile_name,
+            kernel=kernel_release(krep.kernel),
+            date=date,
+            method=krep.method,
+            n_calls=len(krep.calls),
+        )
+    atomic_write(paths["profile"], dump_profile_toml(fit.profile), check=load_profile_file)
     both.to_csv(paths["measurements"], index=False)
     table = residual_table(fit)
     extra = {

@@ -12,7 +12,14 @@ import numpy as np
 from models.errors import UserError
 from models.measure.move_pages import fit_call_and_page
 from models.measure.records import Report
-from models.measure.topology import BASE_PROFILE, KIB, PAGE_BYTES, kernel_batches_migration
+from models.measure.topology import (
+    BASE_PROFILE,
+    KIB,
+    PAGE_BYTES,
+    kernel_batches_migration,
+    kernel_release,
+    read_sys,
+)
 
 
 def fit_usl(threads: Sequence[float], speedup: Sequence[float]) -> tuple[float, float]:
@@ -122,6 +129,14 @@ def _base_profile(name: str, retries: int = 3, wait_s: float = 2.0) -> Any:
     raise AssertionError("unreachable")
 
 
+def _known_kernel(release: str) -> str:
+    """This kernel's MAJOR.MINOR, or the newest release the model knows when it is newer."""
+    from models.profiles import KNOWN_KERNELS, kernel_code
+
+    k = kernel_release(release)
+    return k if kernel_code(k) >= 0 else KNOWN_KERNELS[-1]
+
+
 def local_profile_dict(rep: Report, name: str = "local", base: str = BASE_PROFILE) -> dict[str, Any]:
     """The profile file (as a dict with units in the keys) for this machine.
 
@@ -221,7 +236,16 @@ def local_profile_dict(rep: Report, name: str = "local", base: str = BASE_PROFIL
         f"measured by foliotune measure {rep.date}"
     )
     out["arch"] = topo.arch
-    out["flush_mechanism"] = "broadcast" if topo.arch in ("aarch64", "arm64") else "ipi"
+    out["flush_mechanism"] = {
+        "value": "arm64-tlbi" if topo.arch in ("aarch64", "arm64") else "x86-ipi",
+        "source": f"{tag}: architecture {topo.arch}",
+    }
+    out["default_kernel"] = {"value": _known_kernel(topo.kernel), "source": f"{tag}: uname -r {topo.kernel}"}
+    has_invlpgb = "invlpgb" in read_sys("/proc/cpuinfo").split()
+    out["invlpgb"] = {
+        "value": bool(has_invlpgb and topo.arch == "x86_64"),
+        "source": f"{tag}: 'invlpgb' {'in' if has_invlpgb else 'not in'} the /proc/cpuinfo flags",
+    }
     out["copy_engines"] = engines
     out["provenance"] = f"{tag} on {topo.hostname} (kernel {topo.kernel}); other fields copied from {base}"
     return out

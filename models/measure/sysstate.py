@@ -46,6 +46,7 @@ class SystemState:
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._old_handlers: dict[int, Any] = {}
         self.restored: list[str] = []
+        self._originals: set[Path] = set()
         self.errors: list[str] = []
 
     def __enter__(self) -> SystemState:
@@ -93,14 +94,16 @@ class SystemState:
         if old == value:
             return
         self.say(f"setting {path} = {value} (was {old})")
+        if path not in self._originals:  # the first undo of a path brings back its original value
+            self._originals.add(path)
+            self.push(f"{path} = {old}", lambda: _write(path, old))
         path.write_text(value)
-        self.push(f"{path} = {old}", lambda: _write(path, old))
 
     # ---- tracefs ---------------------------------------------------------------------------------
     def tracefs_instance(self) -> Path:
         """A private tracefs instance (mounting tracefs first if needed); removed on exit."""
         if not (TRACEFS / "instances").is_dir():
-            self.say(f"mounting tracefs on {TRACEFS}")
+            self.say(f"mounting tracefs on {TRACEFS} (unmounted at the end)")
             r = subprocess.run(
                 ["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True, text=True
             )
@@ -114,11 +117,11 @@ class SystemState:
         while inst.exists():  # a second instance of the same process (tests record alongside)
             k += 1
             inst = TRACEFS / "instances" / f"foliotune-{os.getpid()}-{k}"
+        self.say(f"creating tracefs instance {inst} (removed at the end)")
         try:
             inst.mkdir()
         except OSError as exc:
             raise Unavailable(f"tracefs: cannot create instance {inst} ({exc.strerror})") from None
-        self.say(f"tracefs instance {inst} created")
         self.push(f"tracefs instance {inst} removed", lambda: _remove_instance(inst))
         return inst
 

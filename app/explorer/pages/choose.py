@@ -1,19 +1,54 @@
-"""Choose: profile, workload and limits in; recommendation, curves, Pareto front and exports out."""
+"""Choose: profile, workload and limits in; recommendation, curves, Pareto front, marginal view, exports out.
+
+The default source is **live**: the analytic and Monte Carlo models are evaluated in the request for
+exactly the workload set on the page (every parameter editable: type a value into a field and pick
+it), without a sweep (:mod:`app.live`, the same function as ``foliotune recommend`` without
+``--results``). The sweep's models stay selectable. The selection lives in the URL (``?profile=…``), so
+a link reproduces the view.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
-from app.figures import LABELS, choice_figure, pareto_figure
+import pandas as pd
+
+from app.explorer.pages.choose_card import card
+from app.figures import LABELS, choice_figure, marginal_figure, pareto_figure
 from app.queries import default_profile, engine_curves, recommend_for, regression_band
-from app.recommend import FORMATS, WORKLOAD, Constraints, Recommendation, export_bytes, export_filename
+from app.recommend import OPTIONAL_WORKLOAD, WORKLOAD, Constraints, Recommendation
+from app.recommend_exports import FORMATS, export_bytes, export_filename
 from app.results_view import Results
 from models.errors import UserError
 
 DEFAULT_BUDGET_US = 1000.0
+LIVE = "live"
+PARAMS: tuple[str, ...] = (*WORKLOAD, *OPTIONAL_WORKLOAD)
 WL_IDS = [f"ch-wl-{k}" for k in WORKLOAD]
+OPT_IDS = [f"ch-wl-{k}" for k in OPTIONAL_WORKLOAD]
+ALL_IDS = [*WL_IDS, *OPT_IDS]
+TEXT_PARAMS = ("mode", "kernel", "folio_mix")
+#: Fields that may be left empty (folio_mix: one folio size, folio_kb, instead).
+CLEARABLE = ("folio_mix",)
+#: Suggested values per parameter in live mode (any other value can be typed in).
+SUGGEST: dict[str, list[Any]] = {
+    "folio_kb": [4, 16, 64, 512, 2048],
+    "n_folios": [1, 16, 128, 512, 1024, 4096, 16384],
+    "target_cpus": [1, 2, 4, 8, 16, 32, 64],
+    "mapcount": [1, 2, 4, 8],
+    "busy_prob": [0.0, 0.001, 0.01, 0.05, 0.1],
+    "access_rate_hz": [10.0, 100.0, 1000.0, 10000.0, 100000.0],
+    "mode": ["async", "sync"],
+    "kernel": ["6.3", "6.6", "6.8", "6.12", "6.15"],
+    "folio_mix": ["4:0.7,64:0.2,2048:0.1", "4:0.5,2048:0.5"],
+}
+OPT_LABELS = {
+    "kernel": "kernel version (MAJOR.MINOR)",
+    "folio_mix": "folio mix KB:share,… (optional)",
+}
 
 
 def constraints_from(budget_us: Any, cpu_ms: Any, remote_ms: Any) -> Constraints:
@@ -24,8 +59,8 @@ def constraints_from(budget_us: Any, cpu_ms: Any, remote_ms: Any) -> Constraints
             f = float(v)
         except (TypeError, ValueError):
             raise UserError(f"{name}: not a number") from None
-        if not math.isfinite(f) or f < 0:
-            raise UserError(f"{name}: must be a number >= 0")
+        if not math.isfinite(f) or f <= 0:
+            raise UserError(f"{name}: must be > 0")
         return f * scale
 
     b = num(budget_us, "stall budget", 1e-6)
@@ -36,139 +71,97 @@ def constraints_from(budget_us: Any, cpu_ms: Any, remote_ms: Any) -> Constraints
     )
 
 
-def _fmt_rate(x: float) -> str:
-    return f"{x / 1e6:.3f} M" if x >= 1e6 else f"{x / 1e3:.1f} k"
+def _typed(name: str, v: Any) -> Any:
+    """A typed-in value as the parameter's type (text for mode, kernel, folio_mix; else a number)."""
+    if v is None or v == "":
+        return None
+    if name in TEXT_PARAMS:
+        return str(v).strip()
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if f.is_integer() and name not in ("busy_prob", "access_rate_hz") else f
 
 
-def card(rec: Recommendation) -> Any:
-    from dash import html
+def _label(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
-    c = rec.choice
-    if rec.feasible:
-        head = [
-            html.Div("Recommended", className="muted"),
-            html.Div(
-                [
-                    "NR_MAX_BATCHED_MIGRATION = ",
-                    html.Span(str(c.batch_limit_pages), id="ch-rec-batch"),
-                ],
-                className="big",
-            ),
-            html.Div(
-                [
-                    "copy engine ",
-                    html.B(c.copy_engine, id="ch-rec-engine"),
-                    " with ",
-                    html.B(str(c.copy_threads), id="ch-rec-threads"),
-                    " thread(s)",
-                ]
-            ),
-        ]
-    else:
-        head = [
-            html.Div("No choice meets the limits", className="big", id="ch-rec-none"),
-            html.Div(
-                [
-                    "lowest-stall choice: ",
-                    html.Span(str(c.batch_limit_pages), id="ch-rec-batch"),
-                    f" pages, {c.copy_engine} ×{c.copy_threads}",
-                ]
-            ),
-        ]
-    context = f"{rec.profile} · " + ", ".join(f"{k}={v}" for k, v in rec.workload.items())
-    lines = [
-        html.Div(context, className="muted", id="ch-rec-context"),
-        html.Div(
-            f"throughput {_fmt_rate(c.pages_per_s)} base pages/s "
-            f"(90 %: {_fmt_rate(rec.pages_per_s_lo)} – {_fmt_rate(rec.pages_per_s_hi)} Monte Carlo"
-            + (
-                f"; regression {_fmt_rate(rec.regression_pages_per_s[1])} – {_fmt_rate(rec.regression_pages_per_s[2])}"
-                if rec.regression_pages_per_s
-                else ""
-            )
-            + ")"
-        ),
-        html.Div(
-            f"p99 stall {c.stall_p99_s * 1e6:.1f} µs (budget {rec.constraints.stall_p99_s * 1e6:g} µs), "
-            f"CPU time {c.cpu_time_s * 1e3:.2f} ms, remote IPI CPU time {c.remote_cpu_time_s * 1e3:.3f} ms"
-        ),
-    ]
-    if rec.gain is not None:
-        parts = [f"{rec.gain:.3f}×"]
-        if rec.gain_lo is not None and rec.gain_hi is not None:
-            parts.append(f" (90 % interval {rec.gain_lo:.3f}× – {rec.gain_hi:.3f}×")
-            if rec.gain_mc:
-                parts.append(f"; Monte Carlo {rec.gain_mc[0]:.3f}–{rec.gain_mc[1]:.3f}×")
-            if rec.gain_regression:
-                parts.append(f"; regression {rec.gain_regression[1]:.3f}–{rec.gain_regression[2]:.3f}×")
-            parts.append(")")
-        lines.append(
-            html.Div(
-                [
-                    "gain over the kernel default (512 pages, cpu copy): ",
-                    html.B("".join(parts), id="ch-rec-gain"),
-                ]
-            )
-        )
-    else:
-        lines.append(html.Div("gain over the default: not available", id="ch-rec-gain"))
-    lines.append(html.Div(["why: ", html.Span(rec.why, id="ch-rec-why")], className="muted"))
-    if rec.regression_note:
-        lines.append(html.Div(rec.regression_note, className="warn", id="ch-reg-note"))
-    rows = [
-        html.Tr(
-            [html.Th(h) for h in ("rank", "batch (pages)", "engine × threads", "pages/s", "p99 stall (µs)")]
-        )
-    ]
-    for i, r in enumerate([rec.choice, *rec.runners_up], start=1):
-        rows.append(
-            html.Tr(
-                [
-                    html.Td(str(i)),
-                    html.Td(str(r.batch_limit_pages)),
-                    html.Td(f"{r.copy_engine} ×{r.copy_threads}"),
-                    html.Td(f"{r.pages_per_s:,.0f}"),
-                    html.Td(f"{r.stall_p99_s * 1e6:.1f}"),
-                ]
-            )
-        )
-    p = rec.provenance
-    prov = html.Div(
-        f"sweep {p.sweep_spec_hash} · model {p.model_version} ({p.results_model}) · data {p.data_hash[:12]}"
-        + (f" · regression {p.regression_version}" if p.regression_version else ""),
-        className="muted",
-    )
-    return html.Div(
-        [*head, html.Hr(), *lines, html.Table(rows), prov], className="panel card", id="ch-card-inner"
-    )
+
+def _options(values: list[Any]) -> list[dict[str, Any]]:
+    return [{"label": _label(v), "value": v} for v in values]
+
+
+def live_values(profile: str, results: Results | None) -> dict[str, list[Any]]:
+    """Suggested values per parameter for ``profile``: the typical ones, the profile's defaults, the sweep's."""
+    from models.params import defaults_for
+    from models.profiles import get_profile
+
+    prof = get_profile(profile)
+    d = defaults_for(prof)
+    swept: dict[str, list[Any]] = {}
+    if results is not None and profile in results.profiles():
+        swept = results.workload_values(profile)
+    out: dict[str, list[Any]] = {}
+    for k in PARAMS:
+        vals = [*SUGGEST.get(k, []), *([d[k]] if d.get(k) is not None else []), *swept.get(k, [])]
+        if k == "folio_kb":
+            vals = [v for v in vals if v >= prof.page_kb]
+        if k == "target_cpus":
+            vals = [v for v in vals if v <= prof.cpus]
+        out[k] = sorted({_typed(k, v) for v in vals} - {None}, key=lambda v: (isinstance(v, str), v))
+    return out
+
+
+def live_defaults(profile: str) -> dict[str, Any]:
+    from models.params import defaults_for
+    from models.profiles import get_profile
+
+    d = defaults_for(get_profile(profile))
+    return {k: _typed(k, d.get(k)) for k in WORKLOAD}
+
+
+def profiles_for(results: Results) -> list[str]:
+    from models.profiles import profile_names
+
+    return list(dict.fromkeys([*results.profiles(), *profile_names()]))
 
 
 def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
     from dash import dcc, html
 
-    model = str(selection.get("model") if selection.get("model") in results.models else results.default_model)
-    profiles = results.profiles(model)
-    profile = (
-        str(selection["profile"]) if selection.get("profile") in profiles else default_profile(results, model)
-    )
-    wl = results.resolve_workload(profile, selection.get("workload"), model)
-    values = results.workload_values(profile, model)
+    models = [LIVE, *results.models]
+    model = str(selection.get("model") if selection.get("model") in models else LIVE)
+    profiles = profiles_for(results) if model == LIVE else list(results.profiles(model))
+    profile = str(selection["profile"]) if selection.get("profile") in profiles else default_profile(results)
+    if model == LIVE:
+        wl = {**live_defaults(profile), **(selection.get("workload") or {})}
+        values = live_values(profile, results)
+    else:
+        wl = results.resolve_workload(profile, selection.get("workload"), model)
+        values = {**results.workload_values(profile, model), **{k: [] for k in OPTIONAL_WORKLOAD}}
+    model_opts = [{"label": "live models (evaluated now)", "value": LIVE}]
+    model_opts += [{"label": f"sweep: {m}", "value": m} for m in results.models]
     controls = [
         html.H3("Machine and workload", style={"marginTop": 0}),
         html.Label("hardware profile", htmlFor="ch-profile"),
-        dcc.Dropdown(id="ch-profile", options=list(profiles), value=profile, clearable=False),
-        html.Label("results model"),
-        dcc.RadioItems(id="ch-model", options=list(results.models), value=model, inline=True),
+        dcc.Dropdown(id="ch-profile", options=profiles, value=profile, clearable=False),
+        html.Label("source"),
+        dcc.RadioItems(id="ch-model", options=model_opts, value=model),
+        html.Div("type any value into a field and pick it", className="muted", id="ch-hint"),
     ]
-    for k, cid in zip(WORKLOAD, WL_IDS, strict=True):
+    for k, cid in zip(PARAMS, ALL_IDS, strict=True):
+        optional = k in CLEARABLE
         controls += [
-            html.Label(LABELS.get(k, k), htmlFor=cid),
+            html.Label(OPT_LABELS.get(k) or LABELS.get(k, k), htmlFor=cid),
             dcc.Dropdown(
                 id=cid,
-                options=[{"label": str(v), "value": v} for v in values[k]],
-                value=wl[k],
-                clearable=False,
-                disabled=len(values[k]) < 2,
+                options=_options(values.get(k, [])),
+                value=wl.get(k),
+                clearable=optional,
+                searchable=True,
+                placeholder="not set" if optional else None,
+                disabled=model != LIVE and (optional or len(values.get(k, [])) < 2),
             ),
         ]
     controls += [
@@ -177,18 +170,19 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
         dcc.Input(
             id="ch-budget",
             type="number",
-            min=0,
             value=selection.get("budget_us", DEFAULT_BUDGET_US),
             debounce=True,
         ),
         html.Label("CPU time per call limit (ms, optional)", htmlFor="ch-cpu"),
-        dcc.Input(id="ch-cpu", type="number", min=0, value=selection.get("cpu_ms"), debounce=True),
+        dcc.Input(id="ch-cpu", type="number", value=selection.get("cpu_ms"), debounce=True),
         html.Label("remote IPI CPU time limit (ms, optional)", htmlFor="ch-remote"),
-        dcc.Input(id="ch-remote", type="number", min=0, value=selection.get("remote_ms"), debounce=True),
+        dcc.Input(id="ch-remote", type="number", value=selection.get("remote_ms"), debounce=True),
         html.H3("Export"),
         html.Div(
             [
-                html.Button(f.upper() if f != "kernel" else "kernel snippet", id=f"ch-exp-{f}")
+                html.Button(
+                    {"kernel": "kernel snippet", "patch": "patch"}.get(f, f.upper()), id=f"ch-exp-{f}"
+                )
                 for f in FORMATS
             ],
             className="exports",
@@ -196,9 +190,11 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
         dcc.Download(id="ch-download"),
     ]
     warn = [html.Div(w, className="warn") for w in results.warnings]
+    graph: Any = {"displaylogo": False}
     return html.Div(
         [
             *warn,
+            dcc.Location(id="ch-url", refresh=False),
             html.Div(
                 [
                     html.Div(controls, className="panel controls"),
@@ -207,7 +203,12 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
                             html.Div(id="ch-card"),
                             html.Span(id="ch-stamp", style={"display": "none"}),
                             html.Div(
-                                dcc.Graph(id="ch-pareto", config={"displaylogo": False}),
+                                dcc.Graph(id="ch-marginal", config=graph),
+                                className="panel",
+                                style={"marginTop": "14px"},
+                            ),
+                            html.Div(
+                                dcc.Graph(id="ch-pareto", config=graph),
                                 className="panel",
                                 style={"marginTop": "14px"},
                             ),
@@ -217,11 +218,7 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
                 ],
                 className="row",
             ),
-            html.Div(
-                dcc.Graph(id="ch-curves", config={"displaylogo": False}),
-                className="panel",
-                style={"marginTop": "14px"},
-            ),
+            html.Div(dcc.Graph(id="ch-curves", config=graph), className="panel", style={"marginTop": "14px"}),
         ]
     )
 
@@ -236,59 +233,148 @@ def compute(
     budget: Any,
     cpu: Any,
     remote: Any,
-) -> tuple[Results, Recommendation, Constraints]:
-    """The recommendation for the page's inputs (shared by the update and export callbacks)."""
+) -> tuple[Results, Recommendation, Constraints, pd.DataFrame, pd.DataFrame | None]:
+    """(results, recommendation, constraints, candidates, screened-out rows) for the page's inputs."""
     results = state.results(folder_id)
     cons = constraints_from(budget, cpu, remote)
+    values = dict(zip(PARAMS, wl_values, strict=True))
+    if model == LIVE:
+        from app.live import analytic_grid, live_candidates, recommend_live
+
+        wl = {k: _typed(k, v) for k, v in values.items()}
+        wl = {k: v for k, v in wl.items() if v is not None}
+        rec = recommend_live(str(profile), wl, cons, regression=state.regression(session))
+        cands = live_candidates(str(profile), wl, cons)
+        ana = analytic_grid(str(profile), wl)
+        keys = set(
+            zip(
+                cands["batch_limit_pages"],
+                cands["copy_engine"].astype(str),
+                cands["copy_threads"],
+                strict=True,
+            )
+        )
+        out = [
+            k not in keys
+            for k in zip(
+                ana["batch_limit_pages"], ana["copy_engine"].astype(str), ana["copy_threads"], strict=True
+            )
+        ]
+        return results, rec, cons, cands, ana[out]
     rec = recommend_for(
         results,
         profile,
-        dict(zip(WORKLOAD, wl_values, strict=True)),
+        {k: values[k] for k in WORKLOAD},
         cons,
         model=model,
         regression=state.regression(session),
     )
-    return results, rec, cons
+    return results, rec, cons, results.candidates(rec.profile, rec.workload, model), None
+
+
+def selection_query(sel: dict[str, Any]) -> str:
+    """The selection as a URL query (``?profile=…&model=…&folio_kb=…&budget_us=…``)."""
+    items: list[tuple[str, str]] = [("profile", str(sel["profile"])), ("model", str(sel["model"]))]
+    items += [(k, str(v)) for k, v in (sel.get("workload") or {}).items() if v is not None]
+    items += [(k, str(sel[k])) for k in ("budget_us", "cpu_ms", "remote_ms") if sel.get(k) not in (None, "")]
+    return "?" + urlencode(items)
+
+
+def selection_from_query(search: str) -> dict[str, Any]:
+    q = dict(parse_qsl((search or "").lstrip("?")))
+    wl = {k: _typed(k, q[k]) for k in PARAMS if k in q}
+    out: dict[str, Any] = {"workload": wl}
+    for k in ("profile", "model"):
+        if k in q:
+            out[k] = q[k]
+    for k in ("budget_us", "cpu_ms", "remote_ms"):
+        if k in q:
+            out[k] = _typed("n_folios", q[k])  # an int when whole
+    return out
 
 
 def register(app: Any, state: Any) -> None:
     from dash import Input, Output, State, ctx, dcc, html, no_update
 
     inputs = [Input("ch-profile", "value"), Input("ch-model", "value")]
-    inputs += [Input(cid, "value") for cid in WL_IDS]
+    inputs += [Input(cid, "value") for cid in ALL_IDS]
     inputs += [Input("ch-budget", "value"), Input("ch-cpu", "value"), Input("ch-remote", "value")]
-    outputs = [Output(cid, "options") for cid in WL_IDS] + [Output(cid, "value") for cid in WL_IDS]
+    outputs = [Output(cid, "options", allow_duplicate=True) for cid in ALL_IDS]
+    outputs += [Output(cid, "value", allow_duplicate=True) for cid in ALL_IDS]
+    outputs += [Output(cid, "disabled") for cid in ALL_IDS]
+    outputs += [Output("ch-profile", "options")]
     outputs += [
         Output("ch-card", "children"),
         Output("ch-curves", "figure"),
         Output("ch-pareto", "figure"),
+        Output("ch-marginal", "figure"),
         Output("ch-stamp", "children"),
         Output("selection", "data"),
+        Output("ch-url", "search"),
+        Output("ch-profile", "value", allow_duplicate=True),
+        Output("ch-model", "value", allow_duplicate=True),
+        Output("ch-budget", "value"),
+        Output("ch-cpu", "value"),
+        Output("ch-remote", "value"),
     ]
+    n = len(ALL_IDS)
+    n_out = 3 * n + 13
 
-    @app.callback(*outputs, *inputs, State("folder", "value"), State("session", "data"))
+    @app.callback(
+        *outputs,
+        *inputs,
+        State("folder", "value"),
+        State("session", "data"),
+        State("url", "search"),
+        prevent_initial_call="initial_duplicate",
+    )
     def update(profile: Any, model: Any, *rest: Any) -> Any:
-        *wl_values, budget, cpu, remote, folder_id, session = rest
-        n = len(WL_IDS)
+        *wl_values, budget, cpu, remote, folder_id, session, search = rest
+        linked: list[Any] = [no_update] * 5
+        # the first call for a freshly rendered page lists every input as triggered
+        initial = ctx.triggered_id is None or len(ctx.triggered_prop_ids) >= len(inputs) - 1
+        if initial and search:
+            # a link with a selection (?profile=…): the page opens on it
+            sel = selection_from_query(str(search))
+            profile, model = sel.get("profile", profile), sel.get("model", model)
+            wl_values = [sel["workload"].get(k, v) for k, v in zip(PARAMS, wl_values, strict=True)]
+            budget = sel.get("budget_us", budget)
+            cpu, remote = sel.get("cpu_ms", cpu), sel.get("remote_ms", remote)
+            linked = [profile, model, budget, cpu, remote]
+        if model == LIVE and set(ctx.triggered_prop_ids) == {"ch-profile.value"}:
+            # another machine: its own defaults (a folio size below its page size would be invalid)
+            d = live_defaults(str(profile))
+            wl_values = [d.get(k) for k in PARAMS]
         try:
-            results, rec, cons = compute(
+            results, rec, cons, cands, screened = compute(
                 state, folder_id, session, profile, model, wl_values, budget, cpu, remote
             )
         except UserError as exc:
-            msg = html.Div(str(exc), className="error", id="ch-error")
-            return (*[no_update] * (2 * n), msg, no_update, no_update, f"error {time.time()}", no_update)
-        # Only touch the workload dropdowns when their options or values change (fewer re-renders).
-        if ctx.triggered_id in ("ch-profile", "ch-model", None):
-            values = results.workload_values(rec.profile, model)
-            options: list[Any] = [[{"label": str(v), "value": v} for v in values[k]] for k in WORKLOAD]
+            out: list[Any] = [no_update] * n_out
+            out[3 * n + 1] = html.Div(str(exc), className="error", id="ch-error")
+            out[3 * n + 5] = f"error {time.time()}"
+            return tuple(out)
+        live = model == LIVE
+        if ctx.triggered_id in ("ch-profile", "ch-model", None) or linked[0] is not no_update:
+            if live:
+                values = live_values(rec.profile, results)
+            else:
+                values = {**results.workload_values(rec.profile, model), **{k: [] for k in OPTIONAL_WORKLOAD}}
+            options: list[Any] = [_options(values.get(k, [])) for k in PARAMS]
+            disabled: list[Any] = [
+                (not live) and (k in OPTIONAL_WORKLOAD or len(values.get(k, [])) < 2) for k in PARAMS
+            ]
+            profile_opts: Any = profiles_for(results) if live else list(results.profiles(model))
         else:
             options = [no_update] * n
+            disabled = [no_update] * n
+            profile_opts = no_update
+        shown = {k: (None if v == "" else v) for k, v in rec.workload.items()}
         new_values = [
-            no_update if rec.workload[k] == v else rec.workload[k]
-            for k, v in zip(WORKLOAD, wl_values, strict=True)
+            no_update if shown.get(k) == _typed(k, v) else shown.get(k)
+            for k, v in zip(PARAMS, wl_values, strict=True)
         ]
-        cands = results.candidates(rec.profile, rec.workload, model)
-        band = regression_band(cands, rec, state.regression(session))
+        band = regression_band(cands, rec, state.regression(session)) if not live else None
         selection = {
             "profile": rec.profile,
             "model": model,
@@ -297,21 +383,41 @@ def register(app: Any, state: Any) -> None:
             "cpu_ms": cpu,
             "remote_ms": remote,
         }
-        stamp = (
-            f"{rec.choice.batch_limit_pages}|{rec.choice.copy_engine}|{rec.choice.copy_threads}|{time.time()}"
-        )
+        c = rec.choice
+        stamp = f"{c.batch_limit_pages}|{c.copy_engine}|{c.copy_threads}|{time.time()}"
         return (
             *options,
             *new_values,
+            *disabled,
+            profile_opts,
             card(rec),
             choice_figure(engine_curves(cands, cons), rec, cons, band),
-            pareto_figure(cands, rec, cons),
+            pareto_figure(cands, rec, cons, screened),
+            marginal_figure(rec),
             stamp,
             selection,
+            selection_query(selection),
+            *linked,
         )
 
+    for k, cid in zip(PARAMS, ALL_IDS, strict=True):
+
+        def creatable(search: Any, options: Any, name: str = k) -> Any:
+            """Offer what is typed into a field as an option, so any value can be chosen."""
+            v = _typed(name, search)
+            if v is None or any(o.get("value") == v for o in options or []):
+                return no_update
+            return [*(options or []), {"label": _label(v), "value": v}]
+
+        app.callback(
+            Output(cid, "options", allow_duplicate=True),
+            Input(cid, "search_value"),
+            State(cid, "options"),
+            prevent_initial_call=True,
+        )(creatable)
+
     states = [State("ch-profile", "value"), State("ch-model", "value")]
-    states += [State(cid, "value") for cid in WL_IDS]
+    states += [State(cid, "value") for cid in ALL_IDS]
     states += [State("ch-budget", "value"), State("ch-cpu", "value"), State("ch-remote", "value")]
 
     @app.callback(
@@ -323,16 +429,17 @@ def register(app: Any, state: Any) -> None:
         prevent_initial_call=True,
     )
     def export(*args: Any) -> Any:
-        n = len(FORMATS)
-        profile, model, *rest = args[n:]
+        nf = len(FORMATS)
+        profile, model, *rest = args[nf:]
         *wl_values, budget, cpu, remote, folder_id, session = rest
         fmt = str(ctx.triggered_id or "").removeprefix("ch-exp-")
         if fmt not in FORMATS:
             return no_update
         try:
-            _results, rec, _cons = compute(
+            _results, rec, _cons, _c, _s = compute(
                 state, folder_id, session, profile, model, wl_values, budget, cpu, remote
             )
+            data = export_bytes(rec, fmt)
         except UserError:
             return no_update
-        return dcc.send_bytes(export_bytes(rec, fmt), export_filename(rec, fmt))
+        return dcc.send_bytes(data, export_filename(rec, fmt))

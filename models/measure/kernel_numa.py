@@ -1,0 +1,78 @@
+"""``measure --kernel`` on two or more NUMA nodes: one traced ``move_pages(2)`` call per measurement.
+
+References
+----------
+mm/migrate.c ``kernel_move_pages()``, ``do_pages_move()`` (Linux 6.18): the pages bound for one node
+go to ``migrate_pages(..., MIGRATE_SYNC, MR_SYSCALL)`` together.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from models.measure.kernel_trace import parse_trace_text
+from models.measure.native import MADV_HUGEPAGE, MADV_NOHUGEPAGE, anon_mapping, get_libc
+from models.measure.topology import KIB, MIB, PAGE_BYTES, Topology, read_tlb_interrupts
+
+if TYPE_CHECKING:
+    from models.measure.kernel_run import KernelCall
+
+
+def one_move_pages_call(
+    inst: Path, topo: Topology, kb: int, workers: tuple[int, ...], migrator: int, repeat: int
+) -> KernelCall | str:
+    """Two or more nodes: one ``move_pages(2)`` call moving a 128 MiB buffer from the first node with
+    memory to the second, traced like the hotplug path. (Not exercised on the one-node machine this
+    was built on.)"""
+    from models.measure.kernel_run import (
+        MADV_POPULATE_WRITE,
+        KernelCall,
+        Workload,
+        folio_heads,
+        page_frames,
+    )
+    from models.measure.move_pages import sys_move_pages
+
+    madvise = get_libc().madvise
+    madvise.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
+    src, dst = topo.memory_nodes[0], topo.memory_nodes[1]
+    nbytes = 128 * MIB
+    folio = max(kb * KIB, PAGE_BYTES)
+    with anon_mapping(nbytes, align=2 * MIB) as (buf, addr):
+        old = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, set(topo.numa_nodes.get(src) or topo.cpus))  # first touch on node src
+        try:
+            madvise(addr, nbytes, MADV_NOHUGEPAGE if folio <= PAGE_BYTES else MADV_HUGEPAGE)
+            if madvise(addr, nbytes, MADV_POPULATE_WRITE) != 0:
+                buf[::PAGE_BYTES] = 1
+        finally:
+            os.sched_setaffinity(0, old)
+        pfns = page_frames(addr, nbytes // PAGE_BYTES)
+        heads = folio_heads(pfns[pfns > 0])
+        pages = (addr + np.arange(0, nbytes, PAGE_BYTES, dtype=np.uint64)).astype(np.uint64)
+        nodes = np.full(len(pages), dst, np.int32)
+        status = np.full(len(pages), -1, np.int32)
+        (inst / "trace").write_text("")
+        with Workload(workers):
+            os.sched_setaffinity(0, {migrator})
+            try:
+                c0 = read_tlb_interrupts()
+                (inst / "tracing_on").write_text("1")
+                t0 = time.perf_counter()
+                sys_move_pages(pages, nodes, status, 2)  # MPOL_MF_MOVE
+                wall = time.perf_counter() - t0
+                (inst / "tracing_on").write_text("0")
+                c1 = read_tlb_interrupts()
+            finally:
+                os.sched_setaffinity(0, old)
+        text = (inst / "trace").read_text()
+    calls = parse_trace_text(text, f"{inst}/trace").calls
+    main = max(calls, key=lambda c: c.succeeded_pages)
+    irqs = None if c0 is None or c1 is None else c1 - c0
+    return KernelCall(kb, len(workers), repeat, main, len(pages), heads, irqs, workers, migrator, wall, text)
