@@ -239,6 +239,7 @@ def test_choose_reacts_to_profile_and_budget(page: Any, server: str, artifacts_d
 
 def test_exports_match_cli(page: Any, server: str, folders: dict[str, Path], tmp_path: Path) -> None:
     from app.commands.explore import recommend_export
+    from app.results_view import load_results
 
     page.goto(server + "/")
     page.wait_for_selector("#ch-rec-batch")
@@ -269,7 +270,19 @@ def test_exports_match_cli(page: Any, server: str, folders: dict[str, Path], tmp
         assert data == want, fmt
     # and the real command line, once
     args = ["--results", str(folders["good"]), "--stall-p99-us", "300", "--profile", "epyc-zen3-2s"]
-    args += [f"--{k.replace('_', '-')}={v}" for k, v in wl.items()]
+    helped = subprocess.run(
+        [sys.executable, "-m", "app.cli", "recommend", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+    ).stdout
+    defaults = load_results(folders["good"]).default_workload("epyc-zen3-2s")
+    for k, v in wl.items():
+        option = f"--{k.replace('_', '-')}"
+        if f"{option} " in helped:
+            args.append(f"{option}={v}")
+        else:  # a parameter the command line cannot set: the page must have used its default
+            assert v == defaults[k], (k, v, defaults[k])
     p = subprocess.run(
         [sys.executable, "-m", "app.cli", "recommend", *args, "--format", "json"],
         capture_output=True,

@@ -238,7 +238,7 @@ def test_fit_out_onto_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_p
         f"foliotune: error: {out}/estimator.skops: cannot write (file too large for this file system or process limit)"
     ]
     assert "Traceback" not in r.stderr
-    assert list(out.iterdir()) == []
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 class Gadget:
