@@ -28,7 +28,7 @@ import pandas as pd
 from app.recommend import CHOICE, WORKLOAD, Provenance, default_choice
 from models.errors import UserError
 from models.evaluate import evaluate
-from models.params import defaults_for
+from models.params import FLOAT_WORKLOAD, INTEGER_WORKLOAD, defaults_for
 from models.profiles import get_profile
 from sweep.results import MANIFEST, StoreError, SweepResults, open_results
 
@@ -54,8 +54,8 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "infeasible",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = ("model", "profile", *CHOICE, *WORKLOAD, *OUTPUT_COLUMNS)
-INTEGER_WORKLOAD = ("folio_kb", "n_folios", "target_cpus", "mapcount")
-FLOAT_WORKLOAD = ("busy_prob", "access_rate_hz")
+# INTEGER_WORKLOAD / FLOAT_WORKLOAD come from the parameter table (models.params), so every workload
+# parameter, numa_hinting and writeback_prob included, keys the index in its column's type
 
 
 class ResultsError(UserError):
