@@ -54,6 +54,8 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "infeasible",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = ("model", "profile", *CHOICE, *WORKLOAD, *OUTPUT_COLUMNS)
+# INTEGER_WORKLOAD / FLOAT_WORKLOAD come from the parameter table (models.params), so every workload
+# parameter, numa_hinting and writeback_prob included, keys the index in its column's type
 
 
 class ResultsError(UserError):

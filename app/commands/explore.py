@@ -43,8 +43,10 @@ def _workload_options(
     mode: str | None,
     kernel: str | None = None,
     folio_mix: str | None = None,
+    **more: Any,
 ) -> dict[str, Any]:
     given = {
+        **more,
         "folio_kb": folio_kb,
         "n_folios": n_folios,
         "target_cpus": target_cpus,
@@ -236,6 +238,16 @@ def recommend_cmd(
     busy_prob: Annotated[float | None, typer.Option(help="Busy probability per pass.")] = None,
     access_rate_hz: Annotated[float | None, typer.Option(help="Accesses per second per folio.")] = None,
     mode: Annotated[str | None, typer.Option(help="async or sync.")] = None,
+    numa_hinting: Annotated[
+        int | None, typer.Option(help="1: NUMA-hinting (PROT_NONE) PTEs, not flushed in the batch (6.4+).")
+    ] = None,
+    writeback_prob: Annotated[
+        float | None, typer.Option(help="Probability a folio is under writeback.")
+    ] = None,
+    writeback_wait_s: Annotated[float | None, typer.Option(help="Writeback wait in sync mode (s).")] = None,
+    alloc_fail_prob: Annotated[
+        float | None, typer.Option(help="Destination allocation failure probability.")
+    ] = None,
     kernel: Annotated[
         str | None,
         typer.Option(help="Kernel version MAJOR.MINOR (the model's mechanism; the patch's target)."),
@@ -257,8 +269,14 @@ def recommend_cmd(
         raise UserError(f"--format {fmt}: unknown (use {', '.join(FORMATS_ALL)})")
     _positive(stall_p99_us, "--stall-p99-us")
     wl = _workload_options(folio_kb, n_folios, target_cpus, mapcount, busy_prob, access_rate_hz, mode)
+    extra = {
+        "numa_hinting": numa_hinting,
+        "writeback_prob": writeback_prob,
+        "writeback_wait_s": writeback_wait_s,
+        "alloc_fail_prob": alloc_fail_prob,
+    }
     live_wl = _workload_options(
-        folio_kb, n_folios, target_cpus, mapcount, busy_prob, access_rate_hz, mode, kernel, folio_mix
+        folio_kb, n_folios, target_cpus, mapcount, busy_prob, access_rate_hz, mode, kernel, folio_mix, **extra
     )
     if results is not None:
         if workload:
