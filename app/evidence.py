@@ -25,6 +25,7 @@ from app.regression_source import THROUGHPUT_METRIC, RegressionSource
 from models.errors import UserError
 from models.evaluate import evaluate, measured_metric
 from models.measurements import load_measurements, validate_table
+from models.params import PARAMETERS
 
 #: Most data rows an upload may hold (the shipped measurements are a few hundred rows; the
 #: session's regression is refitted on them while the user waits).
@@ -130,7 +131,8 @@ GROUP_COLUMNS: tuple[str, ...] = (
 
 
 def _analytic(points: pd.DataFrame) -> pd.DataFrame:
-    cols = [c for c in points.columns if c in ("profile", *CHOICE, *WORKLOAD)]
+    # every parameter the measured rows state (kernel, folio_mix, ... too), not only the core workload
+    cols = [c for c in points.columns if c in PARAMETERS]
     return evaluate(points[cols].reset_index(drop=True), "analytic", on_invalid="mark")
 
 
