@@ -17,7 +17,8 @@ from urllib.parse import parse_qsl, urlencode
 import pandas as pd
 
 from app.explorer.pages.choose_card import card
-from app.figures import LABELS, choice_figure, marginal_figure, pareto_figure
+from app.figures.choose import choice_figure, marginal_figure, pareto_figure
+from app.figures.common import LABELS
 from app.queries import default_profile, engine_curves, recommend_for, regression_band
 from app.recommend import OPTIONAL_WORKLOAD, WORKLOAD, Constraints, Recommendation
 from app.recommend_exports import FORMATS, export_bytes, export_filename

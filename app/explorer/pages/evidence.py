@@ -19,7 +19,8 @@ from app.evidence import (
     validation_table,
 )
 from app.explorer.pages.choose import DEFAULT_BUDGET_US, LIVE, constraints_from
-from app.figures import LABELS, empty_figure, evidence_figure, residual_figure, sobol_figure
+from app.figures.common import LABELS, empty_figure
+from app.figures.evidence import evidence_figure, residual_figure, sobol_figure
 from app.live import recommend_live
 from app.queries import default_profile, recommend_for
 from app.regression_source import regression_with

@@ -9,7 +9,8 @@ from werkzeug.exceptions import BadRequest
 
 from app.explorer.jobs import RegionError, parse_region, region_spec
 from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
-from app.figures import LABELS, empty_figure, landscape_figure
+from app.figures.common import LABELS, empty_figure
+from app.figures.landscape import landscape_figure
 from app.queries import default_profile, landscape, landscape_axes
 from app.recommend import WORKLOAD
 from app.results_view import Results
