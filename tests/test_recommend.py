@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from app.queries import engine_curves, landscape, recommend_for
-from app.recommend import Constraints, Provenance, export_bytes, recommend, records
+from app.recommend import Constraints, Provenance, recommend
+from app.recommend_exports import export_bytes, records
 from app.results_view import ResultsError, load_results
 from models.errors import UserError
 
