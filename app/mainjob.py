@@ -15,10 +15,33 @@ its own; ``local`` (written by ``foliotune measure`` to ``measurements/``) is fo
 
 from __future__ import annotations
 
+import os
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
+from rich.console import Console
+
+from app.explorer import create_app
+from app.output import render_table, write_atomic
+from app.queries import recommend_for
+from app.recommend import Constraints
+from app.recommend_exports import FORMATS, export_bytes, export_filename
+from app.regression_source import shipped_regression
+from app.results_view import load_results
+from app.serving import serve as serve_app
+from app.serving import warm_up
+from models.errors import UserError
+from models.evaluate import add_derived, evaluate
+from models.profiles import DEFAULT_PROFILE, profile_names
+from sweep.chunks import code_version
+from sweep.runner import default_spec_path, run_sweep
+from sweep.spec import spec_from_dict
+from sweep.spec_doc import with_profiles
+from sweep.storage import infeasible_reasons
 
 #: Where ``foliotune measure`` writes its profile by default (app/commands/measure.py).
 MEASURE_DEFAULT_OUT = Path("measurements")
@@ -28,23 +51,12 @@ DEFAULT_BUDGET_US = 1000.0
 
 def predictions_table(profile: str | None = None) -> Any:
     """The default workload of ``profile`` over :data:`BATCH_LIMITS`, analytic model, with ratios."""
-    import pandas as pd
-
-    from models.evaluate import add_derived, evaluate
-    from models.profiles import DEFAULT_PROFILE
-
     points = pd.DataFrame({"profile": profile or DEFAULT_PROFILE, "batch_limit_pages": list(BATCH_LIMITS)})
     return add_derived(evaluate(points, "analytic"))
 
 
 def sweep_spec(profiles: Sequence[str] | None) -> Any:
     """The default spec, its profile axis replaced by ``profiles`` when given."""
-    import tomllib
-
-    from sweep.runner import default_spec_path
-    from sweep.spec import spec_from_dict
-    from sweep.spec_doc import with_profiles
-
     path = default_spec_path()
     data = tomllib.loads(path.read_text())
     if profiles:
@@ -55,10 +67,6 @@ def sweep_spec(profiles: Sequence[str] | None) -> Any:
 
 def find_local_profiles(profiles: Sequence[str] | None) -> None:
     """Make profiles written by ``foliotune measure`` (``measurements/NAME.toml``) known to the models."""
-    import os
-
-    from models.profiles import profile_names
-
     known = set(profile_names())
     for name in profiles or ():
         f = MEASURE_DEFAULT_OUT / f"{name}.toml"
@@ -69,8 +77,6 @@ def find_local_profiles(profiles: Sequence[str] | None) -> None:
             )
     missing = [n for n in profiles or () if n not in set(profile_names())]
     if missing:
-        from models.errors import UserError
-
         raise UserError(
             f"--profile {', '.join(missing)}: unknown (known: {', '.join(profile_names())}; "
             "run `foliotune measure` first for `local`, or set FOLIOTUNE_PROFILE_PATH)"
@@ -78,14 +84,10 @@ def find_local_profiles(profiles: Sequence[str] | None) -> None:
 
 
 def run_default_sweep(out_dir: Path, say: Any, profiles: Sequence[str] | None = None) -> Any:
-    from sweep.runner import run_sweep
-
     spec = sweep_spec(profiles)
     try:
         return run_sweep(spec, out_dir, progress=True, yes=True, echo=say)
     except Exception as exc:
-        from models.errors import UserError
-
         if isinstance(exc, UserError):
             raise
         say(
@@ -98,12 +100,6 @@ def write_recommendations(
     results_dir: Path, out_dir: Path, profiles: Sequence[str] | None, budget_us: float, regression: Any
 ) -> list[Any]:
     """One set of exports per profile (default workload); returns the recommendations."""
-    from app.output import write_atomic
-    from app.queries import recommend_for
-    from app.recommend import Constraints
-    from app.recommend_exports import FORMATS, export_bytes, export_filename
-    from app.results_view import load_results
-
     results = load_results(results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recs = []
@@ -118,10 +114,6 @@ def write_recommendations(
 def run_main_job(
     profile: str | Sequence[str] | None, out: Path, serve: bool, port: int, host: str = "127.0.0.1"
 ) -> None:
-    import pandas as pd
-    from rich.console import Console
-
-    from app.output import render_table
 
     profiles = [profile] if isinstance(profile, str) else list(profile or [])
     find_local_profiles(profiles)
@@ -140,8 +132,6 @@ def run_main_job(
         )
 
     out = Path(out)
-    from sweep.chunks import code_version
-
     # One folder per model version (a folder written by other model code is rightly refused) and
     # per profile set.
     suffix = "" if not profiles else "-" + "-".join(sorted(dict.fromkeys(profiles)))
@@ -150,15 +140,11 @@ def run_main_job(
     summary = run_default_sweep(sweep_dir, say, profiles)
     say(summary.describe())
     if summary.infeasible_points:
-        from sweep.storage import infeasible_reasons
-
         # The grid crosses every engine and thread count with every profile; say why rows are empty.
         for reason, n in infeasible_reasons(sweep_dir).items():
             say(f"  {n:>6,} infeasible: {reason}", markup=False, highlight=False, soft_wrap=True)
 
     say("[bold]2/4 regression[/bold] on the shipped measurements")
-    from app.regression_source import shipped_regression
-
     reg = shipped_regression()
     say(f"regression: {reg.version}" if reg.ok else f"[yellow]{reg.note}[/yellow]")
 
@@ -191,10 +177,6 @@ def run_main_job(
         say("[bold]4/4 explorer[/bold] skipped (--no-serve); start it with "
             f"`foliotune explore --results {sweep_dir}`")  # fmt: skip
         return
-    from app.explorer import create_app
-    from app.serving import serve as serve_app
-    from app.serving import warm_up
-
     warm_up(sweep_dir, True)
     app = create_app(sweep_dir, sweeps_dir=out / "explorer-sweeps")
     say(f"[bold]4/4 explorer[/bold] at http://{host}:{port}/  (Ctrl-C to stop)")

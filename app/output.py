@@ -7,6 +7,7 @@ the same rows in SI units for programs.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich.console import Console
+from rich.table import Table
 
 from models.errors import UserError
 from models.fileio import atomic_write
@@ -113,9 +116,6 @@ def render_table(
 
     Standard outputs (:data:`HUMAN`) get their human units; other columns their ``formatters``.
     """
-    from rich.console import Console
-    from rich.table import Table
-
     fm = dict(formatters or {})
     hd = dict(headings or {})
     table = Table(title=title or None, title_justify="left", pad_edge=False, expand=False)
@@ -153,8 +153,6 @@ def table_bytes(rows: pd.DataFrame, fmt: str) -> bytes:
     if fmt == "csv":
         return rows.to_csv(index=False).encode()
     if fmt == "json":  # every float as Python's repr (round-trips; pandas' to_json keeps 10 digits)
-        import json
-
         records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
         return (json.dumps(records, indent=2, ensure_ascii=False, default=_json_scalar) + "\n").encode()
     raise UserError(f"--format {fmt}: unknown (use {', '.join(TABLE_FORMATS)})")

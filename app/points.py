@@ -26,7 +26,16 @@ import numpy as np
 import pandas as pd
 
 from models.errors import UserError
-from models.params import INTEGER_PARAMETERS, NUMERIC_PARAMETERS, PARAMETERS, PointArrays
+from models.limits import montecarlo_refusal, montecarlo_windows
+from models.params import (
+    INTEGER_PARAMETERS,
+    NUMERIC_PARAMETERS,
+    PARAMETERS,
+    PointArrays,
+    check_points,
+    complete_points,
+)
+from models.profiles import get_profile, profile_names
 
 #: ``where(i, column)`` -> the place of point ``i`` (and its column, when known) in messages.
 Where = Callable[[int, str | None], str]
@@ -176,9 +185,6 @@ def validate_points(points: Points) -> tuple[pd.DataFrame, PointArrays]:
 
     The first invalid point raises one :class:`UserError` naming its place (``points.where``).
     """
-    from models.params import check_points, complete_points
-    from models.profiles import profile_names
-
     table = points.table
     if "profile" in table.columns:
         known = profile_names()
@@ -234,9 +240,6 @@ def refuse_folio_mix(points: Points, typed: pd.DataFrame) -> None:
 
 def check_montecarlo(points: Points, arrays: PointArrays, replicas: int) -> None:
     """Refuse Monte Carlo work that does not fit (:mod:`models.limits`), naming the point or --replicas."""
-    from models.limits import montecarlo_refusal, montecarlo_windows
-    from models.profiles import get_profile, profile_names
-
     page_kb = np.array([get_profile(p).page_kb for p in profile_names()], dtype=np.float64)[
         arrays.profile_index
     ]

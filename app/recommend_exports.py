@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import yaml
 
 from app.recommend import (
     NOT_DISTINGUISHABLE,
@@ -288,8 +289,6 @@ def export_bytes(rec: Recommendation, fmt: str, kernel: str | None = None) -> by
     if fmt == "json":
         return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
     if fmt == "yaml":
-        import yaml
-
         return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode()
     rows = [_flat(r) for r in recs]
     buf = io.StringIO()

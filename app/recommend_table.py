@@ -6,8 +6,9 @@ import math
 from typing import Any
 
 import pandas as pd
+from rich.console import Console
 
-from app.output import fmt_rate, fmt_us, fmt_x, render_table
+from app.output import fmt_rate, fmt_us, fmt_x, render_table, terminal_width
 from app.recommend import NOT_DISTINGUISHABLE, STALL_ASSUMPTION, Choice, Interval, Recommendation, marginal
 from app.recommend_exports import ENGINE_SOURCE, workload_clean
 
@@ -130,11 +131,7 @@ def summary_lines(rec: Recommendation) -> list[str]:
 
 
 def print_recommendation(rec: Recommendation, file: Any = None) -> None:
-    from app.output import terminal_width
-
     width = terminal_width()
-    from rich.console import Console
-
     console = Console(width=width, file=file, highlight=False)
     for line in summary_lines(rec):
         console.print(line, markup=False, soft_wrap=False)

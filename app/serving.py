@@ -6,13 +6,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.explorer import is_loopback
+from app.live import live_candidates
+from app.queries import recommend_for
+from app.recommend import Constraints
+from app.regression_source import shipped_regression
+from app.results_view import ResultsError, load_results
 from models.errors import UserError
 
 
 def serve(app: Any, host: str, port: int) -> None:
     """Serve a Dash app with the threaded development server (stop with Ctrl-C)."""
-    from app.explorer import is_loopback
-
     if not is_loopback(host):
         print(
             f"foliotune: warning: serving on {host}, reachable from other machines; the explorer has no "
@@ -24,17 +28,10 @@ def serve(app: Any, host: str, port: int) -> None:
 
 def warm_up(results_dir: Path, use_regression: bool) -> None:
     """Load the results, the regression and the compiled kernels before the first page is served."""
-    from app.queries import recommend_for
-    from app.recommend import Constraints
-    from app.regression_source import shipped_regression
-    from app.results_view import ResultsError, load_results
-
     try:
         results = load_results(results_dir)
         reg = shipped_regression() if use_regression else None
         rec = recommend_for(results, None, None, Constraints(1e-3), regression=reg)
-        from app.live import live_candidates
-
         live_candidates(rec.profile, None)  # compiles the model kernels for the live Choose page
     except (ResultsError, UserError) as exc:
         print(f"foliotune: {exc} (the explorer will show this)", file=sys.stderr)

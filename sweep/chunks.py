@@ -13,24 +13,40 @@ reason; outputs are NaN). Rows are sorted by ``point`` then by the order of ``mo
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import time
 from dataclasses import dataclass, replace
 from functools import cache
+from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from models import profiles
+from models.evaluate import MC_EXTRA, run_kernel
+from models.limits import (
+    MC_BYTES_PER_FOLIO,
+    MC_BYTES_PER_WINDOW,
+    MC_MAX_SCRATCH_BYTES,
+    montecarlo_windows,
+)
+from models.params import (
+    INTEGER_PARAMETERS,
+    OUTPUTS,
+    PARAMETERS,
+    PointArrays,
+    check_points,
+    defaults_for,
+    mix_counts,
+)
+from models.profiles import DEFAULT_PROFILE, get_profile, profile_names
 from sweep.samplers import axis_columns
 from sweep.spec import STRING_PARAMETERS, SweepSpec
-
-if TYPE_CHECKING:
-    from models.params import PointArrays
 
 #: Parquet key-value metadata key holding the chunk's identity (JSON).
 META_KEY = b"foliotune"
@@ -71,8 +87,6 @@ _MODEL_ROOTS = ("evaluate", "params", "profiles", "analytic", "montecarlo")
 
 def _model_files(models_dir: Path) -> list[Path]:
     """The model modules behind the numbers (roots plus their ``models.*`` imports, transitively)."""
-    import ast
-
     todo = list(_MODEL_ROOTS)
     seen: set[str] = set()
     while todo:
@@ -106,9 +120,6 @@ def code_version() -> str:
     Covers the model modules behind ``models.evaluate`` (found from their imports), the profile files
     and this package's decoding code, so editing unrelated modules does not invalidate a folder.
     """
-    from importlib import metadata
-
-    from models import profiles
 
     try:
         version = metadata.version("foliotune")
@@ -126,8 +137,6 @@ def code_version() -> str:
 
 
 def extra_columns(models: tuple[str, ...]) -> tuple[str, ...]:
-    from models.evaluate import MC_EXTRA
-
     return tuple(MC_EXTRA) if "montecarlo" in models else ()
 
 
@@ -138,9 +147,6 @@ def chunk_points_frame(spec: SweepSpec, start: int, stop: int) -> pd.DataFrame:
     profile defaults (what :func:`models.params.complete_points` does, done here per profile code
     because that is much faster on large chunks; a test checks both agree).
     """
-    from models.params import PARAMETERS, defaults_for
-    from models.profiles import DEFAULT_PROFILE, get_profile
-
     if spec.parts:  # a union of grids: each part's share of the range, in order
         frames = []
         for offset, grid in spec.grids():
@@ -179,9 +185,6 @@ def chunk_points_frame(spec: SweepSpec, start: int, stop: int) -> pd.DataFrame:
 def evaluate_points(spec: SweepSpec, start: int, stop: int) -> tuple[pa.Table, int]:
     """Evaluate points ``[start, stop)`` with every model of the spec; return the rows and the number
     of infeasible points."""
-    from models.evaluate import run_kernel
-    from models.params import INTEGER_PARAMETERS, OUTPUTS, PARAMETERS, check_points
-
     n = stop - start
     k = len(spec.models)
     full = chunk_points_frame(spec, start, stop)
@@ -246,15 +249,6 @@ def montecarlo_feasible(
     a one-folio placeholder there, so the kernel's scratch (sized by the largest point) fits.
     Returns ``(arrays, None)`` when every point fits.
     """
-    from models.limits import (
-        MC_BYTES_PER_FOLIO,
-        MC_BYTES_PER_WINDOW,
-        MC_MAX_SCRATCH_BYTES,
-        montecarlo_windows,
-    )
-    from models.params import mix_counts
-    from models.profiles import get_profile, profile_names
-
     page_kb = np.array([get_profile(p).page_kb for p in profile_names()], dtype=np.float64)[
         arrays.profile_index
     ]

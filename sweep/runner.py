@@ -18,6 +18,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 from models.errors import UserError
 from sweep.chunks import ChunkResult, code_version, compute_chunk, n_chunks
 from sweep.executors import ChunkExecutor, ExecutorReport, make_executor
@@ -135,16 +145,6 @@ class _Progress:
         self.bar: Any = None
         if not enabled:
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -68,7 +68,9 @@ from typing import Any
 import numpy as np
 
 from models.errors import UserError
-from models.params import STRING_PARAMETERS
+from models.evaluate import MODELS
+from models.params import INTEGER_PARAMETERS, PARAMETERS, STRING_PARAMETERS, check_value
+from models.profiles import profile_names
 
 SAMPLERS: tuple[str, ...] = ("grid", "lhs", "sobol")
 SWEEP_KEYS: tuple[str, ...] = ("seed", "models", "replicas", "sampler", "n", "out", "name")
@@ -196,8 +198,6 @@ class SweepSpec:
 
 
 def _parameters() -> tuple[str, ...]:
-    from models.params import PARAMETERS
-
     return tuple(PARAMETERS)
 
 
@@ -237,7 +237,6 @@ def _is_number(v: object) -> bool:
 
 def spec_from_dict(data: Mapping[str, Any], source: str = "<spec>") -> SweepSpec:
     """Validate a parsed spec (the TOML document as a dict)."""
-    from models.evaluate import MODELS
 
     def err(key: str, message: str) -> SpecError:
         return SpecError(f"{source}: {key}: {message}")
@@ -330,8 +329,6 @@ def _parse_grid(
 
     ``taken``: parameters the common tables already give (a part may not give them again).
     """
-    from models.params import PARAMETERS
-
     for section, raw in (("fixed", fixed_raw), ("axes", axes_raw)):
         if not isinstance(raw, Mapping):
             raise err(prefix + section, f"must be a table [{prefix}{section}]")
@@ -433,9 +430,6 @@ def _check_value(param: str, value: Any, key: str, err: Any) -> Any:
 
     The ranges are the parameter table's (:func:`models.params.check_value`).
     """
-    from models.params import INTEGER_PARAMETERS, check_value
-    from models.profiles import profile_names
-
     if param == "profile":
         if not isinstance(value, str):
             raise err(key, f"must be a string, not {value!r}")
@@ -452,8 +446,6 @@ def _check_value(param: str, value: Any, key: str, err: Any) -> Any:
 
 
 def _parse_axis(param: str, raw: Any, sampler: str, err: Any, prefix: str = "") -> Axis:
-    from models.params import INTEGER_PARAMETERS
-
     key = f"{prefix}axes.{param}"
     if isinstance(raw, list):
         if not raw:

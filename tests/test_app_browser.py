@@ -85,8 +85,8 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def server(folders: dict[str, Path], ray_embedded: Any) -> Iterator[str]:
     from werkzeug.serving import make_server
 
-    from app.commands.explore import warm_up
     from app.explorer import create_app
+    from app.serving import warm_up
 
     warm_up(folders["good"], True)
     app = create_app(

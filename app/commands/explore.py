@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 
-from app.serving import serve, warm_up  # the old names of these helpers
 from models.errors import UserError
 
 RECOMMEND_HELP = """Recommend the batch limit, copy engine and threads for a profile and workload.
@@ -111,6 +110,7 @@ def _positive(v: Any, name: str) -> float:
 
 
 def _constraints(stall_p99_us: float, cpu_time_ms: float | None, remote_cpu_time_ms: float | None) -> Any:
+    # imported when the command runs: app.cli loads this module at every start
     from app.recommend import Constraints
 
     return Constraints(
@@ -135,6 +135,7 @@ def recommend_export(
     kernel: str | None = None,
 ) -> tuple[bytes, Any]:
     """(export bytes, Recommendation) exactly as the explorer computes them from a sweep folder."""
+    # imported when the command runs: app.cli loads this module at every start
     from app.queries import default_profile, recommend_for
     from app.recommend_exports import export_bytes
     from app.regression_source import shipped_regression
@@ -149,6 +150,7 @@ def recommend_export(
         raise UserError(f"--profile {profile}: not in the sweep (profiles: {', '.join(results.profiles(m))})")
     profile = profile or default_profile(results, m)
     if strict_workload:
+        # imported when the command runs: app.cli loads this module at every start
         from app.results_view import coerce_value as _coerce
 
         values = results.workload_values(profile, m)
@@ -182,6 +184,7 @@ def recommend_live_export(
     replicas: int = 64,
 ) -> tuple[bytes, Any]:
     """(export bytes, Recommendation) from a live evaluation of the workload (the Choose page's path)."""
+    # imported when the command runs: app.cli loads this module at every start
     from app.live import recommend_live, recommend_live_weighted
     from app.recommend_exports import export_bytes
     from models.profiles import DEFAULT_PROFILE, get_profile
@@ -198,6 +201,7 @@ def recommend_live_export(
     else:
         reg = None
         if regression:
+            # imported when the command runs: app.cli loads this module at every start
             from app.regression_source import shipped_regression
 
             reg = shipped_regression()
@@ -309,6 +313,7 @@ def recommend_cmd(
             replicas=replicas,
         )
     if fmt == "table":
+        # imported when the command runs: app.cli loads this module at every start
         from app.recommend_table import print_recommendation
 
         if out is not None:
@@ -329,6 +334,7 @@ def recommend_cmd(
 
 def _known_only(wl: dict[str, Any]) -> dict[str, Any]:
     """``kernel`` is also the patch's target: pass it to the models only when they know it."""
+    # imported when the command runs: app.cli loads this module at every start
     from app.live import known_parameters
 
     if "kernel" in wl and "kernel" not in known_parameters():
@@ -337,6 +343,7 @@ def _known_only(wl: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_bytes(out: Path, data: bytes) -> None:
+    # imported when the command runs: app.cli loads this module at every start
     from app.output import write_atomic
 
     write_atomic(out, data)
@@ -357,7 +364,9 @@ def explore_cmd(
     """Serve the explorer (Choose, Landscape, Evidence, Sweeps) for a results folder."""
     if not results.is_dir():
         raise UserError(f"--results {results}: no such results folder")
+    # imported when the command runs: app.cli loads this module at every start
     from app.explorer import create_app, stopping_cleanly
+    from app.serving import serve, warm_up
 
     sd = sweeps_dir or results.resolve().parent / "foliotune-explorer-sweeps"
     warm_up(results, regression)

@@ -14,9 +14,12 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import typer
+
+from models.errors import UserError
 
 DEFAULT_OUT = Path("measurements")
 
@@ -41,10 +44,10 @@ def register(cli: typer.Typer) -> None:
         ),
     ) -> None:
         """Measure copy bandwidth, TLB-shootdown and move_pages() cost here (schema rows + profile)."""
+        # imported when the command runs: app.cli loads this module at every start
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from models.errors import UserError
         from models.measure import check_out_dir, plan_steps, read_topology, run_measurements, write_outputs
 
         if not profile_name or not all(ch.isalnum() or ch in "-_." for ch in profile_name):
@@ -65,6 +68,7 @@ def register(cli: typer.Typer) -> None:
             console=console,
             transient=False,
         ) as bar:
+            # imported when the command runs: app.cli loads this module at every start
             from models.measure import Settings
 
             settings = Settings.for_machine(topo, quick)
@@ -85,8 +89,8 @@ def register(cli: typer.Typer) -> None:
 
 def _measure_kernel(console, rep, paths, profile_name, command, repeats) -> None:  # type: ignore[no-untyped-def]
     """``--kernel``: real migrations, rows, fitted profile; one line and no failure when unavailable."""
-    import time
 
+    # imported when the command runs: app.cli loads this module at every start
     from rich.table import Table
 
     from models.measure import source_id
@@ -144,6 +148,7 @@ def _measure_kernel(console, rep, paths, profile_name, command, repeats) -> None
 
 
 def _print_summary(console, rep, paths) -> None:  # type: ignore[no-untyped-def]
+    # imported when the command runs: app.cli loads this module at every start
     from rich.table import Table
 
     d = rep.derived

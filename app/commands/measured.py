@@ -6,12 +6,15 @@ Heavy libraries (scikit-learn, scipy, plotly) are imported inside the command fu
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from models.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,8 +40,8 @@ def _register_profiles_beside(measurements: list[Path]) -> None:
     """Profiles written beside measurement files (``foliotune measure --out DIR`` writes
     ``DIR/local.toml`` next to ``DIR/measurements-local.csv``) become known for this command (their
     folder joins ``FOLIOTUNE_PROFILE_PATH``), so local and imported rows are used without setting it."""
-    import os
 
+    # imported when the command runs: app.cli loads this module at every start
     from models.profiles import ProfileError, load_profile_file, profile_names
 
     known = set(profile_names())
@@ -60,6 +63,7 @@ def _register_profiles_beside(measurements: list[Path]) -> None:
 
 
 def _load(measurements: list[Path] | None, strict: bool, no_shipped: bool) -> pd.DataFrame:
+    # imported when the command runs: app.cli loads this module at every start
     from models.measurements import load_measurements
 
     _register_profiles_beside(measurements or [])
@@ -79,6 +83,7 @@ def _pct(x: object) -> str:
 
 
 def _rich_table(df: pd.DataFrame, title: str, pct_cols: tuple[str, ...] = ()) -> None:
+    # imported when the command runs: app.cli loads this module at every start
     import pandas as pd
     from rich.console import Console
     from rich.table import Table
@@ -94,10 +99,6 @@ def _rich_table(df: pd.DataFrame, title: str, pct_cols: tuple[str, ...] = ()) ->
 
 def _check_model_out(out: Path) -> None:
     """Refuse a model folder that cannot be written before fitting (a full disk shows only later)."""
-    import os
-
-    from models.errors import UserError
-
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
     base = out
@@ -121,7 +122,7 @@ def fit_cmd(
     seed: Annotated[int, typer.Option(help="Random seed of the folds and the trees.")] = 0,
 ) -> None:
     """Fit the regression model on measured results and save it (skops + model.json with hashes)."""
-    from models.errors import UserError
+    # imported when the command runs: app.cli loads this module at every start
     from models.measurements import data_hash
     from models.regression import (
         ESTIMATOR_FILE,
@@ -175,6 +176,7 @@ def fit_cmd(
         f"fitted on {len(table)} measurements ({', '.join(model.metrics_)}), prior={prior}, in {fit_s:.1f} s"
     )
     if scores:
+        # imported when the command runs: app.cli loads this module at every start
         import pandas as pd
 
         rows = [
@@ -212,10 +214,10 @@ def calibrate_cmd(
     ] = None,
 ) -> None:
     """Fit a profile's uncertain parameters to its measurements (bounded least squares)."""
+    # imported when the command runs: app.cli loads this module at every start
     import pandas as pd
 
     from models.calibrate import calibrate_profile, write_calibrated
-    from models.errors import UserError
 
     if span <= 1.0:
         raise UserError("--span must be above 1")
@@ -231,6 +233,7 @@ def calibrate_cmd(
     }
     per = pd.concat([per, pd.DataFrame([total])], ignore_index=True)
     _rich_table(per, f"{profile}: error per source before / after calibration", ("MAPE before", "MAPE after"))
+    # imported when the command runs: app.cli loads this module at every start
     from models.profiles import FIELDS
 
     frows = []
@@ -268,6 +271,7 @@ def validate_cmd(
     seed: Annotated[int, typer.Option(help="Seed of Monte Carlo and of the folds.")] = 0,
 ) -> None:
     """Compare the models with the measurements: error per source and metric (terminal, CSV, HTML)."""
+    # imported when the command runs: app.cli loads this module at every start
     from models.validate import ALL_MODELS, MODEL_COLUMNS, summary_table, validate, write_report
 
     t0 = time.perf_counter()

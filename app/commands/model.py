@@ -13,7 +13,10 @@ import typer
 if TYPE_CHECKING:
     import pandas as pd
 
+import json
+
 from models.errors import UserError
+from models.fileio import atomic_write
 
 PREDICT_MODELS = ("analytic", "montecarlo", "regression")
 
@@ -35,6 +38,7 @@ FormatOpt = Annotated[
 
 def _check_format(fmt: str | None, out: Path | None) -> str:
     """The output format: ``--format`` checked, or its default (table, csv with --out)."""
+    # imported when the command runs: app.cli loads this module at every start
     from app.output import TABLE_FORMATS
 
     if fmt is not None and fmt not in TABLE_FORMATS:
@@ -64,6 +68,7 @@ HEADINGS: dict[str, str] = {
 
 def _emit(rows: pd.DataFrame, fmt: str, table: Callable[[], None]) -> None:
     """Print ``rows`` as CSV or JSON (SI units), or call ``table()`` to print a terminal table."""
+    # imported when the command runs: app.cli loads this module at every start
     from app.output import table_bytes
 
     if fmt == "table":
@@ -88,6 +93,7 @@ def _with_error(value: float, se: float, lo: float, hi: float, f: Callable[[floa
 
 def _prediction_table(result: pd.DataFrame, given: list[str], width: int) -> pd.DataFrame:
     """One row per point: the parameters given or varying, then the main outputs in human units."""
+    # imported when the command runs: app.cli loads this module at every start
     import numpy as np
     import pandas as pd
 
@@ -134,6 +140,7 @@ def _table_width(table: pd.DataFrame) -> int:
 
 def profiles_cmd(fmt: FormatOpt = None) -> None:
     """List the hardware profiles with cores, sockets and copy engines."""
+    # imported when the command runs: app.cli loads this module at every start
     import pandas as pd
 
     from models.profiles import get_profile, profile_names
@@ -158,6 +165,7 @@ def profiles_cmd(fmt: FormatOpt = None) -> None:
 
     def table() -> None:
         """One row per profile; names never cut; descriptions where the terminal has room."""
+        # imported when the command runs: app.cli loads this module at every start
         from rich import box
         from rich.console import Console
         from rich.table import Table
@@ -243,6 +251,7 @@ def predict_cmd(
     ] = None,
 ) -> None:
     """Predict the outputs of points, from a CSV (--points) or from options (one point)."""
+    # imported when the command runs: app.cli loads this module at every start
     from app.points import check_montecarlo, option_points, read_points_csv, refuse_folio_mix, validate_points
     from models.evaluate import evaluate
     from models.limits import MC_MIN_REPLICAS
@@ -284,6 +293,7 @@ def predict_cmd(
         check_montecarlo(pts, arrays, replicas)
     try:
         if model == "regression":
+            # imported when the command runs: app.cli loads this module at every start
             from models.regression import predict_regression
 
             result = predict_regression(typed, model_dir=model_dir)
@@ -292,13 +302,14 @@ def predict_cmd(
     except PointError as exc:  # validated above; a model's own refusal still names the input
         raise UserError(f"{pts.name}: {exc}") from None
     if out is not None:
+        # imported when the command runs: app.cli loads this module at every start
         from app.output import table_bytes
-        from models.fileio import atomic_write
 
         atomic_write(out, table_bytes(result, kind))
         print(f"wrote {len(result)} rows to {out}", file=sys.stderr)
     else:
         given = list(pts.table.columns)
+        # imported when the command runs: app.cli loads this module at every start
         from app.output import render_table, terminal_width
 
         title = f"foliotune predict ({model})"
@@ -319,10 +330,9 @@ def bench_cmd(
     seconds: Annotated[float, typer.Option(help="minimum timed seconds per measurement")] = 1.0,
 ) -> None:
     """Benchmarks: `models` (analytic points/s, Monte Carlo folios/s, and their baselines)."""
-    import json
-
     if what != "models":
         raise UserError(f"bench: unknown benchmark {what!r} (known: models)")
+    # imported when the command runs: app.cli loads this module at every start
     from models.bench import bench_models
 
     result = bench_models(n_points=points, min_seconds=seconds)
@@ -343,6 +353,7 @@ def run_cmd(
     port: Annotated[int, typer.Option(help="explorer port on 127.0.0.1")] = 8050,
 ) -> None:
     """The main job: predictions, default sweep, fit, recommendations, then the explorer on 127.0.0.1."""
+    # imported when the command runs: app.cli loads this module at every start
     from app.mainjob import run_main_job
 
     run_main_job(profile=profile, out=out, serve=serve, port=port)

@@ -74,6 +74,7 @@ def _status_lines(st: Any, reasons: dict[str, int]) -> list[str]:
 
 
 def _print_status(out_dir: str, as_json: bool) -> None:
+    # imported when the command runs: app.cli loads this module at every start
     from sweep.results import open_results
 
     res = open_results(out_dir)
@@ -134,6 +135,7 @@ def register(cli: typer.Typer) -> None:
         progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = True,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ) -> None:
+        # imported when the command runs: app.cli loads this module at every start
         from sweep.executors import make_executor
         from sweep.runner import run_sweep
 

@@ -9,11 +9,15 @@ unpaired events, binary ``perf.data``): one line naming the file and line, exit 
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from models.errors import UserError
+from models.fileio import atomic_write
 
 
 def register(cli: typer.Typer) -> None:
@@ -47,12 +51,10 @@ def import_trace(
     trust: Annotated[str, typer.Option("--trust", help="A, B or C.")] = "A",
 ) -> None:
     """Turn migration tracepoints captured elsewhere into measurement rows."""
-    import re
 
+    # imported when the command runs: app.cli loads this module at every start
     import pandas as pd
 
-    from models.errors import UserError
-    from models.fileio import atomic_write
     from models.measure.kernel_trace import read_trace_file
     from models.measure.trace_rows import TraceOptions, trace_rows
     from models.measurements import validate_table, write_measurements

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.explorer.jobs import SweepJobs
 from app.regression_source import RegressionSource, shipped_regression
 from app.results_view import Results, ResultsError, load_results
 from app.validation import ValidationQueue, ValidationResult
@@ -132,8 +133,6 @@ class ExplorerState:
     def jobs(self) -> Any:
         with self._lock:
             if self._jobs is None:
-                from app.explorer.jobs import SweepJobs  # the sweep runner, only once a sweep starts
-
                 self._jobs = SweepJobs(
                     self.sweeps_dir, backend=self.sweep_backend, workers=self.sweep_workers
                 )

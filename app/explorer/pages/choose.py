@@ -15,15 +15,19 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import pandas as pd
+from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app.explorer.pages.choose_card import card
 from app.figures.choose import choice_figure, marginal_figure, pareto_figure
 from app.figures.common import LABELS
+from app.live import analytic_grid, live_candidates, recommend_live
 from app.queries import default_profile, engine_curves, recommend_for, regression_band
 from app.recommend import OPTIONAL_WORKLOAD, WORKLOAD, Constraints, Recommendation
 from app.recommend_exports import FORMATS, export_bytes, export_filename
 from app.results_view import Results
 from models.errors import UserError
+from models.params import defaults_for
+from models.profiles import get_profile, profile_names
 
 DEFAULT_BUDGET_US = 1000.0
 LIVE = "live"
@@ -95,9 +99,6 @@ def _options(values: list[Any]) -> list[dict[str, Any]]:
 
 def live_values(profile: str, results: Results | None) -> dict[str, list[Any]]:
     """Suggested values per parameter for ``profile``: the typical ones, the profile's defaults, the sweep's."""
-    from models.params import defaults_for
-    from models.profiles import get_profile
-
     prof = get_profile(profile)
     d = defaults_for(prof)
     swept: dict[str, list[Any]] = {}
@@ -115,22 +116,15 @@ def live_values(profile: str, results: Results | None) -> dict[str, list[Any]]:
 
 
 def live_defaults(profile: str) -> dict[str, Any]:
-    from models.params import defaults_for
-    from models.profiles import get_profile
-
     d = defaults_for(get_profile(profile))
     return {k: _typed(k, d.get(k)) for k in WORKLOAD}
 
 
 def profiles_for(results: Results) -> list[str]:
-    from models.profiles import profile_names
-
     return list(dict.fromkeys([*results.profiles(), *profile_names()]))
 
 
 def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
-    from dash import dcc, html
-
     models = [LIVE, *results.models]
     model = str(selection.get("model") if selection.get("model") in models else LIVE)
     profiles = profiles_for(results) if model == LIVE else list(results.profiles(model))
@@ -240,8 +234,6 @@ def compute(
     cons = constraints_from(budget, cpu, remote)
     values = dict(zip(PARAMS, wl_values, strict=True))
     if model == LIVE:
-        from app.live import analytic_grid, live_candidates, recommend_live
-
         wl = {k: _typed(k, v) for k, v in values.items()}
         wl = {k: v for k, v in wl.items() if v is not None}
         rec = recommend_live(str(profile), wl, cons, regression=state.regression(session))
@@ -295,8 +287,6 @@ def selection_from_query(search: str) -> dict[str, Any]:
 
 
 def register(app: Any, state: Any) -> None:
-    from dash import Input, Output, State, ctx, dcc, html, no_update
-
     inputs = [Input("ch-profile", "value"), Input("ch-model", "value")]
     inputs += [Input(cid, "value") for cid in ALL_IDS]
     inputs += [Input("ch-budget", "value"), Input("ch-cpu", "value"), Input("ch-remote", "value")]

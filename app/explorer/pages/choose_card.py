@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dash import html
+
 from app.output import fmt_rate, fmt_us
 from app.recommend import NOT_DISTINGUISHABLE, STALL_ASSUMPTION, Choice, Interval, Recommendation
 from app.recommend_exports import ENGINE_SOURCE
@@ -32,8 +34,6 @@ def _flags(rec: Recommendation, c: Choice) -> str:
 
 
 def card(rec: Recommendation) -> Any:
-    from dash import html
-
     c = rec.choice
     dl = rec.default_limit_pages
     if rec.feasible:
