@@ -173,18 +173,27 @@ def _x(iv: Interval | None) -> str:
     return s
 
 
+def workload_text(rec: Recommendation, *, ascii_only: bool) -> str:
+    """The workload of ``rec`` on one line: its ``name=value`` pairs, or each weighted workload with
+    its share and stall budget. ``ascii_only`` (C comments): ``%``, ``<=``, ``us`` for `` %``, ``≤``, ``µs``."""
+    pct, le, us = ("%", "<=", "us") if ascii_only else (" %", "≤", "µs")
+
+    def pairs(workload: Mapping[str, Any]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in workload_clean(workload).items())
+
+    if not rec.workloads:
+        return pairs(rec.workload)
+    return "; ".join(
+        f"{w['weight'] * 100:.0f}{pct} {pairs(w['workload'])}"
+        f" (p99 stall {le} {w['constraint']['stall_p99_s'] * 1e6:g} {us})"
+        for w in rec.workloads
+    )
+
+
 def comment_lines(rec: Recommendation, kernel: str | None = None) -> list[str]:
     """The provenance comment (C comment lines) shared by the snippet and the patch."""
     c = rec.choice
-    if rec.workloads:
-        wl = "; ".join(
-            f"{w['weight'] * 100:.0f}% "
-            + ", ".join(f"{k}={v}" for k, v in workload_clean(w["workload"]).items())
-            + f" (p99 stall <= {w['constraint']['stall_p99_s'] * 1e6:g} us)"
-            for w in rec.workloads
-        )
-    else:
-        wl = ", ".join(f"{k}={v}" for k, v in workload_clean(rec.workload).items())
+    wl = workload_text(rec, ascii_only=True)
     limits = f"p99 stall <= {rec.constraints.stall_p99_s * 1e6:g} us"
     if rec.constraints.cpu_time_s is not None:
         limits += f", CPU time <= {rec.constraints.cpu_time_s * 1e3:g} ms"
@@ -313,4 +322,6 @@ __all__ = [
     "kernel_patch",
     "kernel_snippet",
     "records",
+    "workload_clean",
+    "workload_text",
 ]

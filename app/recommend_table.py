@@ -10,7 +10,7 @@ from rich.console import Console
 
 from app.output import fmt_rate, fmt_us, fmt_x, render_table, terminal_width
 from app.recommend import NOT_DISTINGUISHABLE, STALL_ASSUMPTION, Choice, Interval, Recommendation, marginal
-from app.recommend_exports import ENGINE_SOURCE, workload_clean
+from app.recommend_exports import ENGINE_SOURCE, workload_text
 
 
 def _iv_x(iv: Interval | None) -> str:
@@ -85,15 +85,7 @@ def marginal_rows(rec: Recommendation) -> pd.DataFrame:
 
 def summary_lines(rec: Recommendation) -> list[str]:
     c = rec.choice
-    if rec.workloads:
-        wl = "; ".join(
-            f"{w['weight'] * 100:.0f} % "
-            + ", ".join(f"{k}={v}" for k, v in workload_clean(w["workload"]).items())
-            + f" (p99 stall ≤ {w['constraint']['stall_p99_s'] * 1e6:g} µs)"
-            for w in rec.workloads
-        )
-    else:
-        wl = ", ".join(f"{k}={v}" for k, v in workload_clean(rec.workload).items())
+    wl = workload_text(rec, ascii_only=False)
     head = (
         f"NR_MAX_BATCHED_MIGRATION = {c.batch_limit_pages}, copy engine {c.copy_engine} ×{c.copy_threads}"
         if rec.feasible

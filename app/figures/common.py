@@ -7,6 +7,7 @@ Plotly figure builders are pure (tables in, figures out; no Dash, no files); one
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -54,10 +55,11 @@ def _template() -> go.layout.Template:
     )
 
 
-def base_layout(fig: go.Figure, title: str, height: int) -> go.Figure:
-    """Title, template, font, margins and a horizontal legend above the plot; ``height`` in px."""
-    fig.update_layout(
-        title={
+def layout_frame(title: str, height: int) -> dict[str, Any]:
+    """The layout every figure shares, as a new plain dict: the title at the top left, the font,
+    ``height`` (px), margins and a horizontal legend above the plot."""
+    return {
+        "title": {
             "text": title,
             "x": 0.01,
             "xanchor": "left",
@@ -66,13 +68,17 @@ def base_layout(fig: go.Figure, title: str, height: int) -> go.Figure:
             "yanchor": "top",
             "font": {"size": 15},
         },
-        template=_template(),
-        font=FONT,
-        height=height,
-        margin={"l": 70, "r": 20, "t": 96, "b": 60},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.03, "xanchor": "left", "x": 0},
-        hoverlabel={"namelength": -1},
-    )
+        "font": FONT,
+        "height": height,
+        "margin": {"l": 70, "r": 20, "t": 96, "b": 60},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.03, "xanchor": "left", "x": 0},
+        "hoverlabel": {"namelength": -1},
+    }
+
+
+def base_layout(fig: go.Figure, title: str, height: int) -> go.Figure:
+    """``fig`` with the shared layout (:func:`layout_frame`) and the white template; ``height`` in px."""
+    fig.update_layout(template=_template(), **layout_frame(title, height))
     return fig
 
 
@@ -87,4 +93,4 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
     return base_layout(fig, "", height)
 
 
-__all__ = ["ENGINE_COLORS", "FONT", "LABELS", "base_layout", "empty_figure", "rgba"]
+__all__ = ["ENGINE_COLORS", "FONT", "LABELS", "base_layout", "empty_figure", "layout_frame", "rgba"]

@@ -13,29 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from app.figures.common import FONT
+from app.figures.common import layout_frame
 
 
 def layout_dict(title: str, height: int) -> dict[str, Any]:
     """The layout of :func:`app.figures.common.base_layout` as a plain dict; ``height`` in px."""
-    return {
-        "title": {
-            "text": title,
-            "x": 0.01,
-            "xanchor": "left",
-            "y": 0.985,
-            "yref": "container",
-            "yanchor": "top",
-            "font": {"size": 15},
-        },
-        "paper_bgcolor": "white",
-        "plot_bgcolor": "white",
-        "font": FONT,
-        "height": height,
-        "margin": {"l": 70, "r": 20, "t": 96, "b": 60},
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.03, "xanchor": "left", "x": 0},
-        "hoverlabel": {"namelength": -1},
-    }
+    return {**layout_frame(title, height), "paper_bgcolor": "white", "plot_bgcolor": "white"}
 
 
 GRID = {
