@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-REPO = Path(__file__).absolute().parent.parent
+from tests.cli_sweep import REPO, cli_sweep
 
 # Analytic only, long enough (≈700 chunks) to be caught mid-sweep on a loaded 2-core machine.
 BIG = """
@@ -49,22 +48,8 @@ def _sweep(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     spec = tmp_path / "big.toml"
     spec.write_text(BIG)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "app.cli", "sweep", str(spec), "--out", str(out)]
-    cmd += ["--workers", "2", "--chunk-points", "300", "--no-progress"]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=_user_env(), start_new_session=True, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while len(list(out.glob("part-*.parquet"))) < 2:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the sweep never started writing"
-            time.sleep(0.05)
+    with cli_sweep(spec, out, env=_user_env(), chunk_points=300, until_chunks=2, timeout_s=180) as proc:
         yield proc, out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
 
 
 def _tree(pid: int) -> dict[int, float]:

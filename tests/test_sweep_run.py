@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,8 +19,7 @@ from models.params import OUTPUTS, PARAMETERS
 from sweep.runner import run_sweep
 from sweep.spec import spec_from_toml
 from sweep.storage import MANIFEST, StoreError, sweep_status
-
-REPO = Path(__file__).absolute().parent.parent
+from tests.cli_sweep import REPO, cli_sweep
 
 SPEC = """
 [sweep]
@@ -149,24 +146,11 @@ def test_sigkill_driver_then_rerun_gives_identical_dataset(ray_embedded: object,
     spec_file.write_text(BIG.format(num=60))
     spec = spec_from_toml(spec_file.read_text())
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "app.cli", "sweep", str(spec_file), "--out", str(out)]
-    cmd += ["--workers", "2", "--chunk-points", "1000", "--no-progress"]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=_subprocess_env(), start_new_session=True, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(out.glob("part-*.parquet"))) < 4:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "sweep never started writing"
-            time.sleep(0.05)
+    env = _subprocess_env()
+    with cli_sweep(
+        spec_file, out, env=env, chunk_points=1000, until_chunks=4, timeout_s=120, kill_group=True
+    ) as proc:
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the driver's embedded Ray: our process group
-        if proc.poll() is None:
-            proc.kill()
         proc.wait(timeout=30)
     written = len(list(out.glob("part-*.parquet")))
     assert 4 <= written < -(-spec.n_points // 1000), "the kill must land mid-sweep"

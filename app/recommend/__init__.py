@@ -51,10 +51,8 @@ pages of all folio sizes, so one constant governs every caller of ``migrate_page
 from app.recommend.choices import (
     CHOICE,
     DEFAULT_CHOICE,
-    ENGINE_RANK,
     NOT_DISTINGUISHABLE,
     OPTIONAL_WORKLOAD,
-    RUNNERS_UP,
     STALL_ASSUMPTION,
     WORKLOAD,
     Z90,
@@ -67,16 +65,14 @@ from app.recommend.choices import (
     default_choice,
     default_limit_pages,
 )
-from app.recommend.rule import marginal, rank_allowed, recommend
+from app.recommend.rule import marginal, recommend
 from app.recommend.weighted import WorkloadPart, recommend_weighted
 
 __all__ = [
     "CHOICE",
     "DEFAULT_CHOICE",
-    "ENGINE_RANK",
     "NOT_DISTINGUISHABLE",
     "OPTIONAL_WORKLOAD",
-    "RUNNERS_UP",
     "STALL_ASSUMPTION",
     "WORKLOAD",
     "Z90",
@@ -90,7 +86,6 @@ __all__ = [
     "default_choice",
     "default_limit_pages",
     "marginal",
-    "rank_allowed",
     "recommend",
     "recommend_weighted",
 ]

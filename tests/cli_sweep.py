@@ -1,0 +1,47 @@
+"""`foliotune sweep` as a user runs it: a subprocess in a session of its own, caught mid-sweep."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).absolute().parent.parent
+
+
+@contextlib.contextmanager
+def cli_sweep(
+    spec_file: Path,
+    out: Path,
+    *,
+    env: dict[str, str],
+    chunk_points: int,
+    until_chunks: int,
+    timeout_s: float,
+    kill_group: bool = False,
+) -> Iterator[subprocess.Popen[str]]:
+    """The sweep of ``spec_file`` into ``out`` on 2 workers, yielded once it has written
+    ``until_chunks`` chunk files (failing if it exits or ``timeout_s`` passes first); killed at the
+    end if it still runs, with its whole process group (its embedded Ray) when ``kill_group``."""
+    cmd = [sys.executable, "-m", "app.cli", "sweep", str(spec_file), "--out", str(out)]
+    cmd += ["--workers", "2", "--chunk-points", str(chunk_points), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(list(out.glob("part-*.parquet"))) < until_chunks:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the sweep never started writing"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        if kill_group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the driver's embedded Ray: its process group
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
