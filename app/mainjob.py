@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from models.errors import UserError
+
 #: Where ``foliotune measure`` writes its profile by default (app/commands/measure.py).
 MEASURE_DEFAULT_OUT = Path("measurements")
 BATCH_LIMITS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -69,8 +71,6 @@ def find_local_profiles(profiles: Sequence[str] | None) -> None:
             )
     missing = [n for n in profiles or () if n not in set(profile_names())]
     if missing:
-        from models.errors import UserError
-
         raise UserError(
             f"--profile {', '.join(missing)}: unknown (known: {', '.join(profile_names())}; "
             "run `foliotune measure` first for `local`, or set FOLIOTUNE_PROFILE_PATH)"
@@ -84,8 +84,6 @@ def run_default_sweep(out_dir: Path, say: Any, profiles: Sequence[str] | None = 
     try:
         return run_sweep(spec, out_dir, progress=True, yes=True, echo=say)
     except Exception as exc:
-        from models.errors import UserError
-
         if isinstance(exc, UserError):
             raise
         say(
@@ -156,10 +154,23 @@ def run_main_job(
         for reason, n in infeasible_reasons(sweep_dir).items():
             say(f"  {n:>6,} infeasible: {reason}", markup=False, highlight=False, soft_wrap=True)
 
-    say("[bold]2/4 regression[/bold] on the shipped measurements")
-    from app.regression_source import shipped_regression
+    from app.commands.measured import load_extra_measurements
+    from app.regression_source import regression_with, shipped_regression
 
-    reg = shipped_regression()
+    # `foliotune measure` rows of the profiles asked for (measurements/measurements-NAME.csv)
+    local_files = [f for n in profiles if (f := MEASURE_DEFAULT_OUT / f"measurements-{n}.csv").is_file()]
+    local_rows = load_extra_measurements(local_files)
+    if local_rows is not None and len(local_rows):
+        names = ", ".join(str(f) for f in local_files)
+        say(f"[bold]2/4 regression[/bold] on the shipped measurements and {len(local_rows)} rows of {names}")
+        try:
+            reg = regression_with(local_rows, "local measurements")
+        except UserError as exc:
+            say(f"[yellow]no regression on the local rows ({exc}); using the shipped one[/yellow]")
+            reg = shipped_regression()
+    else:
+        say("[bold]2/4 regression[/bold] on the shipped measurements")
+        reg = shipped_regression()
     say(f"regression: {reg.version}" if reg.ok else f"[yellow]{reg.note}[/yellow]")
 
     say(
@@ -196,7 +207,7 @@ def run_main_job(
     from app.serving import warm_up
 
     warm_up(sweep_dir, True)
-    app = create_app(sweep_dir, sweeps_dir=out / "explorer-sweeps")
+    app = create_app(sweep_dir, sweeps_dir=out / "explorer-sweeps", measurements=local_rows)
     say(f"[bold]4/4 explorer[/bold] at http://{host}:{port}/  (Ctrl-C to stop)")
     print(f"http://{host}:{port}/", flush=True)
     sys.stdout.flush()

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from app.commands.measured import MeasurementsOpt, load_extra_measurements
 from app.serving import serve, warm_up  # the old names of these helpers
 from models.errors import UserError
 
@@ -353,16 +354,25 @@ def explore_cmd(
         float, typer.Option("--upload-limit-mb", min=0.01, help="Upload size limit (MiB).")
     ] = 5.0,
     regression: Annotated[bool, typer.Option(help="Use the fitted regression for intervals.")] = True,
+    measurements: MeasurementsOpt = None,
 ) -> None:
-    """Serve the explorer (Choose, Landscape, Evidence, Sweeps) for a results folder."""
+    """Serve the explorer (Choose, Landscape, Evidence, Sweeps) for a results folder.
+
+    ``--measurements`` files (``foliotune measure --kernel`` or ``import-trace`` output) are shown
+    on Evidence with the shipped measurements, and the regression is refitted on both."""
     if not results.is_dir():
         raise UserError(f"--results {results}: no such results folder")
     from app.explorer import create_app, stopping_cleanly
 
+    rows = load_extra_measurements(measurements or [])
     sd = sweeps_dir or results.resolve().parent / "foliotune-explorer-sweeps"
     warm_up(results, regression)
     app = create_app(
-        results, sweeps_dir=sd, upload_limit=int(upload_limit_mb * 2**20), use_regression=regression
+        results,
+        sweeps_dir=sd,
+        upload_limit=int(upload_limit_mb * 2**20),
+        use_regression=regression,
+        measurements=rows,
     )
     print(f"foliotune explorer: http://{host}:{port}/  (results {results}; Ctrl-C to stop)", file=sys.stderr)
     with stopping_cleanly(app):  # SIGTERM like Ctrl-C; the validation worker ends with the server

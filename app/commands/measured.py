@@ -33,7 +33,7 @@ NoShippedOpt = Annotated[
 ]
 
 
-def _register_profiles_beside(measurements: list[Path]) -> None:
+def register_profiles_beside(measurements: list[Path]) -> None:
     """Profiles written beside measurement files (``foliotune measure --out DIR`` writes
     ``DIR/local.toml`` next to ``DIR/measurements-local.csv``) become known for this command (their
     folder joins ``FOLIOTUNE_PROFILE_PATH``), so local and imported rows are used without setting it."""
@@ -59,10 +59,18 @@ def _register_profiles_beside(measurements: list[Path]) -> None:
         os.environ["FOLIOTUNE_PROFILE_PATH"] = ":".join([*extra, *([old] if old else [])])
 
 
+def load_extra_measurements(measurements: list[Path]) -> pd.DataFrame | None:
+    """Rows of measurement files beyond the shipped ones (validated; bad rows skipped and reported,
+    profiles written beside them made known), or None when no file is given."""
+    if not measurements:
+        return None
+    return _load(measurements, strict=False, no_shipped=True)
+
+
 def _load(measurements: list[Path] | None, strict: bool, no_shipped: bool) -> pd.DataFrame:
     from models.measurements import load_measurements
 
-    _register_profiles_beside(measurements or [])
+    register_profiles_beside(measurements or [])
     data, reports = load_measurements(measurements or [], strict=strict, include_shipped=not no_shipped)
     for r in reports:
         if r.n_skipped or r.path != reports[0].path or no_shipped:
