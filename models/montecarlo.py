@@ -623,14 +623,25 @@ def _class_costs(prof, rc, kcode, hint, folio_kb, unit_folios, engine, threads, 
     cc[c, CC_ISSUE] = prof[BCAST_ISSUE] * fp * mapcount if (queue and rc[RC_BCAST] > 0.5) else 0.0
 
 
+TAIL_DIRECT = 16  # immediate rounds from which their tails are summed directly, not from the pool
+
+
 @_jit
 def _imm_rounds_s(rc, k: float, ts, tpos: int, pool):
-    """Time of ``k`` immediate rounds (fixed part plus drawn tails). Returns (s, ts, tpos, draws)."""
+    """Time of ``k`` immediate rounds (fixed part plus drawn tails). Returns (s, ts, tpos, draws).
+
+    Many rounds at once (a large PTE-mapped folio flushed entry by entry) take their tails straight
+    from the stream in one vectorized sum (``_tails_total``, a function of ``ts`` and ``k`` alone);
+    the pool's remaining draws stay for later rounds (different uniforms, no overlap)."""
     if k <= 0.0:
         return 0.0, ts, tpos, 0
     s = k * rc[RC_IMM_FIXED]
     if rc[RC_IMM_TAIL] > 0.5:
-        tails, ts, tpos, dr = _tail_sum(ts, tpos, pool, int(k), rc[RC_REMOTE], rc[RC_ALPHA])
+        ki = int(k)
+        if ki >= TAIL_DIRECT:  # many rounds (a large folio's PTEs): one vectorized reduction
+            tails = _tails_total(ts, ki, rc[RC_REMOTE], rc[RC_ALPHA])
+            return s + rc[RC_SCALE] * tails, ts + np.uint64(ki) * _GOLDEN, tpos, ki
+        tails, ts, tpos, dr = _tail_sum(ts, tpos, pool, ki, rc[RC_REMOTE], rc[RC_ALPHA])
         return s + rc[RC_SCALE] * tails, ts, tpos, dr
     return s, ts, tpos, 0
 
