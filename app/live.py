@@ -34,6 +34,10 @@ from app.recommend import (
     recommend_weighted,
 )
 from models.errors import UserError
+from models.evaluate import evaluate
+from models.params import ENGINES, PARAMETERS, PointError, defaults_for
+from models.profiles import get_profile
+from sweep.chunks import code_version
 
 LIVE_REPLICAS = 64
 LIVE_SEED = 0
@@ -54,9 +58,6 @@ def batch_limits(default_limit: int) -> list[int]:
 
 def choice_grid(profile: str) -> pd.DataFrame:
     """Every (batch limit, engine, threads) the profile supports, one row each."""
-    from models.params import ENGINES
-    from models.profiles import get_profile
-
     prof = get_profile(profile)
     rows = []
     for eng in ENGINES:
@@ -71,16 +72,11 @@ def choice_grid(profile: str) -> pd.DataFrame:
 
 
 def known_parameters() -> tuple[str, ...]:
-    from models.params import PARAMETERS
-
     return tuple(PARAMETERS)
 
 
 def complete_workload(profile: str, workload: Mapping[str, Any] | None) -> dict[str, Any]:
     """``workload`` completed with the profile's defaults; unknown names are refused."""
-    from models.params import defaults_for
-    from models.profiles import get_profile
-
     known = set(known_parameters())
     wl: dict[str, Any] = {}
     for k, v in (workload or {}).items():
@@ -124,9 +120,6 @@ def _store(key: tuple[Any, ...], value: Any) -> None:
 
 def analytic_grid(profile: str, workload: Mapping[str, Any] | None) -> pd.DataFrame:
     """The analytic model on every choice of the grid (feasible rows only), cached per workload."""
-    from models.evaluate import evaluate
-    from models.params import PointError
-
     wl = complete_workload(profile, workload)
     key = ("analytic", *_key(profile, wl, 0, 0))
     hit = _cached(key)
@@ -199,8 +192,6 @@ def live_candidates(
     a budget change evaluates only the choices it adds. Raises :class:`UserError` with the first
     invalid parameter; choices infeasible for this workload are dropped.
     """
-    from models.evaluate import evaluate
-
     wl = complete_workload(profile, workload)
     ana = analytic_grid(profile, wl)
     mask = contenders(ana, constraints, default_limit_pages(profile))
@@ -239,8 +230,6 @@ def live_candidates(
 def live_provenance(
     replicas: int = LIVE_REPLICAS, seed: int = LIVE_SEED, regression: Any = None
 ) -> Provenance:
-    from sweep.chunks import code_version
-
     ok = regression is not None and getattr(regression, "ok", False)
     return Provenance(
         model_version=code_version(),

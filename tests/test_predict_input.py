@@ -164,7 +164,7 @@ def test_a_duplicated_column_is_reported_by_its_name(tmp_path: Path) -> None:
 
 def test_single_point_errors_name_the_option_not_a_row() -> None:
     r = cli("predict", "--folio-kb", "12")
-    assert_refused(r, "--folio-kb: sizes must be powers of two")
+    assert_refused(r, "--folio-kb: must be a power of two between 4 and 2048 KiB")
     assert "row" not in r.stderr
     r = cli("predict", "--batch-limit-pages", "1,512,0")
     assert_refused(r, "--batch-limit-pages value 3 of 3 ('0'): outside 1")

@@ -18,9 +18,10 @@ from app.evidence import (
     shipped_measurements,
     validation_table,
 )
-from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
+from app.explorer.pages.choose import DEFAULT_BUDGET_US, LIVE, constraints_from
 from app.figures import LABELS, empty_figure, evidence_figure, residual_figure, sobol_figure
-from app.queries import recommend_for
+from app.live import recommend_live
+from app.queries import default_profile, recommend_for
 from app.regression_source import regression_with
 from app.results_view import Results
 from app.sensitivity import sensitivity
@@ -235,7 +236,13 @@ def register(app: Any, state: Any) -> None:
             cons = constraints_from(
                 sel.get("budget_us", DEFAULT_BUDGET_US), sel.get("cpu_ms"), sel.get("remote_ms")
             )
-            rec = recommend_for(results, sel.get("profile"), sel.get("workload"), cons, sel.get("model"))
+            model = sel.get("model")
+            if model == LIVE or model not in results.models:  # Choose evaluated this workload live
+                wl = {k: v for k, v in (sel.get("workload") or {}).items() if v is not None}
+                profile = sel.get("profile") or default_profile(results)
+                rec = recommend_live(str(profile), wl, cons)
+            else:
+                rec = recommend_for(results, sel.get("profile"), sel.get("workload"), cons, model)
         except UserError as exc:
             return empty_figure(str(exc))
         c = rec.choice
