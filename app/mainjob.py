@@ -26,11 +26,12 @@ import pandas as pd
 from rich.console import Console
 
 from app.explorer import create_app
+from app.measurement_files import load_extra_measurements
 from app.output import render_table, write_atomic
 from app.queries import recommend_for
 from app.recommend import Constraints
 from app.recommend_exports import FORMATS, export_bytes, export_filename
-from app.regression_source import shipped_regression
+from app.regression_source import regression_with, shipped_regression
 from app.results_view import load_results
 from app.serving import serve as serve_app
 from app.serving import warm_up
@@ -144,8 +145,20 @@ def run_main_job(
         for reason, n in infeasible_reasons(sweep_dir).items():
             say(f"  {n:>6,} infeasible: {reason}", markup=False, highlight=False, soft_wrap=True)
 
-    say("[bold]2/4 regression[/bold] on the shipped measurements")
-    reg = shipped_regression()
+    # `foliotune measure` rows of the profiles asked for (measurements/measurements-NAME.csv)
+    local_files = [f for n in profiles if (f := MEASURE_DEFAULT_OUT / f"measurements-{n}.csv").is_file()]
+    local_rows = load_extra_measurements(local_files)
+    if local_rows is not None and len(local_rows):
+        names = ", ".join(str(f) for f in local_files)
+        say(f"[bold]2/4 regression[/bold] on the shipped measurements and {len(local_rows)} rows of {names}")
+        try:
+            reg = regression_with(local_rows, "local measurements")
+        except UserError as exc:
+            say(f"[yellow]no regression on the local rows ({exc}); using the shipped one[/yellow]")
+            reg = shipped_regression()
+    else:
+        say("[bold]2/4 regression[/bold] on the shipped measurements")
+        reg = shipped_regression()
     say(f"regression: {reg.version}" if reg.ok else f"[yellow]{reg.note}[/yellow]")
 
     say(
@@ -178,7 +191,7 @@ def run_main_job(
             f"`foliotune explore --results {sweep_dir}`")  # fmt: skip
         return
     warm_up(sweep_dir, True)
-    app = create_app(sweep_dir, sweeps_dir=out / "explorer-sweeps")
+    app = create_app(sweep_dir, sweeps_dir=out / "explorer-sweeps", measurements=local_rows)
     say(f"[bold]4/4 explorer[/bold] at http://{host}:{port}/  (Ctrl-C to stop)")
     print(f"http://{host}:{port}/", flush=True)
     sys.stdout.flush()

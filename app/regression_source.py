@@ -86,8 +86,9 @@ def shipped_regression() -> RegressionSource:
     return source_from_model(model, manifest, "shipped measurements")
 
 
-def regression_with(extra: pd.DataFrame) -> RegressionSource:
-    """Refit on the shipped measurements plus ``extra`` (validated rows), held in memory only.
+def regression_with(extra: pd.DataFrame, what: str = "uploaded measurements") -> RegressionSource:
+    """Refit on the shipped measurements plus ``extra`` (validated rows, described as ``what``),
+    held in memory only.
 
     Raises :class:`UserError` when nothing can be fitted.
     """
@@ -100,7 +101,7 @@ def regression_with(extra: pd.DataFrame) -> RegressionSource:
     manifest = reg.model_manifest(
         model, data_sha256=data_hash(table), extra={"measurements": "shipped+upload"}
     )
-    src = source_from_model(model, manifest, "shipped + uploaded measurements")
+    src = source_from_model(model, manifest, f"shipped + {what}")
     if not src.ok:
         raise UserError(src.note)
     return src

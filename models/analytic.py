@@ -71,6 +71,7 @@ from models.phases import (
     defers_flush,
     entry_round_fixed_s,
     expected_max_lomax,
+    folios_per_batch,
     line_quantile,
     pmd_mapped,
     stall_quantile,
@@ -479,15 +480,13 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
     batch_remote = 0.0 if bcast else remote * prof[HANDLER_FULL]
     is_mt = engine == ENGINE_MT
 
-    # Total bytes of a nominal full batch (for the multi-threaded copy's thread count).
-
-    # A multi-threaded copy splits a nominal full batch: the cap, or the whole list if smaller (one
-    # folio before 6.3); the call's fixed cost and thread count are those of the batch's first folio.
-    total_pages = 0.0
+    # A multi-threaded copy splits the nominal full batch of each folio's size (models/MECHANISM.md
+    # §4.2): ceil(limit / fp) folios, the one reaching the cap included (mm/migrate.c
+    # migrate_pages(): list_cut_before() at the folio after it), at most the list's; split pieces:
+    # min(limit, the largest size's pages). The call's fixed cost and threads: the batch's first folio.
+    big = 1.0
     for k in range(mix_len):
-        total_pages += mix_n[k] * mix_kb[k] / page_kb
-    batch_pages = min(max(limit, 1.0), total_pages) if batched else mix_kb[0] / page_kb
-    batch_bytes = max(batch_pages, 1.0) * page_bytes
+        big = max(big, mix_n[k] * mix_kb[k] / page_kb)
     call_s = 0.0
     call_wait = 0.0
     progressive = True
@@ -523,7 +522,8 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
             ty[row, T_RA] = r_imm
             ty[row, T_QUEUED] = 0.0
         ty[row, T_R] = (prof[REMAP] + prof[REMAP_PTE] * entries) * mapcount
-        cs, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fbytes, batch_bytes / fbytes)
+        unit = folios_per_batch(limit, fp, n) if k < mix_len else folios_per_batch(limit, 1.0, big)
+        cs, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fbytes, unit)
         ty[row, T_CALL] = cs
         ty[row, T_CALLW] = cw
         ty[row, T_PROG] = 1.0 if prog else 0.0

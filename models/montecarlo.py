@@ -623,14 +623,25 @@ def _class_costs(prof, rc, kcode, hint, folio_kb, unit_folios, engine, threads, 
     cc[c, CC_ISSUE] = prof[BCAST_ISSUE] * fp * mapcount if (queue and rc[RC_BCAST] > 0.5) else 0.0
 
 
+TAIL_DIRECT = 16  # immediate rounds from which their tails are summed directly, not from the pool
+
+
 @_jit
 def _imm_rounds_s(rc, k: float, ts, tpos: int, pool):
-    """Time of ``k`` immediate rounds (fixed part plus drawn tails). Returns (s, ts, tpos, draws)."""
+    """Time of ``k`` immediate rounds (fixed part plus drawn tails). Returns (s, ts, tpos, draws).
+
+    Many rounds at once (a large PTE-mapped folio flushed entry by entry) take their tails straight
+    from the stream in one vectorized sum (``_tails_total``, a function of ``ts`` and ``k`` alone);
+    the pool's remaining draws stay for later rounds (different uniforms, no overlap)."""
     if k <= 0.0:
         return 0.0, ts, tpos, 0
     s = k * rc[RC_IMM_FIXED]
     if rc[RC_IMM_TAIL] > 0.5:
-        tails, ts, tpos, dr = _tail_sum(ts, tpos, pool, int(k), rc[RC_REMOTE], rc[RC_ALPHA])
+        ki = int(k)
+        if ki >= TAIL_DIRECT:  # many rounds (a large folio's PTEs): one vectorized reduction
+            tails = _tails_total(ts, ki, rc[RC_REMOTE], rc[RC_ALPHA])
+            return s + rc[RC_SCALE] * tails, ts + np.uint64(ki) * _GOLDEN, tpos, ki
+        tails, ts, tpos, dr = _tail_sum(ts, tpos, pool, ki, rc[RC_REMOTE], rc[RC_ALPHA])
         return s + rc[RC_SCALE] * tails, ts, tpos, dr
     return s, ts, tpos, 0
 
@@ -960,12 +971,12 @@ def _replica(
             continue
         # mm/migrate.c migrate_pages_sync(): each failed folio alone, MIGRATE_SYNC, up to 7
         # attempts; folio_lock() and folio_wait_writeback() block; unmapped without TTU_BATCH_FLUSH.
-        most = 0
+        # Its attempts are not passes of the batch (models/MECHANISM.md §5).
         for j in range(nfb):
             f = fbuf[j]
             c = fcls[f]
             done = False
-            for attempt in range(NR_MAX_MIGRATE_SYNC_RETRY):
+            for _attempt in range(NR_MAX_MIGRATE_SYNC_RETRY):
                 if p > 0.0:
                     s0 += _GOLDEN
                     nd += 1
@@ -992,13 +1003,10 @@ def _replica(
                 wbuf[m] = copy + cc[c, CC_R]
                 m += 1
                 moved += cc[c, CC_FP]
-                most = max(most, attempt + 1)
                 done = True
                 break
             if not done:
                 failed += 1.0
-                most = NR_MAX_MIGRATE_SYNC_RETRY
-        passes_sum += most  # passes over the batch: its unmap passes plus the most fallback attempts
         if nspl == 0:
             continue
         # Split pieces: migrate_pages() retries them once, MIGRATE_ASYNC, as one batch
@@ -1171,16 +1179,16 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     wait = 0.0
     tails_b = 0.0
     most_b = 0.0
-    most_1 = 0.0
     passes_sum = 0.0
     scale = rc[RC_SCALE]
     for j in range(n):
         k = kbuf[j]
+        # Passes of the batched phase: min(K + 1, n_batched); the fallback's attempts are not
+        # passes (models/MECHANISM.md §5).
         if k >= cap:
             failed += 1.0
-            passes_sum += n_batched + (NR_MAX_MIGRATE_SYNC_RETRY if sync else 0.0)
+            passes_sum += n_batched
             most_b = n_batched
-            most_1 = NR_MAX_MIGRATE_SYNC_RETRY if sync else 0.0
             continue
         batched = k < n_batched
         jf = _jitter(cv, _uniform(js0, j)) if jitter else 1.0
@@ -1196,9 +1204,8 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
             w = call_1 + cf_1 + w_1 * (jf - 1.0) + r
             wait += w_1 * jf
             n_1 += 1
-            passes_sum += k + 1.0  # n_batched passes, then k - n_batched + 1 fallback attempts
+            passes_sum += n_batched  # then k - n_batched + 1 fallback attempts, not counted
             most_b = n_batched
-            most_1 = max(most_1, k - n_batched + 1.0)
         wbuf[m] = w
         m += 1
     win = _sum(wbuf, m)
@@ -1214,8 +1221,8 @@ def _lone_replica(s0, ts, n: int, pre63: bool, sync: bool, p, busy_s, cv, mt: bo
     remote = rounds_imm * rc[RC_IMM_REMOTE] + rounds_b * rc[RC_B_REMOTE]
     extra = ((t_b - 1.0) * cf_b * n_b + (t_1 - 1.0) * cf_1 * n_1) if mt else 0.0
     moved = (n_b + n_1) * cc[0, CC_FP]
-    # Passes per batch (models/MECHANISM.md §5): before 6.3 passes over the list.
-    passes = most_b + most_1 if pre63 else passes_sum / n
+    # Passes per batch (models/MECHANISM.md §5): before 6.3 the list is the batch.
+    passes = most_b if pre63 else passes_sum / n
     return time, rounds, ipis, remote, wait, extra, failed, passes, m, moved, s0, ts, TAIL_POOL, nd, 0
 
 

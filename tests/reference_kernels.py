@@ -108,16 +108,25 @@ def reference_point(prof: np.ndarray, pt: dict) -> dict[str, float]:
             d.update(u=d["u_imm"], ra=imm_rounds, queued=False)
         d["remap"] = (prof[REMAP] + prof[REMAP_PTE] * entries) * m
         fb = fp * page_kb * 1024
-        call, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fb, batch_bytes / fb)
+        call, cf, cfw, cw, prog, tu = copy_engine_costs(prof, engine, threads, fb, nominal_folios(fp))
         d.update(cf=cf, cfw=cfw, call=call, call_wait=cw, progressive=prog, t_used=tu)
         call1, cf1, cfw1, cw1, _p1, tu1 = copy_engine_costs(prof, engine, threads, fb, 1.0)
         d.update(cf1=cf1, cfw1=cfw1, call1=call1, call1_wait=cw1, t1=tu1)
         return d
 
-    # A multi-threaded copy splits a nominal full batch: the cap, or the whole list if smaller (one
-    # folio before 6.3) (models/MECHANISM.md §4.2).
-    nominal = min(max(pt["limit"], 1.0), sum(fps)) if batched else fps[0]
-    batch_bytes = max(nominal, 1.0) * page_kb * 1024
+    def nominal_folios(fp: float) -> float:
+        """A multi-threaded copy splits the nominal full batch of the folio's size (models/MECHANISM.md
+        §4.2): the folios taken until the pages reach the cap, that folio included, at most the list."""
+        if not batched:
+            return 1.0
+        pages, count = 0.0, 0
+        while count < len(fps):
+            count += 1
+            pages += fp
+            if pages >= pt["limit"]:
+                break
+        return float(count)
+
     kinds = {fp: folio(fp) for fp in set(fps)}
     n_pass = RETRY_ASYNC if pt["sync"] else RETRY_PAGES
     is_mt = engine == ENGINE_MT

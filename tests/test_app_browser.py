@@ -390,7 +390,9 @@ def test_good_upload_refits_for_the_session(page: Any, server: str) -> None:
 
     shipped = pd.read_csv(SHIPPED_PATH, dtype=str, keep_default_na=False)
     amd = shipped[(shipped["metric"] == "bytes_per_s") & (shipped["profile"] == "epyc-zen3-2s")]
-    mine = amd.assign(source="mine-x8", value=(amd["value"].astype(float) * 8).map(repr))
+    # Measured now: the regression weighs vintage (models.regression use_vintage) and predicts for the
+    # newest measurements of a profile, so 8x copies dated as the old rows would barely move it.
+    mine = amd.assign(source="mine-x8", date="2026-11-20", value=(amd["value"].astype(float) * 8).map(repr))
     buf = io.StringIO()
     pd.concat([mine] * 3, ignore_index=True).to_csv(buf, index=False)
     page.goto(server + "/evidence")
@@ -410,7 +412,7 @@ def test_good_upload_refits_for_the_session(page: Any, server: str) -> None:
     )
     after = _regression_residuals(page)
     shifts = [np.median(after[src]) - np.median(before[src]) for src in set(amd["source"]) if src in before]
-    assert shifts and np.median(shifts) < -0.1, shifts
+    assert shifts and np.median(shifts) < -0.5, shifts  # log10(8) = 0.9 at most
 
 
 def test_broken_results_folders_explain_themselves(page: Any, server: str, artifacts_dir: Path) -> None:

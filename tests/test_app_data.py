@@ -32,7 +32,7 @@ from app.sensitivity import SOBOL_PARAMS, sensitivity
 from app.validation import ValidationQueue
 from models.errors import UserError
 from models.evaluate import evaluate
-from models.measurements import REQUIRED
+from models.measurements import REQUIRED, write_measurements
 from models.params import PARAMETERS
 from models.regression import MigrationRegressor, load_model, predict_regression, save_model, training_table
 
@@ -270,6 +270,36 @@ def test_an_upload_changes_the_sessions_regression() -> None:
     after = session.predict(pts)["pages_per_s"].to_numpy()
     assert np.median(after / before) > 2.0
     np.testing.assert_array_equal(shipped.predict(pts)["pages_per_s"].to_numpy(), before)
+
+
+def test_local_measurements_join_the_explorers_evidence_and_regression(tmp_path: Path) -> None:
+    """Rows given to the explorer (``explore --measurements``, ``run --profile local``) are on the
+    Evidence page beside the shipped ones for every session, and the regression is refitted on them."""
+    from app.explorer import create_app
+    from app.measurement_files import load_extra_measurements
+
+    meas = shipped_measurements()
+    amd = meas[(meas["metric"] == "bytes_per_s") & (meas["profile"] == "epyc-zen3-2s")]
+    f = tmp_path / "measurements-local.csv"
+    write_measurements(amd.assign(source="this-machine", date="2026-11-20", value=amd["value"] * 4.0), f)
+    rows = load_extra_measurements([f])
+    assert rows is not None and 100 < len(rows) <= len(amd)  # rows equal but for their source: one kept
+    state = create_app(tmp_path, sweeps_dir=tmp_path / "sw", measurements=rows).server.extensions[
+        "foliotune_state"
+    ]
+    seen = state.measurements("any session")
+    assert len(seen) == len(meas) + len(rows) and (seen["source"] == "this-machine").sum() == len(rows)
+    reg = state.regression("any session")
+    assert reg.ok and reg.label == "shipped + local measurements"
+    resid = residual_table(seen, reg)
+    mine = resid[(resid["source"] == "this-machine") & (resid["model"] == "analytic")]
+    assert len(mine) == len(rows)
+    pts = amd[["profile", *DEFAULT_CHOICE, "folio_kb", "n_folios"]].drop_duplicates().reset_index(drop=True)
+    shipped = shipped_regression()
+    assert shipped.predict is not None and reg.predict is not None
+    ratio = reg.predict(pts)["pages_per_s"].to_numpy() / shipped.predict(pts)["pages_per_s"].to_numpy()
+    assert np.median(ratio) > 2.0  # the local rows are 4x the shipped ones and the newest
+    assert load_extra_measurements([]) is None
 
 
 # ---- evidence tables

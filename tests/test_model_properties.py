@@ -123,6 +123,18 @@ def test_the_folio_reaching_the_cap_is_in_the_batch() -> None:
     assert r["flush_rounds"] == 10
 
 
+def test_a_cap_below_one_folio_still_copies_the_whole_folio() -> None:
+    """migrate_pages() cuts the list after the folio that reaches the cap (list_cut_before() at
+    the next one), so with 2 MiB folios every limit from 1 to 512 pages is a batch of one 2 MiB
+    folio: a multi-threaded copy splits 2 MiB, not `batch_limit_pages` pages."""
+    pts = grid(profile=["epyc-zen3-2s"], kernel=["6.6"], folio_kb=[2048], n_folios=[64], copy_engine=["mt-cpu"],
+               copy_threads=[8], batch_limit_pages=[1, 16, 511, 512], mode=["async", "sync"])  # fmt: skip
+    r = evaluate(pts)
+    for _, g in r.groupby(pts["mode"]):
+        for col in OUTPUTS:
+            assert g[col].nunique() == 1, col
+
+
 def test_a_one_size_mix_is_that_size() -> None:
     base = grid(profile=["epyc-zen3-2s", "grace-2s"], n_folios=[1, 333, 4096], busy_prob=[0.0, 0.2],
                 mode=["sync", "async"], kernel=["6.2", "6.6"], writeback_prob=[0.0, 0.1],
@@ -152,6 +164,20 @@ def test_writeback_fails_in_async_mode_and_waits_in_the_sync_fallback() -> None:
     assert r["failed_folios"][1] == 0
     assert r["flush_rounds"][1] == 100  # fallback: one immediate flush per PTE, no batch flush
     assert r["time_s"][1] > 100 * 0.01 and r["cpu_time_s"][1] < 0.01  # waiting is not CPU time
+
+
+def test_sync_passes_count_the_batched_passes_only_in_every_release() -> None:
+    """The sync fallback's attempts (migrate_pages_sync(), and before 6.3 the forced passes,
+    pass > 2) are not passes of the batch: at most 3 in sync mode, before and after 6.3, in
+    both models (models/MECHANISM.md §5)."""
+    pts = grid(kernel=["6.2", "6.6"], folio_kb=[4, 64], n_folios=[1, 300], batch_limit_pages=[1, 512],
+               busy_prob=[0.5, 0.9], writeback_prob=[0.0, 0.3], mode=["sync"])  # fmt: skip
+    a = evaluate(pts)
+    m = evaluate(pts, "montecarlo", replicas=16, seed=3)
+    assert (a["passes"] <= 3).all() and (m["passes"] <= 3).all()
+    assert (m["passes"] > 2).any()  # the third pass does run
+    r = evaluate(pts.assign(mode="async"), "montecarlo", replicas=16, seed=3)
+    assert (r["passes"] <= 10).all() and (r["passes"] > 3).any()
 
 
 def test_always_busy_fails_every_folio() -> None:

@@ -419,6 +419,18 @@ def test_explore_missing_folder_is_one_line(tmp_path: Path) -> None:
     assert len(p.stderr.strip().splitlines()) == 1
 
 
+def test_explore_measurements_that_are_not_measurements_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "m.csv"
+    bad.write_text("a,b\n1,2\n")
+    for f, says in ((bad, "missing required column(s) source"), (tmp_path / "no.csv", "no such file")):
+        p = subprocess.run(
+            [sys.executable, "-m", "app.cli", "explore", "--results", str(tmp_path), "--measurements", str(f)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert p.returncode == 2 and str(f) in p.stderr and says in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+
+
 #: mm/migrate.c around the definition, Linux 6.3+ (as the kernel source reads; tabs are tabs)
 MIGRATE_C_AROUND = (
     "\treturn rc;\n"

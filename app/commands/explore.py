@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from app.commands.measured import MeasurementsOpt
 from models.errors import UserError
 
 RECOMMEND_HELP = """Recommend the batch limit, copy engine and threads for a profile and workload.
@@ -360,18 +361,28 @@ def explore_cmd(
         float, typer.Option("--upload-limit-mb", min=0.01, help="Upload size limit (MiB).")
     ] = 5.0,
     regression: Annotated[bool, typer.Option(help="Use the fitted regression for intervals.")] = True,
+    measurements: MeasurementsOpt = None,
 ) -> None:
-    """Serve the explorer (Choose, Landscape, Evidence, Sweeps) for a results folder."""
+    """Serve the explorer (Choose, Landscape, Evidence, Sweeps) for a results folder.
+
+    ``--measurements`` files (``foliotune measure --kernel`` or ``import-trace`` output) are shown
+    on Evidence with the shipped measurements, and the regression is refitted on both."""
     if not results.is_dir():
         raise UserError(f"--results {results}: no such results folder")
     # imported when the command runs: app.cli loads this module at every start
     from app.explorer import create_app, stopping_cleanly
+    from app.measurement_files import load_extra_measurements
     from app.serving import serve, warm_up
 
+    rows = load_extra_measurements(measurements or [])
     sd = sweeps_dir or results.resolve().parent / "foliotune-explorer-sweeps"
     warm_up(results, regression)
     app = create_app(
-        results, sweeps_dir=sd, upload_limit=int(upload_limit_mb * 2**20), use_regression=regression
+        results,
+        sweeps_dir=sd,
+        upload_limit=int(upload_limit_mb * 2**20),
+        use_regression=regression,
+        measurements=rows,
     )
     print(f"foliotune explorer: http://{host}:{port}/  (results {results}; Ctrl-C to stop)", file=sys.stderr)
     with stopping_cleanly(app):  # SIGTERM like Ctrl-C; the validation worker ends with the server

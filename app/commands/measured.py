@@ -36,44 +36,6 @@ NoShippedOpt = Annotated[
 ]
 
 
-def _register_profiles_beside(measurements: list[Path]) -> None:
-    """Profiles written beside measurement files (``foliotune measure --out DIR`` writes
-    ``DIR/local.toml`` next to ``DIR/measurements-local.csv``) become known for this command (their
-    folder joins ``FOLIOTUNE_PROFILE_PATH``), so local and imported rows are used without setting it."""
-
-    # imported when the command runs: app.cli loads this module at every start
-    from models.profiles import ProfileError, load_profile_file, profile_names
-
-    known = set(profile_names())
-    extra: list[str] = []
-    for folder in sorted({Path(m).resolve().parent for m in measurements}):
-        try:
-            found = [load_profile_file(f) for f in sorted(folder.glob("*.toml"))]
-        except ProfileError:
-            continue  # a folder with a bad profile file is left alone (it would break the catalogue)
-        new = [p for p in found if p.name not in known]
-        if new:
-            extra.append(str(folder))
-            known |= {p.name for p in new}
-            for p in new:
-                print(f"profile {p.name!r} from {p.path or folder}", file=sys.stderr)
-    if extra:
-        old = os.environ.get("FOLIOTUNE_PROFILE_PATH", "")
-        os.environ["FOLIOTUNE_PROFILE_PATH"] = ":".join([*extra, *([old] if old else [])])
-
-
-def _load(measurements: list[Path] | None, strict: bool, no_shipped: bool) -> pd.DataFrame:
-    # imported when the command runs: app.cli loads this module at every start
-    from models.measurements import load_measurements
-
-    _register_profiles_beside(measurements or [])
-    data, reports = load_measurements(measurements or [], strict=strict, include_shipped=not no_shipped)
-    for r in reports:
-        if r.n_skipped or r.path != reports[0].path or no_shipped:
-            print(r.summary(), file=sys.stderr)
-    return data
-
-
 def _pct(x: object) -> str:
     try:
         f = float(x)  # type: ignore[arg-type]
@@ -123,6 +85,7 @@ def fit_cmd(
 ) -> None:
     """Fit the regression model on measured results and save it (skops + model.json with hashes)."""
     # imported when the command runs: app.cli loads this module at every start
+    from app.measurement_files import load_measurement_files
     from models.measurements import data_hash
     from models.regression import (
         ESTIMATOR_FILE,
@@ -140,7 +103,7 @@ def fit_cmd(
         raise UserError(f"--prior must be one of {', '.join(PRIORS)}")
     _check_model_out(out)
     t0 = time.perf_counter()
-    data = _load(measurements, strict, no_shipped)
+    data = load_measurement_files(measurements, strict, no_shipped)
     table = training_table(data)
     model = MigrationRegressor(prior=prior, random_state=seed).fit(table, table["value"].to_numpy())
     fit_s = time.perf_counter() - t0
@@ -217,11 +180,12 @@ def calibrate_cmd(
     # imported when the command runs: app.cli loads this module at every start
     import pandas as pd
 
+    from app.measurement_files import load_measurement_files
     from models.calibrate import calibrate_profile, write_calibrated
 
     if span <= 1.0:
         raise UserError("--span must be above 1")
-    data = _load(measurements, strict, no_shipped)
+    data = load_measurement_files(measurements, strict, no_shipped)
     cal = calibrate_profile(data, profile, fields=field, span=span, name=name)
     path = write_calibrated(cal, out)
     per = cal.per_source.rename(columns={"mape_before": "MAPE before", "mape_after": "MAPE after"})
@@ -272,10 +236,11 @@ def validate_cmd(
 ) -> None:
     """Compare the models with the measurements: error per source and metric (terminal, CSV, HTML)."""
     # imported when the command runs: app.cli loads this module at every start
+    from app.measurement_files import load_measurement_files
     from models.validate import ALL_MODELS, MODEL_COLUMNS, summary_table, validate, write_report
 
     t0 = time.perf_counter()
-    data = _load(measurements, strict, no_shipped)
+    data = load_measurement_files(measurements, strict, no_shipped)
     v = validate(data, models=tuple(model or ALL_MODELS), seed=seed, replicas=replicas)
     summary = summary_table(v)
     cols = ["source", "metric", "n", *[c for c in MODEL_COLUMNS if summary[c].notna().any()], "pi90_coverage"]

@@ -30,8 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from app.evidence import shipped_measurements
 from app.explorer.jobs import SweepJobs
-from app.regression_source import RegressionSource, shipped_regression
+from app.regression_source import RegressionSource, regression_with, shipped_regression
 from app.results_view import Results, ResultsError, load_results
 from app.validation import ValidationQueue, ValidationResult
 
@@ -98,6 +101,10 @@ class ExplorerState:
     use_regression: bool = True
     sweep_backend: str = "ray"
     sweep_workers: int | None = None
+    #: Measurement rows given to the explorer (``foliotune measure --kernel``, ``import-trace``):
+    #: shown on Evidence beside the shipped ones, and the regression is refitted on both.
+    local_rows: pd.DataFrame | None = None
+    _local_regression: RegressionSource | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _sessions: OrderedDict[str, Session] = field(default_factory=OrderedDict, repr=False)
     _jobs: Any = field(default=None, repr=False)
@@ -169,7 +176,22 @@ class ExplorerState:
         s = self.session(sid)
         if s.regression is not None:
             return s.regression
-        return shipped_regression()
+        if self.local_rows is None:
+            return shipped_regression()
+        with self._lock:
+            if self._local_regression is None:
+                self._local_regression = regression_with(self.local_rows, "local measurements")
+            return self._local_regression
+
+    def measurements(self, sid: Any = None) -> pd.DataFrame:
+        """Shipped rows, the explorer's local rows, and the session's upload (if any)."""
+        parts = [shipped_measurements()]
+        if self.local_rows is not None:
+            parts.append(self.local_rows)
+        rows = self.session(sid).rows if sid is not None else None
+        if rows is not None and len(rows):
+            parts.append(rows)
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
     # ---- background validation (one worker process, a short queue)
     def validation(self, meas: Any) -> ValidationResult:
@@ -220,8 +242,13 @@ def create_app(
     use_regression: bool = True,
     sweep_backend: str = "ray",
     sweep_workers: int | None = None,
+    measurements: pd.DataFrame | None = None,
 ) -> Any:
-    """A new Dash app showing ``results_dir`` (or several folders; the first is shown first)."""
+    """A new Dash app showing ``results_dir`` (or several folders; the first is shown first).
+
+    ``measurements``: validated rows (e.g. from ``foliotune measure --kernel`` or ``import-trace``)
+    shown on Evidence with the shipped ones; the regression is refitted on both at the first use.
+    """
     # Dash loads only when an app is built (~1 s that `foliotune recommend` and the tests of the
     # data layer need not pay).
     import dash
@@ -240,6 +267,7 @@ def create_app(
         use_regression=use_regression,
         sweep_backend=sweep_backend,
         sweep_workers=sweep_workers,
+        local_rows=measurements if measurements is not None and len(measurements) else None,
     )
     app = dash.Dash(
         __name__,

@@ -15,7 +15,6 @@ from app.evidence import (
     evidence_x_options,
     parse_measurement_upload,
     residual_table,
-    shipped_measurements,
     validation_table,
 )
 from app.explorer.pages.choose import DEFAULT_BUDGET_US, LIVE, constraints_from
@@ -31,11 +30,7 @@ from models.errors import UserError
 
 
 def measurements_for(state: Any, session: Any) -> pd.DataFrame:
-    s = state.session(session)
-    base = shipped_measurements()
-    if s.rows is not None and len(s.rows):
-        return pd.concat([base, s.rows], ignore_index=True)
-    return base
+    return state.measurements(session)  # type: ignore[no-any-return]
 
 
 def _residuals(state: Any, session: Any) -> pd.DataFrame:
@@ -51,7 +46,7 @@ def _table(df: pd.DataFrame) -> Any:
 
 
 def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
-    meas = shipped_measurements()
+    meas = state.measurements()
     profiles = sorted(p for p in meas["profile"].unique() if evidence_metrics(meas, p))
     want = selection.get("profile")
     profile = want if want in profiles else (profiles[0] if profiles else None)
