@@ -21,7 +21,10 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
+from models.analytic import N_OUT, analytic_kernel, emax_table
+from models.montecarlo import N_COLS, kernel_inputs, mc_kernel, point_seeds
 from models.params import check_points, complete_points
+from models.profiles import profile_names, profile_table
 
 
 def _mixed_points(n: int, rng: np.random.Generator, profile: str = "epyc-zen3-2s") -> pd.DataFrame:
@@ -74,10 +77,6 @@ def _timed(fn, min_seconds: float) -> float:
 def bench_models(
     n_points: int = 2_000_000, min_seconds: float = 1.0, block: int = 1 << 16
 ) -> dict[str, float]:
-    from models.analytic import N_OUT, analytic_kernel, emax_table
-    from models.montecarlo import N_COLS, kernel_inputs, mc_kernel, point_seeds
-    from models.profiles import profile_names, profile_table
-
     rng = np.random.default_rng(12345)
     arrays, reasons = check_points(complete_points(_mixed_points(n_points, rng)))
     assert not (reasons != "").any()

@@ -165,7 +165,7 @@ def calibrate_profile(
     ``sources`` optionally restricts the rows used. Rows are weighted equally in log space (a
     relative error), so one source with many rows weighs more than a source with few.
     """
-    from scipy.optimize import least_squares
+    from scipy.optimize import least_squares  # scipy.optimize (~0.5 s): only to calibrate
 
     t0 = time.perf_counter()
     if profile not in profile_names():
@@ -278,7 +278,7 @@ def cross_validate_calibration(
     configurations, or ``scheme="source"``: leave one source out). Returns the rows plus ``pred``
     and ``fold``.
     """
-    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut  # sklearn (~1 s): only to cross-validate
 
     rows = model_rows(data)
     rows = rows[rows["profile"] == profile].reset_index(drop=True)

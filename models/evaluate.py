@@ -18,13 +18,21 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from models.params import OUTPUTS, PointArrays, PointError, check_points, complete_points, first_error
+from models.analytic import analytic_outputs
+from models.montecarlo import MC_EXTRA, montecarlo_outputs  # MC_EXTRA re-exported
+from models.params import (
+    OUTPUTS,
+    PARAMETERS,
+    PointArrays,
+    PointError,
+    check_points,
+    complete_points,
+    first_error,
+)
 from models.profiles import get_profile, profile_names, profile_table
 
 ModelName = Literal["analytic", "montecarlo"]
 MODELS: tuple[str, ...] = ("analytic", "montecarlo")
-
-from models.montecarlo import MC_EXTRA  # noqa: E402  (re-exported)
 
 
 def run_kernel(
@@ -58,12 +66,8 @@ def run_kernel(
     if table is None:
         table = profile_table(profile_names())
     if model == "analytic":
-        from models.analytic import analytic_outputs
-
         return analytic_outputs(arrays, table)
     if model == "montecarlo":
-        from models.montecarlo import montecarlo_outputs
-
         return montecarlo_outputs(arrays, table, seed=seed, replicas=replicas)
     raise PointError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
 
@@ -111,8 +115,6 @@ def add_derived(results: pd.DataFrame, model: str = "analytic", **kwargs: object
 
     The unbatched twin of each point is evaluated with the same model and parameters.
     """
-    from models.params import PARAMETERS
-
     twin = results[list(PARAMETERS)].copy()
     twin["batch_limit_pages"] = 1
     base = evaluate(twin, model, on_invalid="mark", **kwargs)  # type: ignore[arg-type]

@@ -22,7 +22,14 @@ import numpy as np
 import pandas as pd
 
 from models.errors import UserError
-from models.profiles import KNOWN_KERNELS, HardwareProfile, get_profile, kernel_code, profile_names
+from models.profiles import (
+    DEFAULT_PROFILE,
+    KNOWN_KERNELS,
+    HardwareProfile,
+    get_profile,
+    kernel_code,
+    profile_names,
+)
 
 ENGINES: tuple[str, ...] = ("cpu", "mt-cpu", "dma", "dsa")
 MODES: tuple[str, ...] = ("async", "sync")
@@ -211,8 +218,6 @@ def complete_points(
     """
     out = points.copy()
     if default_profile is None:
-        from models.profiles import DEFAULT_PROFILE
-
         default_profile = DEFAULT_PROFILE
     if "profile" not in out.columns:
         out["profile"] = default_profile

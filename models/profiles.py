@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import tomli_w
 
 from models.errors import UserError
 
@@ -523,8 +524,6 @@ def profile_table_with(replacements: dict[str, HardwareProfile]) -> np.ndarray:
 
 
 def _toml_scalar(x: Any) -> str:
-    import tomli_w
-
     return tomli_w.dumps({"x": x}).split("=", 1)[1].strip()
 
 

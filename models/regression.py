@@ -492,7 +492,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _versions() -> dict[str, str]:
-    import sklearn
+    import sklearn  # ~1 s: only to record the versions beside a persisted model
     import skops  # the package only; skops.io (~3 s) loads to persist or read a model
 
     return {"foliotune": _version(), "scikit-learn": sklearn.__version__, "skops": skops.__version__}

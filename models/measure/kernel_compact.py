@@ -78,6 +78,7 @@ def traced_compaction(inst: Path, cpu: int) -> tuple[MigrateCall, float, int | N
 def compaction_calls(
     rep: KernelReport, inst: Path, topo: Topology, repeats: int, migrator: int, prog: Callable[[str], None]
 ) -> None:
+    # kernel_run imports this module: its names are taken when the call runs (an import cycle)
     from models.measure.kernel_run import KernelCall, Workload
 
     n = topo.nproc

@@ -8,11 +8,16 @@ per-page, per-PTE and flush costs of the local profile. Fitted fields cite the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from models.calibrate import calibrate_profile
+from models.measurements import validate_table
+from models.profiles import get_profile
 
 #: The migration costs ``--kernel`` fits: per call, per folio, per page, per PTE (unmap and remap
 #: of one mapping), the flush (local full flush, IPI send, the remote handler) and the copy (one
@@ -48,10 +53,6 @@ def fit_local_profile(
 ) -> KernelFit:
     """Calibrate ``profile_name`` (a known profile, e.g. inside ``models.profiles.profile_dirs``) to
     the ``*-best`` kernel rows; the fitted profile is returned, not registered."""
-    from models.calibrate import calibrate_profile
-    from models.measurements import validate_table
-    from models.profiles import get_profile
-
     data, _rep = validate_table(rows, "kernel rows", strict=True)
     best = data[data["variant"].str.contains("-best") & data["metric"].isin(FIT_METRICS)].reset_index(
         drop=True
@@ -79,9 +80,6 @@ def fit_local_profile(
 
 
 def _with_sources(prof: Any, sources: dict[str, str], provenance: str) -> Any:
-    from dataclasses import replace
-    from types import MappingProxyType
-
     return replace(prof, sources=MappingProxyType(sources), provenance=provenance)
 
 

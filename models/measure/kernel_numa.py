@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.measure.kernel_trace import parse_trace_text
+from models.measure.move_pages import sys_move_pages
 from models.measure.native import MADV_HUGEPAGE, MADV_NOHUGEPAGE, anon_mapping, get_libc
 from models.measure.topology import KIB, MIB, PAGE_BYTES, Topology, read_tlb_interrupts
 
@@ -30,6 +31,7 @@ def one_move_pages_call(
     """Two or more nodes: one ``move_pages(2)`` call moving a 128 MiB buffer from the first node with
     memory to the second, traced like the hotplug path. (Not exercised on the one-node machine this
     was built on.)"""
+    # kernel_run imports this module: its names are taken when the call runs (an import cycle)
     from models.measure.kernel_run import (
         MADV_POPULATE_WRITE,
         KernelCall,
@@ -37,7 +39,6 @@ def one_move_pages_call(
         folio_heads,
         page_frames,
     )
-    from models.measure.move_pages import sys_move_pages
 
     madvise = get_libc().madvise
     madvise.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from models.measure.kernel_run import KernelCall, KernelReport
 from models.measure.topology import PAGE_BYTES, Topology, kernel_release
+from models.measurements import COLUMNS
 
 #: ``NR_MAX_BATCHED_MIGRATION`` = ``HPAGE_PMD_NR`` (include/linux/migrate.h, mm/migrate.c, Linux 6.3+).
 KERNEL_BATCH_PAGES = 512
@@ -50,8 +51,6 @@ def kernel_rows(
     command: str,
 ) -> pd.DataFrame:
     """Measurement-schema rows (best and median per folio size × target CPUs), trust A."""
-    from models.measurements import COLUMNS
-
     groups: dict[tuple[int, int], list[KernelCall]] = {}
     for c in rep.calls:
         if c.call.succeeded_pages > 0 and c.call.duration_s > 0:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.measure.kernel_compact import compaction_calls
 from models.measure.kernel_numa import one_move_pages_call
 from models.measure.kernel_trace import MigrateCall, parse_trace_text
 from models.measure.native import MADV_HUGEPAGE, MADV_NOHUGEPAGE, anon_mapping, get_libc, kernels
@@ -333,8 +334,6 @@ def run_kernel_measurements(
             migrator = topo.cpus[0]
             n = topo.nproc
             if rep.method == "compaction":
-                from models.measure.kernel_compact import compaction_calls
-
                 compaction_calls(rep, inst, topo, repeats, migrator, prog)
             for kb in [] if rep.method == "compaction" else (sizes_kb or folio_sizes_kb()):
                 set_folio_size(st, kb)

@@ -30,7 +30,7 @@ def get_libc() -> ctypes.CDLL:
 @cache
 def kernels() -> dict[str, Callable[..., Any]]:
     """numba kernels: chunk copy, page spin, madvise/mprotect rounds (libc called from compiled code)."""
-    from numba import njit
+    from numba import njit  # numba (~0.5 s) and its compilation: only when a measurement runs
 
     libc = get_libc()
     # Addresses are passed as size_t (same register/ABI as a pointer on every 64-bit Linux ABI).

@@ -8,11 +8,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from models.errors import UserError
 from models.fileio import atomic_write
+from models.measure.kernel_fit import fit_local_profile, residual_table
+from models.measure.kernel_rows import kernel_rows
 from models.measure.profile import local_profile_dict
 from models.measure.records import Report
 from models.measure.topology import kernel_release
+from models.measurements import COLUMNS
+from models.profiles import dump_profile_toml, load_profile_file, profile_dirs
 
 
 def source_id(rep: Report) -> str:
@@ -22,9 +28,6 @@ def source_id(rep: Report) -> str:
 
 def results_frame(rep: Report, profile_name: str = "local", command: str = "foliotune measure") -> Any:
     """Rows of the measurement schema (``models/data/MEASUREMENTS.md``) for the results kept in it."""
-    import pandas as pd
-
-    from models.measurements import COLUMNS
 
     topo = rep.topology
     trust = "C" if topo.virtual_machine else "A"
@@ -78,24 +81,13 @@ def write_outputs(
     rep: Report, out_dir: str | Path, profile_name: str = "local", command: str = "foliotune measure"
 ) -> dict[str, Path]:
     """Write ``<name>.toml`` (profile), ``measurements-<name>.csv`` (schema rows), ``measure-<name>.json``."""
-    import models.profiles as profiles_mod
-    from models.profiles import load_profile_file
-
-    def dump(d: dict[str, Any]) -> str:
-        fn = getattr(profiles_mod, "dump_profile_toml", None)  # one `key = { value, source }` line per number
-        if fn is not None:
-            return str(fn(d))
-        import tomli_w  # older profiles module: plain TOML writer
-
-        return str(tomli_w.dumps(d))
-
     out = check_out_dir(out_dir)
     paths = {
         "profile": out / f"{profile_name}.toml",
         "measurements": out / f"measurements-{profile_name}.csv",
         "report": out / f"measure-{profile_name}.json",
     }
-    text = dump(local_profile_dict(rep, profile_name))
+    text = dump_profile_toml(local_profile_dict(rep, profile_name))
     # refuse to publish a profile the loader would refuse
     atomic_write(paths["profile"], text, check=load_profile_file)
     results_frame(rep, profile_name, command).to_csv(paths["measurements"], index=False)
@@ -127,11 +119,6 @@ def write_kernel_outputs(
 
     Returns the residual table (per folio size) and the fitted fields, also written to the JSON report.
     """
-    import pandas as pd
-
-    from models.measure.kernel_fit import fit_local_profile, residual_table
-    from models.measure.kernel_rows import kernel_release, kernel_rows
-    from models.profiles import dump_profile_toml, load_profile_file, profile_dirs
 
     rows = kernel_rows(krep, topo, profile=profile_name, source=source, date=date, command=command)
     if rows.empty:

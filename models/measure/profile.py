@@ -20,6 +20,7 @@ from models.measure.topology import (
     kernel_release,
     read_sys,
 )
+from models.profiles import FIELDS, KNOWN_KERNELS, get_profile, kernel_code, profile_to_toml_dict
 
 
 def fit_usl(threads: Sequence[float], speedup: Sequence[float]) -> tuple[float, float]:
@@ -117,8 +118,6 @@ def derive_figures(rep: Report) -> dict[str, Any]:
 
 
 def _base_profile(name: str, retries: int = 3, wait_s: float = 2.0) -> Any:
-    from models.profiles import get_profile
-
     for attempt in range(retries):
         try:
             return get_profile(name)
@@ -131,8 +130,6 @@ def _base_profile(name: str, retries: int = 3, wait_s: float = 2.0) -> Any:
 
 def _known_kernel(release: str) -> str:
     """This kernel's MAJOR.MINOR, or the newest release the model knows when it is newer."""
-    from models.profiles import KNOWN_KERNELS, kernel_code
-
     k = kernel_release(release)
     return k if kernel_code(k) >= 0 else KNOWN_KERNELS[-1]
 
@@ -142,8 +139,6 @@ def local_profile_dict(rep: Report, name: str = "local", base: str = BASE_PROFIL
 
     Measured fields cite ``foliotune measure <date>``; the rest are copied from ``base`` and say so.
     """
-    from models.profiles import FIELDS, profile_to_toml_dict
-
     topo, d = rep.topology, rep.derived
     prof = _base_profile(base)
     tag = f"foliotune measure {rep.date}"

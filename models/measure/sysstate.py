@@ -19,6 +19,7 @@ import errno
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,8 +51,6 @@ class SystemState:
         self.errors: list[str] = []
 
     def __enter__(self) -> SystemState:
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old_handlers[sig] = signal.signal(sig, _interrupt)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from models.errors import UserError
 from models.measure.kernel_trace import MigrateCall, ParsedTrace, TraceError
+from models.measurements import COLUMNS
 
 _MODES = {"MIGRATE_ASYNC": "async", "MIGRATE_SYNC": "sync", "MIGRATE_SYNC_LIGHT": "sync"}
 
@@ -75,8 +76,6 @@ def trace_rows(
 ) -> tuple[pd.DataFrame, int]:
     """Rows for one parsed trace; returns the rows and the number of calls left out: those that moved
     nothing, and those mixing THPs with base pages when no ``folio_kb`` was given."""
-    from models.measurements import COLUMNS
-
     where = parsed.path
     has_flush = any(c.flush_events for c in parsed.calls)
     used = [
