@@ -14,6 +14,24 @@ from pathlib import Path
 REPO = Path(__file__).absolute().parent.parent
 
 
+def big_spec(num: int) -> str:
+    """An analytic-only spec whose chunks take a while (``num`` × 13 × 4 × 10 points): caught mid-sweep
+    on a loaded 2-core machine, with tasks running for fault injection."""
+    return f"""
+[sweep]
+seed = 3
+models = ["analytic"]
+[fixed]
+profile = "epyc-zen3-2s"
+copy_engine = "mt-cpu"
+[axes]
+n_folios = {{ start = 64, stop = 65536, num = {num}, log = true }}
+batch_limit_pages = {{ log2_start = 0, log2_stop = 12 }}
+copy_threads = [1, 2, 4, 8]
+busy_prob = {{ start = 0.0, stop = 0.1, num = 10 }}
+"""
+
+
 @contextlib.contextmanager
 def cli_sweep(
     spec_file: Path,

@@ -15,22 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.cli_sweep import REPO, cli_sweep
+from tests.cli_sweep import REPO, big_spec, cli_sweep
 
 # Analytic only, long enough (≈700 chunks) to be caught mid-sweep on a loaded 2-core machine.
-BIG = """
-[sweep]
-seed = 3
-models = ["analytic"]
-[fixed]
-profile = "epyc-zen3-2s"
-copy_engine = "mt-cpu"
-[axes]
-n_folios = { start = 64, stop = 65536, num = 400, log = true }
-batch_limit_pages = { log2_start = 0, log2_stop = 12 }
-copy_threads = [1, 2, 4, 8]
-busy_prob = { start = 0.0, stop = 0.1, num = 10 }
-"""
+BIG = big_spec(400)
 
 LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
 

@@ -19,7 +19,7 @@ from models.params import OUTPUTS, PARAMETERS
 from sweep.runner import run_sweep
 from sweep.spec import spec_from_toml
 from sweep.storage import MANIFEST, StoreError, sweep_status
-from tests.cli_sweep import REPO, cli_sweep
+from tests.cli_sweep import REPO, big_spec, cli_sweep
 
 SPEC = """
 [sweep]
@@ -35,21 +35,6 @@ folio_kb = [4, 64, 2048]
 copy_engine = ["cpu", "mt-cpu", "dma"]
 copy_threads = [1, 4]
 busy_prob = [0.0, 0.05]
-"""
-
-# Analytic-only, big enough that chunks take a while (fault injection needs running tasks).
-BIG = """
-[sweep]
-seed = 3
-models = ["analytic"]
-[fixed]
-profile = "epyc-zen3-2s"
-copy_engine = "mt-cpu"
-[axes]
-n_folios = {{ start = 64, stop = 65536, num = {num}, log = true }}
-batch_limit_pages = {{ log2_start = 0, log2_stop = 12 }}
-copy_threads = [1, 2, 4, 8]
-busy_prob = {{ start = 0.0, stop = 0.1, num = 10 }}
 """
 
 
@@ -143,7 +128,7 @@ def _subprocess_env() -> dict[str, str]:
 @pytest.mark.slow
 def test_sigkill_driver_then_rerun_gives_identical_dataset(ray_embedded: object, tmp_path: Path) -> None:
     spec_file = tmp_path / "big.toml"
-    spec_file.write_text(BIG.format(num=60))
+    spec_file.write_text(big_spec(60))
     spec = spec_from_toml(spec_file.read_text())
     out = tmp_path / "out"
     env = _subprocess_env()
@@ -181,7 +166,7 @@ def _running_chunk_workers() -> list[int]:
 def test_killed_worker_process_is_retried_with_identical_results(
     ray_embedded: object, tmp_path: Path
 ) -> None:
-    spec = spec_from_toml(BIG.format(num=60))
+    spec = spec_from_toml(big_spec(60))
     out = tmp_path / "out"
     result: dict[str, object] = {}
 
