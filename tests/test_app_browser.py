@@ -101,7 +101,7 @@ def server(folders: dict[str, Path], ray_embedded: Any) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     srv.shutdown()
     t.join(timeout=10)
-    app.server.extensions["foliotune_state"].jobs.shutdown()
+    app.server.extensions["foliotune_state"].close()  # sweeps and the validation worker process
 
 
 @pytest.fixture(scope="module")

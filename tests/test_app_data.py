@@ -299,6 +299,7 @@ def test_local_measurements_join_the_explorers_evidence_and_regression(tmp_path:
     assert shipped.predict is not None and reg.predict is not None
     ratio = reg.predict(pts)["pages_per_s"].to_numpy() / shipped.predict(pts)["pages_per_s"].to_numpy()
     assert np.median(ratio) > 2.0  # the local rows are 4x the shipped ones and the newest
+    state.close()
     assert load_extra_measurements([]) is None
 
 
