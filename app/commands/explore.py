@@ -28,7 +28,7 @@ RECOMMEND_HELP = """Recommend the batch limit, copy engine and threads for a pro
 Without --results every choice is evaluated now with the Monte Carlo and analytic models for exactly
 the workload given (options left out take the profile's defaults). The answer maximizes pages/s
 within the p99 stall budget (and the optional CPU-time limits); ties go to the limit nearest the
-profile's kernel default; see app/recommend.py for the rule. The p99 stall is a model assumption."""
+profile's kernel default; see app/recommend/__init__.py for the rule. The p99 stall is a model assumption."""
 
 FORMATS_ALL = ("table", "json", "csv", "yaml", "kernel", "patch")
 
