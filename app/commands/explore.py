@@ -140,7 +140,7 @@ def recommend_export(
     from app.queries import default_profile, recommend_for
     from app.recommend_exports import export_bytes
     from app.regression_source import shipped_regression
-    from app.results_view import load_results
+    from app.results_view import coerce_value, load_results
 
     results = load_results(results_dir)
     if model is not None and model not in results.models:
@@ -151,16 +151,13 @@ def recommend_export(
         raise UserError(f"--profile {profile}: not in the sweep (profiles: {', '.join(results.profiles(m))})")
     profile = profile or default_profile(results, m)
     if strict_workload:
-        # imported when the command runs: app.cli loads this module at every start
-        from app.results_view import coerce_value as _coerce
-
         values = results.workload_values(profile, m)
         for k, v in workload.items():
             if k not in values:
                 raise UserError(
                     f"--{k.replace('_', '-')}: the sweep in {results_dir} has no such axis; leave out --results to evaluate it live"
                 )
-            if _coerce(k, v) not in values.get(k, []):
+            if coerce_value(k, v) not in values.get(k, []):
                 opts = ", ".join(map(str, values.get(k, [])))
                 raise UserError(
                     f"--{k.replace('_', '-')} {v}: not in the sweep for {profile} (swept: {opts}); "
