@@ -8,16 +8,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from models.errors import UserError
 from models.fileio import atomic_write
-from models.measure.kernel_fit import fit_local_profile, residual_table
-from models.measure.kernel_rows import kernel_rows
 from models.measure.profile import local_profile_dict
 from models.measure.records import Report
 from models.measure.topology import kernel_release
-from models.measurements import COLUMNS
 from models.profiles import dump_profile_toml, load_profile_file, profile_dirs
 
 
@@ -28,6 +23,11 @@ def source_id(rep: Report) -> str:
 
 def results_frame(rep: Report, profile_name: str = "local", command: str = "foliotune measure") -> Any:
     """Rows of the measurement schema (``models/data/MEASUREMENTS.md``) for the results kept in it."""
+    # pandas and the measurement schema (~0.5 s with the model stack) load only when results are
+    # written: `foliotune measure` imports this package before it measures
+    import pandas as pd
+
+    from models.measurements import COLUMNS
 
     topo = rep.topology
     trust = "C" if topo.virtual_machine else "A"
@@ -119,6 +119,12 @@ def write_kernel_outputs(
 
     Returns the residual table (per folio size) and the fitted fields, also written to the JSON report.
     """
+    # pandas and the measurement schema (~0.5 s with the model stack) load only when results are
+    # written: `foliotune measure` imports this package before it measures
+    import pandas as pd
+
+    from models.measure.kernel_fit import fit_local_profile, residual_table
+    from models.measure.kernel_rows import kernel_rows
 
     rows = kernel_rows(krep, topo, profile=profile_name, source=source, date=date, command=command)
     if rows.empty:
