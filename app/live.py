@@ -12,9 +12,11 @@ cross-checks.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,8 @@ from sweep.chunks import code_version
 
 LIVE_REPLICAS = 64
 LIVE_SEED = 0
+#: Fewest Monte Carlo points worth a thread of their own in a live evaluation.
+MIN_POINTS_PER_THREAD = 4
 THREADS: tuple[int, ...] = (2, 4, 8, 16, 32)
 #: Analytic screening margins (see :func:`contenders`).
 STALL_MARGIN = 2.0
@@ -191,6 +195,27 @@ def batches_key(profile: str, workload: Mapping[str, Any], limits_pages: np.ndar
     return [folios_per_batch(float(b), fp, n) for b in limits_pages]
 
 
+def montecarlo_split(points: pd.DataFrame, seed: int, replicas: int) -> pd.DataFrame:
+    """The Monte Carlo model on ``points``, interleaved over the CPUs in threads.
+
+    The compiled kernel releases the GIL, and each point's random stream depends on the point alone
+    (not its row), so the split changes no value; rows come back in the order given.
+    """
+    k = min(os.cpu_count() or 1, len(points) // MIN_POINTS_PER_THREAD)
+    if k < 2:
+        return evaluate(points, "montecarlo", seed=seed, replicas=replicas, on_invalid="mark")
+    parts = [np.arange(j, len(points), k) for j in range(k)]
+
+    def part(ix: np.ndarray) -> pd.DataFrame:
+        sub = points.take(ix).reset_index(drop=True)
+        return evaluate(sub, "montecarlo", seed=seed, replicas=replicas, on_invalid="mark")
+
+    with ThreadPoolExecutor(k) as pool:
+        outs = list(pool.map(part, parts))
+    order = np.argsort(np.concatenate(parts), kind="stable")
+    return pd.concat(outs, ignore_index=True).iloc[order].reset_index(drop=True)
+
+
 def live_candidates(
     profile: str,
     workload: Mapping[str, Any] | None,
@@ -231,9 +256,7 @@ def live_candidates(
             groups.setdefault((e, engines[j], int(threads[j])), []).append(j)
         first = [g[0] for g in groups.values()]
         pts = ana.iloc[np.asarray(first, dtype=np.intp)][["profile", *CHOICE]].assign(**wl)
-        mc = evaluate(
-            pts.reset_index(drop=True), "montecarlo", seed=seed, replicas=replicas, on_invalid="mark"
-        )
+        mc = montecarlo_split(pts.reset_index(drop=True), seed, replicas)
         cols = {str(c): mc[c].to_numpy() for c in mc.columns}
         for n, g in enumerate(groups.values()):
             for j in g:

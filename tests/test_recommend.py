@@ -497,3 +497,13 @@ def test_live_limits_that_make_the_same_batches_are_one_point() -> None:
         cpu.loc[1024, "flush_rounds"] != cpu.loc[512, "flush_rounds"]
         or cpu.loc[1024, "time_s"] != cpu.loc[512, "time_s"]
     )
+
+
+def test_live_monte_carlo_split_over_threads_is_identical_to_one_call() -> None:
+    from app.live import choice_grid, complete_workload, montecarlo_split
+    from models.evaluate import evaluate
+
+    wl = complete_workload("epyc-zen3-2s", {"folio_kb": 64, "n_folios": 256, "busy_prob": 0.05})
+    pts = choice_grid("epyc-zen3-2s").head(24).assign(profile="epyc-zen3-2s", **wl)
+    whole = evaluate(pts, "montecarlo", seed=3, replicas=16, on_invalid="mark")
+    pd.testing.assert_frame_equal(montecarlo_split(pts, 3, 16), whole, check_exact=True)
