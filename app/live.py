@@ -12,9 +12,11 @@ cross-checks.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -36,11 +38,14 @@ from app.recommend import (
 from models.errors import UserError
 from models.evaluate import evaluate
 from models.params import ENGINES, PARAMETERS, PointError, defaults_for
-from models.profiles import get_profile
+from models.phases import K_BATCHED, folios_per_batch
+from models.profiles import get_profile, kernel_code
 from sweep.chunks import code_version
 
 LIVE_REPLICAS = 64
 LIVE_SEED = 0
+#: Fewest Monte Carlo points worth a thread of their own in a live evaluation.
+MIN_POINTS_PER_THREAD = 4
 THREADS: tuple[int, ...] = (2, 4, 8, 16, 32)
 #: Analytic screening margins (see :func:`contenders`).
 STALL_MARGIN = 2.0
@@ -177,6 +182,40 @@ def contenders(ana: pd.DataFrame, constraints: Constraints | None, default_limit
     return keep
 
 
+def batches_key(profile: str, workload: Mapping[str, Any], limits_pages: np.ndarray) -> list[float]:
+    """Per batch limit, the folios of a full batch (MECHANISM.md §2): limits with the same value make
+    the same batches. Before 6.3 every folio goes alone; a folio mix gets one key per limit."""
+    if workload.get("folio_mix"):
+        return [float(b) for b in limits_pages]
+    prof = get_profile(profile)
+    if kernel_code(str(workload.get("kernel") or prof.default_kernel)) < K_BATCHED:
+        return [1.0] * len(limits_pages)
+    fp = max(float(workload["folio_kb"]) / prof.page_kb, 1.0)
+    n = float(workload["n_folios"])
+    return [folios_per_batch(float(b), fp, n) for b in limits_pages]
+
+
+def montecarlo_split(points: pd.DataFrame, seed: int, replicas: int) -> pd.DataFrame:
+    """The Monte Carlo model on ``points``, interleaved over the CPUs in threads.
+
+    The compiled kernel releases the GIL, and each point's random stream depends on the point alone
+    (not its row), so the split changes no value; rows come back in the order given.
+    """
+    k = min(os.cpu_count() or 1, len(points) // MIN_POINTS_PER_THREAD)
+    if k < 2:
+        return evaluate(points, "montecarlo", seed=seed, replicas=replicas, on_invalid="mark")
+    parts = [np.arange(j, len(points), k) for j in range(k)]
+
+    def part(ix: np.ndarray) -> pd.DataFrame:
+        sub = points.take(ix).reset_index(drop=True)
+        return evaluate(sub, "montecarlo", seed=seed, replicas=replicas, on_invalid="mark")
+
+    with ThreadPoolExecutor(k) as pool:
+        outs = list(pool.map(part, parts))
+    order = np.argsort(np.concatenate(parts), kind="stable")
+    return pd.concat(outs, ignore_index=True).iloc[order].reset_index(drop=True)
+
+
 def live_candidates(
     profile: str,
     workload: Mapping[str, Any] | None,
@@ -206,15 +245,25 @@ def live_candidates(
         else:
             rows[int(i)] = hit
     if missing:
-        pts = ana.iloc[np.asarray(missing, dtype=np.intp)][["profile", *CHOICE]].assign(**wl)
-        mc = evaluate(
-            pts.reset_index(drop=True), "montecarlo", seed=seed, replicas=replicas, on_invalid="mark"
-        )
+        # Limits that make the same batches (e.g. every limit up to 512 pages for 2 MiB folios) are
+        # the same point to the models: run the Monte Carlo model once for each such group.
+        limits = ana["batch_limit_pages"].to_numpy()
+        eff = batches_key(profile, wl, limits[missing])
+        engines = ana["copy_engine"].astype(str).to_numpy()
+        threads = ana["copy_threads"].to_numpy(dtype=np.int64)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for j, e in zip(missing, eff, strict=True):
+            groups.setdefault((e, engines[j], int(threads[j])), []).append(j)
+        first = [g[0] for g in groups.values()]
+        pts = ana.iloc[np.asarray(first, dtype=np.intp)][["profile", *CHOICE]].assign(**wl)
+        mc = montecarlo_split(pts.reset_index(drop=True), seed, replicas)
         cols = {str(c): mc[c].to_numpy() for c in mc.columns}
-        for n, j in enumerate(missing):
-            rec = {c: v[n] for c, v in cols.items()}
-            _store(("mc", *keys[j]), rec)
-            rows[j] = rec
+        for n, g in enumerate(groups.values()):
+            for j in g:
+                rec = {c: v[n] for c, v in cols.items()}
+                rec["batch_limit_pages"] = limits[j]
+                _store(("mc", *keys[j]), rec)
+                rows[j] = rec
     order = sorted(rows)
     out = pd.DataFrame([rows[i] for i in order])
     out["pages_per_s_analytic"] = ana["pages_per_s"].to_numpy()[order]

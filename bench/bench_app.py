@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_app.py [--results DIR] [--interactions 60] [--json OUT]
 
-Without ``--results`` it sweeps SPEC below (analytic model, about 2.7 million points, over a million
+Without ``--results`` it sweeps SPEC below (analytic model, about 10.8 million points, over four million
 feasible) into ``/tmp/foliotune-bench-app`` first (resumed if already there). Then it serves the
 explorer in this process on 127.0.0.1, opens it in Debian chromium (Playwright) and measures
 
@@ -41,7 +41,7 @@ from tests.chromium import CHROMIUM_ARGS  # noqa: E402
 
 SPEC = """
 [sweep]
-name = "bench: explorer, >= 1e6 points"
+name = "bench: explorer, >= 1e7 points"
 seed = 11
 models = ["analytic"]
 sampler = "grid"
@@ -58,6 +58,7 @@ access_rate_hz = [100.0, 1000.0, 10000.0, 100000.0]
 busy_prob = [0.0, 0.01, 0.05]
 mapcount = [1, 2, 4]
 mode = ["sync", "async"]
+kernel = ["6.2", "6.3", "6.6", "6.15"]
 """
 ARGS = list(CHROMIUM_ARGS)
 WAIT_DRAWN = """() => {

@@ -476,3 +476,35 @@ def test_patch_refuses_kernels_without_batching() -> None:
     rec = recommend(SYNTH, profile="p", workload={}, constraints=Constraints(500e-6))
     with pytest.raises(UserError, match="before Linux 6.3"):
         export_bytes(rec, "patch", "6.1")
+
+
+def test_live_limits_that_make_the_same_batches_are_one_point() -> None:
+    """2 MiB folios: every limit up to 512 pages makes one-folio batches (mm/migrate.c cuts the batch
+    after the folio that reaches the cap), so the live candidates at those limits are one Monte Carlo
+    evaluation and tie exactly; a limit of 1024 pages (two folios) is a different point."""
+    from app.live import batches_key, live_candidates
+
+    wl = {"folio_kb": 2048, "n_folios": 64, "kernel": "6.6"}
+    assert batches_key("epyc-zen3-2s", wl, [1, 8, 512, 513, 1024, 4096]) == [1, 1, 1, 2, 2, 8]
+    assert batches_key("epyc-zen3-2s", {**wl, "kernel": "6.2"}, [1, 4096]) == [1, 1]  # no batching
+    assert batches_key("grace-2s", {**wl, "folio_kb": 64}, [1, 8192]) == [1, 64]  # 64 KiB pages: 1 page
+    cands = live_candidates("epyc-zen3-2s", wl)
+    cpu = cands[(cands["copy_engine"] == "cpu")].set_index("batch_limit_pages")
+    small = cpu.loc[[b for b in cpu.index if b <= 512]]
+    assert len(small) >= 3
+    for col in ("time_s", "pages_per_s", "stall_p99_s", "flush_rounds"):
+        assert small[col].nunique() == 1, col
+    assert (
+        cpu.loc[1024, "flush_rounds"] != cpu.loc[512, "flush_rounds"]
+        or cpu.loc[1024, "time_s"] != cpu.loc[512, "time_s"]
+    )
+
+
+def test_live_monte_carlo_split_over_threads_is_identical_to_one_call() -> None:
+    from app.live import choice_grid, complete_workload, montecarlo_split
+    from models.evaluate import evaluate
+
+    wl = complete_workload("epyc-zen3-2s", {"folio_kb": 64, "n_folios": 256, "busy_prob": 0.05})
+    pts = choice_grid("epyc-zen3-2s").head(24).assign(profile="epyc-zen3-2s", **wl)
+    whole = evaluate(pts, "montecarlo", seed=3, replicas=16, on_invalid="mark")
+    pd.testing.assert_frame_equal(montecarlo_split(pts, 3, 16), whole, check_exact=True)
