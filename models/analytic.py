@@ -66,6 +66,7 @@ from models.phases import (
     REMAP_PTE,
     UNMAP,
     UNMAP_PTE,
+    _as_bits,
     batch_round_fixed_s,
     copy_engine_costs,
     defers_flush,
@@ -112,6 +113,10 @@ PIECE = MAX_MIX  # the row of split pieces
 (A_TIME, A_ROUNDS, A_IPIS, A_REMOTE, A_WAIT, A_EXTRA, A_PAGES, A_UNITS, A_WIN, A_COUNT, A_PASSES,
  A_BATCHES) = range(12)  # fmt: skip
 N_ACC = 12
+# Columns of the batch-shape cache (:func:`_moments`).
+(M_X, M_SF, M_SKQ, M_QQB, M_QFB, M_QQ, M_QF, M_PASSES, M_PCALL) = range(9)  # fmt: skip
+N_MOM = 9
+N_CACHE = 1024  # rows of the batch-shape cache (a power of two)
 
 
 @_jit
@@ -132,17 +137,9 @@ def _pass_probs(abar: float, p: float, w: float, n_pass: int, q, f, pend) -> Non
 
 
 @_jit
-def _batch_one(ty, t: int, B: float, n_pass: int, p: float, w: float, bc: float, flush_s: float,
-               call_s: float, call_wait: float, progressive: bool, t_used: float, is_mt: bool,
-               batch_ipis: float, batch_remote: float, entry_ipis: float, entry_remote: float,
-               per_folio_move: bool, weight: float, acc) -> None:  # fmt: skip
-    """:func:`_batch` for a batch of ``B`` identical folios of type ``t``, in closed form.
-
-    With one type, the pair sums of :func:`_batch` reduce to seven per-folio moments of the pass
-    probabilities (X = Σq, Σf, Σk·q, Σq·Q(<k), Σq·F(<k), Σq², Σq·f) times polynomials in B.
-    """
-    abar = ty[t, T_ABAR]
-    ua = ty[t, T_UA]
+def _moments(abar: float, p: float, w: float, n_pass: int, B: float, m, i: int) -> None:
+    """The pass-probability moments of one folio type in a batch of ``B`` such folios, into ``m``:
+    X = Σq, Σf, Σk·q, Σq·Q(<k), Σq·F(<k), Σq², Σq·f, the expected passes and P(some unmapped)."""
     x = 0.0
     sf = 0.0
     skq = 0.0
@@ -180,7 +177,73 @@ def _batch_one(ty, t: int, B: float, n_pass: int, p: float, w: float, bc: float,
         nd = (1.0 - abar) * pk
         if nd > 0.0:
             passes += 1.0 - (1.0 - nd) ** B
-    p_call = 1.0 - (1.0 - x) ** B
+    m[i, M_X] = x
+    m[i, M_SF] = sf
+    m[i, M_SKQ] = skq
+    m[i, M_QQB] = a_qq_before
+    m[i, M_QFB] = a_qf_before
+    m[i, M_QQ] = a_qq
+    m[i, M_QF] = a_qf
+    m[i, M_PASSES] = passes
+    m[i, M_PCALL] = 1.0 - (1.0 - x) ** B
+
+
+@_jit
+def _mix64(z: int) -> int:
+    """SplitMix64's finalizer (a bijective mixing of 64 bits; arithmetic shifts are as good here)."""
+    z = (z ^ (z >> 30)) * 0x3F58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * 0x14D049BB133111EB
+    return z ^ (z >> 31)
+
+
+@_jit
+def _cached_moments(abar: float, p: float, w: float, n_pass: int, B: float, mkey, mval) -> int:
+    """Row of ``mval`` holding :func:`_moments` of these exact inputs (bit for bit), computed on a
+    miss: batches of the same shape recur across the points of a call (grids, full batches)."""
+    ka = _as_bits(abar)
+    kp = _as_bits(p)
+    kw = _as_bits(w)
+    kb = _as_bits(B)
+    h = _mix64(_mix64(_mix64(_mix64(ka + n_pass) ^ kp) ^ kw) ^ kb)
+    i = h & (mkey.shape[0] - 1)
+    if not (
+        mkey[i, 0] == n_pass
+        and mkey[i, 1] == ka
+        and mkey[i, 2] == kp
+        and mkey[i, 3] == kw
+        and mkey[i, 4] == kb
+    ):
+        _moments(abar, p, w, n_pass, B, mval, i)
+        mkey[i, 0] = n_pass
+        mkey[i, 1] = ka
+        mkey[i, 2] = kp
+        mkey[i, 3] = kw
+        mkey[i, 4] = kb
+    return i
+
+
+@_jit
+def _batch_one(ty, t: int, B: float, n_pass: int, p: float, w: float, bc: float, flush_s: float,
+               call_s: float, call_wait: float, progressive: bool, t_used: float, is_mt: bool,
+               batch_ipis: float, batch_remote: float, entry_ipis: float, entry_remote: float,
+               per_folio_move: bool, weight: float, acc, mkey, mval) -> None:  # fmt: skip
+    """:func:`_batch` for a batch of ``B`` identical folios of type ``t``, in closed form.
+
+    With one type, the pair sums of :func:`_batch` reduce to seven per-folio moments of the pass
+    probabilities (X = Σq, Σf, Σk·q, Σq·Q(<k), Σq·F(<k), Σq², Σq·f) times polynomials in B.
+    """
+    abar = ty[t, T_ABAR]
+    ua = ty[t, T_UA]
+    i = _cached_moments(abar, p, w, n_pass, B, mkey, mval)
+    x = mval[i, M_X]
+    sf = mval[i, M_SF]
+    skq = mval[i, M_SKQ]
+    a_qq_before = mval[i, M_QQB]
+    a_qf_before = mval[i, M_QFB]
+    a_qq = mval[i, M_QQ]
+    a_qf = mval[i, M_QF]
+    passes = mval[i, M_PASSES]
+    p_call = mval[i, M_PCALL]
     queued = ty[t, T_QUEUED] > 0.5 and not per_folio_move
     p_flush = p_call if queued else 0.0
     ec = ua * x + bc * sf  # E[cost of one folio over the passes]
@@ -227,7 +290,7 @@ def _batch_one(ty, t: int, B: float, n_pass: int, p: float, w: float, bc: float,
 def _batch(ty, seg_t, seg_n, n_seg: int, n_pass: int, p: float, w: float, bc: float, flush_s: float,
            call_s: float, call_wait: float, progressive: bool, t_used: float, is_mt: bool, batch_ipis: float,
            batch_remote: float, entry_s: float, entry_ipis: float, entry_remote: float, per_folio_move: bool,
-           weight: float, acc, qs, fs, ps) -> None:  # fmt: skip
+           weight: float, acc, qs, fs, ps, mkey, mval) -> None:  # fmt: skip
     """Add ``weight`` × the expectations of one batch to ``acc``.
 
     ``seg_t``/``seg_n``: the batch's runs of folio types in list order. Per type, ``ty`` holds the
@@ -243,7 +306,8 @@ def _batch(ty, seg_t, seg_n, n_seg: int, n_pass: int, p: float, w: float, bc: fl
     t_used = ty[t0, T_TUSED]
     if n_seg == 1:
         _batch_one(ty, seg_t[0], seg_n[0], n_pass, p, w, bc, flush_s, call_s, call_wait, progressive, t_used,
-                   is_mt, batch_ipis, batch_remote, entry_ipis, entry_remote, per_folio_move, weight, acc)  # fmt: skip
+                   is_mt, batch_ipis, batch_remote, entry_ipis, entry_remote, per_folio_move, weight, acc, mkey,
+                   mval)  # fmt: skip
         return
     for s in range(n_seg):
         t = seg_t[s]
@@ -462,7 +526,7 @@ def _expected_prefix(a: float, n0: float, b: float) -> float:
 def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n, n: float, limit: float,
                   engine: float, threads: float, targets: float, mapcount: float, p: float, sync: bool,
                   numa: bool, w: float, wb_wait_s: float, a: float, rate: float, out, col: int, ty, seg_t,
-                  seg_n, acc, qs, fs, ps) -> None:  # fmt: skip
+                  seg_n, acc, qs, fs, ps, mkey, mval) -> None:  # fmt: skip
     """Every output of one point (models/MECHANISM.md), written to ``out[:, col]``."""
     page_kb = prof[PAGE_KB]
     page_bytes = page_kb * 1024.0
@@ -611,7 +675,7 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
         # No order-0 allocation failure in the batch: order-0 folios allocate (conditioning).
         _batch(ty, seg_t, seg_n, n_seg, n_pass, p, w, bc, flush_s, call_s, call_wait, progressive, t_used,
                is_mt, batch_ipis, batch_remote, entry_s, entry_ipis, entry_remote, per_folio,
-               w_reach * r_ok, acc, qs, fs, ps)  # fmt: skip
+               w_reach * r_ok, acc, qs, fs, ps, mkey, mval)  # fmt: skip
         if sync:
             _fallback(ty, seg_t, seg_n, n_seg, p, w, n_pass, bc, wb_wait_s, is_mt, entry_ipis, entry_remote,
                       w_reach * r_ok, acc)  # fmt: skip
@@ -625,7 +689,7 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
             a_units = acc[A_UNITS]
             _batch(ty, seg_t[MAX_MIX:], seg_n[MAX_MIX:], 1, 1, p, w, bc, flush_s, call_s, call_wait,
                    progressive, t_used, is_mt, batch_ipis, batch_remote, entry_s, entry_ipis, entry_remote,
-                   per_folio, w_reach * r_ok, acc, qs, fs, ps)  # fmt: skip
+                   per_folio, w_reach * r_ok, acc, qs, fs, ps, mkey, mval)  # fmt: skip
             # A piece is 1/fp of its folio: convert the piece count added to folio units.
             added = acc[A_UNITS] - a_units
             share = 0.0
@@ -643,8 +707,9 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
                 seg_n[s] *= scale
             _batch(ty, seg_t, seg_n, n_seg, 1, p, w, bc, flush_s, call_s, call_wait, progressive, t_used,
                    is_mt, batch_ipis, batch_remote, entry_s, entry_ipis, entry_remote, per_folio,
-                   w_reach * (1.0 - r_ok), acc, qs, fs, ps)  # fmt: skip
-        reach *= r_ok**mult
+                   w_reach * (1.0 - r_ok), acc, qs, fs, ps, mkey, mval)  # fmt: skip
+        if r_ok < 1.0:
+            reach *= r_ok**mult
         n_seg = 0
         acc_pages = 0.0
         if reach <= 0.0:
@@ -685,7 +750,7 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
 def _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
-                     sync, numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps):  # fmt: skip
+                     sync, numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval):  # fmt: skip
     """All outputs of every point (one scalar evaluation per point; no state shared between points)."""
     for i in range(n.shape[0]):
         pi = pidx[i]
@@ -694,7 +759,7 @@ def _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threa
         tail = prof[ACK_SCALE] * emax[pi, int(tg) - 1] if tg > 1.0 else 0.0
         point_outputs(prof, tail, kern[i], mix_len[i], mix_kb[i], mix_n[i], n[i], limit[i], engine[i],
                       threads[i], tg, mapcount[i], p[i], sync[i] != 0, numa[i] > 0.5, wb[i], wb_wait[i],
-                      alloc[i], rate[i], out, i, ty, seg_t, seg_n, acc, qs, fs, ps)  # fmt: skip
+                      alloc[i], rate[i], out, i, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval)  # fmt: skip
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
@@ -708,8 +773,11 @@ def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, thread
     qs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
     fs = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
     ps = np.zeros((MAX_MIX + 2, NR_MAX_MIGRATE_PAGES_RETRY))
+    mkey = np.zeros((N_CACHE, 5), dtype=np.int64)
+    mkey[:, 0] = -1  # no entry: n_pass is never negative
+    mval = np.empty((N_CACHE, N_MOM))
     _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
-                     sync, numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps)  # fmt: skip
+                     sync, numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval)  # fmt: skip
 
 
 def emax_table(table: np.ndarray) -> np.ndarray:
