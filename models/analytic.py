@@ -25,7 +25,9 @@ the stall is ``max(0, W - E)`` with ``E ~ Exp(rate)``; ``stall_p99_s`` is its 99
 the folios of a call.
 
 Results are bit-identical whatever the chunking: the kernel is compiled without ``fastmath`` and
-each point's arithmetic is a scalar loop that does not depend on its neighbours.
+each point's arithmetic is a scalar loop that does not depend on its neighbours; the only state
+shared between points, the batch-shape cache of ``models.passmoments``, is keyed by the exact bits
+of its inputs and returns what a recomputation would.
 
 References
 ----------
@@ -44,6 +46,20 @@ import numba as nb
 import numpy as np
 
 from models.params import MAX_MIX, OUTPUT_INDEX, OUTPUTS, PointArrays
+from models.passmoments import (
+    M_PASSES,
+    M_PCALL,
+    M_QF,
+    M_QFB,
+    M_QQ,
+    M_QQB,
+    M_SF,
+    M_SKQ,
+    M_X,
+    N_CACHE,
+    N_MOM,
+    cached_moments,
+)
 from models.phases import (
     ACK_ALPHA,
     ACK_SCALE,
@@ -66,7 +82,6 @@ from models.phases import (
     REMAP_PTE,
     UNMAP,
     UNMAP_PTE,
-    _as_bits,
     batch_round_fixed_s,
     copy_engine_costs,
     defers_flush,
@@ -100,6 +115,10 @@ Q = 0.99
 # No reference-counting runtime either: a row view or an array argument per point would otherwise
 # cost atomic increments and decrements (most of the time per point); scratch comes from the caller.
 _jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
+# Inlined (numba IR) where the call itself, with its many array arguments, cost more than the body.
+_jit_inline = nb.njit(
+    cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False, inline="always"
+)
 
 # Columns of the per-type scratch (one row per folio size of a point, plus one for split pieces).
 # T_CF/T_CFW: per-folio copy cost and its waiting part inside a batch's copy call; T_CF1, T_CFW1,
@@ -113,10 +132,6 @@ PIECE = MAX_MIX  # the row of split pieces
 (A_TIME, A_ROUNDS, A_IPIS, A_REMOTE, A_WAIT, A_EXTRA, A_PAGES, A_UNITS, A_WIN, A_COUNT, A_PASSES,
  A_BATCHES) = range(12)  # fmt: skip
 N_ACC = 12
-# Columns of the batch-shape cache (:func:`_moments`).
-(M_X, M_SF, M_SKQ, M_QQB, M_QFB, M_QQ, M_QF, M_PASSES, M_PCALL) = range(9)  # fmt: skip
-N_MOM = 9
-N_CACHE = 1024  # rows of the batch-shape cache (a power of two)
 
 
 @_jit
@@ -136,93 +151,7 @@ def _pass_probs(abar: float, p: float, w: float, n_pass: int, q, f, pend) -> Non
         pend[k] = att
 
 
-@_jit
-def _moments(abar: float, p: float, w: float, n_pass: int, B: float, m, i: int) -> None:
-    """The pass-probability moments of one folio type in a batch of ``B`` such folios, into ``m``:
-    X = Σq, Σf, Σk·q, Σq·Q(<k), Σq·F(<k), Σq², Σq·f, the expected passes and P(some unmapped)."""
-    x = 0.0
-    sf = 0.0
-    skq = 0.0
-    a_qq_before = 0.0
-    a_qf_before = 0.0
-    a_qq = 0.0
-    a_qf = 0.0
-    q_before = 0.0
-    f_before = 0.0
-    att = 1.0
-    passes = 1.0
-    for k in range(n_pass):
-        if k == 0:
-            qk = (1.0 - abar) * (1.0 - p) * (1.0 - w)
-            fk = abar + (1.0 - abar) * (p + (1.0 - p) * w)
-            att = (1.0 - abar) * p
-        else:
-            qk = att * (1.0 - p) * (1.0 - w)
-            fk = att * (p + (1.0 - p) * w)
-            att = att * p
-        x += qk
-        sf += fk
-        skq += k * qk
-        a_qq_before += qk * q_before
-        a_qf_before += qk * f_before
-        a_qq += qk * qk
-        a_qf += qk * fk
-        q_before += qk
-        f_before += fk
-    # Passes of the batched phase that ran (models/MECHANISM.md §5): 1 + Σ_k P(some folio still
-    # -EAGAIN after k of the n_pass passes); powers of p by multiplication.
-    pk = 1.0
-    for _k in range(1, n_pass):
-        pk *= p
-        nd = (1.0 - abar) * pk
-        if nd > 0.0:
-            passes += 1.0 - (1.0 - nd) ** B
-    m[i, M_X] = x
-    m[i, M_SF] = sf
-    m[i, M_SKQ] = skq
-    m[i, M_QQB] = a_qq_before
-    m[i, M_QFB] = a_qf_before
-    m[i, M_QQ] = a_qq
-    m[i, M_QF] = a_qf
-    m[i, M_PASSES] = passes
-    m[i, M_PCALL] = 1.0 - (1.0 - x) ** B
-
-
-@_jit
-def _mix64(z: int) -> int:
-    """SplitMix64's finalizer (a bijective mixing of 64 bits; arithmetic shifts are as good here)."""
-    z = (z ^ (z >> 30)) * 0x3F58476D1CE4E5B9
-    z = (z ^ (z >> 27)) * 0x14D049BB133111EB
-    return z ^ (z >> 31)
-
-
-@_jit
-def _cached_moments(abar: float, p: float, w: float, n_pass: int, B: float, mkey, mval) -> int:
-    """Row of ``mval`` holding :func:`_moments` of these exact inputs (bit for bit), computed on a
-    miss: batches of the same shape recur across the points of a call (grids, full batches)."""
-    ka = _as_bits(abar)
-    kp = _as_bits(p)
-    kw = _as_bits(w)
-    kb = _as_bits(B)
-    h = _mix64(_mix64(_mix64(_mix64(ka + n_pass) ^ kp) ^ kw) ^ kb)
-    i = h & (mkey.shape[0] - 1)
-    if not (
-        mkey[i, 0] == n_pass
-        and mkey[i, 1] == ka
-        and mkey[i, 2] == kp
-        and mkey[i, 3] == kw
-        and mkey[i, 4] == kb
-    ):
-        _moments(abar, p, w, n_pass, B, mval, i)
-        mkey[i, 0] = n_pass
-        mkey[i, 1] = ka
-        mkey[i, 2] = kp
-        mkey[i, 3] = kw
-        mkey[i, 4] = kb
-    return i
-
-
-@_jit
+@_jit_inline
 def _batch_one(ty, t: int, B: float, n_pass: int, p: float, w: float, bc: float, flush_s: float,
                call_s: float, call_wait: float, progressive: bool, t_used: float, is_mt: bool,
                batch_ipis: float, batch_remote: float, entry_ipis: float, entry_remote: float,
@@ -234,7 +163,7 @@ def _batch_one(ty, t: int, B: float, n_pass: int, p: float, w: float, bc: float,
     """
     abar = ty[t, T_ABAR]
     ua = ty[t, T_UA]
-    i = _cached_moments(abar, p, w, n_pass, B, mkey, mval)
+    i = cached_moments(abar, p, w, n_pass, B, mkey, mval)
     x = mval[i, M_X]
     sf = mval[i, M_SF]
     skq = mval[i, M_SKQ]
@@ -476,7 +405,7 @@ def _batch(ty, seg_t, seg_n, n_seg: int, n_pass: int, p: float, w: float, bc: fl
     acc[A_BATCHES] += weight
 
 
-@_jit
+@_jit_inline
 def _fallback(ty, seg_t, seg_n, n_seg: int, p: float, w: float, n_pass_a: int, bc: float, wb_wait_s: float,
               is_mt: bool, entry_ipis: float, entry_remote: float, weight: float, acc) -> None:  # fmt: skip
     """Add ``weight`` × the synchronous one-by-one fallback of a batch (models/MECHANISM.md §4.3):
@@ -522,7 +451,7 @@ def _expected_prefix(a: float, n0: float, b: float) -> float:
     return mean * b / n0
 
 
-@_jit
+@_jit_inline
 def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n, n: float, limit: float,
                   engine: float, threads: float, targets: float, mapcount: float, p: float, sync: bool,
                   numa: bool, w: float, wb_wait_s: float, a: float, rate: float, out, col: int, ty, seg_t,
