@@ -602,9 +602,15 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
         geom = (1.0 - r_ok**mult) / (1.0 - r_ok) if r_ok < 1.0 else mult
         w_reach = reach * geom
         # No order-0 allocation failure in the batch: order-0 folios allocate (conditioning).
-        _batch(ty, seg_t, seg_n, n_seg, n_pass, p, w, bc, flush_s, call_s, call_wait, progressive, t_used,
-               is_mt, batch_ipis, batch_remote, entry_s, entry_ipis, entry_remote, per_folio,
-               w_reach * r_ok, acc, qs, fs, ps, mkey, mval)  # fmt: skip
+        t0 = seg_t[0]
+        if n_seg == 1:  # one size: the closed form, inlined here (what _batch would call)
+            _batch_one(ty, t0, seg_n[0], n_pass, p, w, bc, flush_s, ty[t0, T_CALL], ty[t0, T_CALLW],
+                       ty[t0, T_PROG] > 0.5, ty[t0, T_TUSED], is_mt, batch_ipis, batch_remote, entry_ipis,
+                       entry_remote, per_folio, w_reach * r_ok, acc, mkey, mval)  # fmt: skip
+        else:
+            _batch(ty, seg_t, seg_n, n_seg, n_pass, p, w, bc, flush_s, call_s, call_wait, progressive, t_used,
+                   is_mt, batch_ipis, batch_remote, entry_s, entry_ipis, entry_remote, per_folio,
+                   w_reach * r_ok, acc, qs, fs, ps, mkey, mval)  # fmt: skip
         if sync:
             _fallback(ty, seg_t, seg_n, n_seg, p, w, n_pass, bc, wb_wait_s, is_mt, entry_ipis, entry_remote,
                       w_reach * r_ok, acc)  # fmt: skip
