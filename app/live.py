@@ -246,20 +246,33 @@ def live_candidates(
             rows[int(i)] = hit
     if missing:
         # Limits that make the same batches (e.g. every limit up to 512 pages for 2 MiB folios) are
-        # the same point to the models: run the Monte Carlo model once for each such group.
+        # the same point to the models: each such group is evaluated once, always at its smallest
+        # limit of the grid, so its members tie exactly whether cached or not.
         limits = ana["batch_limit_pages"].to_numpy()
-        eff = batches_key(profile, wl, limits[missing])
         engines = ana["copy_engine"].astype(str).to_numpy()
         threads = ana["copy_threads"].to_numpy(dtype=np.int64)
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for j, e in zip(missing, eff, strict=True):
-            groups.setdefault((e, engines[j], int(threads[j])), []).append(j)
-        first = [g[0] for g in groups.values()]
-        pts = ana.iloc[np.asarray(first, dtype=np.intp)][["profile", *CHOICE]].assign(**wl)
-        mc = montecarlo_split(pts.reset_index(drop=True), seed, replicas)
+        group = list(zip(batches_key(profile, wl, limits), engines, threads.tolist(), strict=True))
+        canonical: dict[tuple[Any, ...], Any] = {}
+        for g, b in zip(group, limits, strict=True):
+            canonical[g] = min(canonical.get(g, b), b)
+        todo: dict[tuple[Any, ...], list[int]] = {}
+        for j in missing:
+            todo.setdefault(group[j], []).append(j)
+        pts = pd.DataFrame(
+            [
+                {
+                    "profile": profile,
+                    "batch_limit_pages": canonical[g],
+                    "copy_engine": g[1],
+                    "copy_threads": g[2],
+                }
+                for g in todo
+            ]
+        ).assign(**wl)
+        mc = montecarlo_split(pts, seed, replicas)
         cols = {str(c): mc[c].to_numpy() for c in mc.columns}
-        for n, g in enumerate(groups.values()):
-            for j in g:
+        for n, members in enumerate(todo.values()):
+            for j in members:
                 rec = {c: v[n] for c, v in cols.items()}
                 rec["batch_limit_pages"] = limits[j]
                 _store(("mc", *keys[j]), rec)

@@ -139,7 +139,7 @@ def main() -> None:
 
     from werkzeug.serving import make_server
 
-    from app.commands.explore import warm_up
+    from app.serving import warm_up
     from app.explorer import create_app
     from app.results_view import load_results
 

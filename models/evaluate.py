@@ -180,9 +180,6 @@ def measured_metric(
             codes, names = pd.factorize(points["profile"].astype(str))
             page_kb = np.array([get_profile(str(p)).page_kb for p in names], dtype=np.float64)[codes]
     page_kib = np.broadcast_to(np.asarray(page_kb, dtype=np.float64), (n,))
-    metrics = (
-        np.full(n, metric, dtype=object) if isinstance(metric, str) else np.asarray(metric, dtype=object)
-    )
     pages = n_folios * folio_kb / page_kib
     nbytes = n_folios * folio_kb * 1024.0
     page_b = page_kib * 1024.0
@@ -207,10 +204,16 @@ def measured_metric(
             "pages_per_s": pps if pps is not None or time_s is None else pages / time_s,
             "bytes_per_s": bps if bps is not None or time_s is None else nbytes / time_s,
         }
-        for m in np.unique(metrics):
-            sel = metrics == m
-            v = col(str(m)) if str(m) in values else derived.get(str(m))
+        # one metric for all (the common case) or hashed codes: sorting an object array is slow
+        if isinstance(metric, str):
+            mcodes, mnames = np.zeros(n, np.intp), [metric]
+        else:
+            fcodes, uniq = pd.factorize(np.asarray(metric, dtype=object))
+            mcodes, mnames = np.asarray(fcodes, np.intp), [str(u) for u in uniq]
+        for k, m in enumerate(mnames):
+            v = col(m) if m in values else derived.get(m)
             if v is not None:
+                sel = mcodes == k
                 out[sel] = np.broadcast_to(v, (n,))[sel]
     return out
 

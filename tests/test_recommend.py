@@ -488,6 +488,7 @@ def test_live_limits_that_make_the_same_batches_are_one_point() -> None:
     assert batches_key("epyc-zen3-2s", wl, [1, 8, 512, 513, 1024, 4096]) == [1, 1, 1, 2, 2, 8]
     assert batches_key("epyc-zen3-2s", {**wl, "kernel": "6.2"}, [1, 4096]) == [1, 1]  # no batching
     assert batches_key("grace-2s", {**wl, "folio_kb": 64}, [1, 8192]) == [1, 64]  # 64 KiB pages: 1 page
+    live_candidates("epyc-zen3-2s", wl, Constraints(5e-3))  # some limits cached first, then the rest
     cands = live_candidates("epyc-zen3-2s", wl)
     cpu = cands[(cands["copy_engine"] == "cpu")].set_index("batch_limit_pages")
     small = cpu.loc[[b for b in cpu.index if b <= 512]]

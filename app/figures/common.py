@@ -24,6 +24,10 @@ LABELS: dict[str, str] = {
     "profile": "hardware profile",
     "batch_limit_pages": "batch limit (base pages)",
     "copy_threads": "copy threads (threads/channels)",
+    "numa_hinting": "NUMA-hinting PTEs, not flushed in the batch (0/1, 6.4+)",
+    "writeback_prob": "writeback probability per folio",
+    "writeback_wait_s": "writeback wait in sync mode (s)",
+    "alloc_fail_prob": "destination allocation failure probability",
 }
 
 
