@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numba as nb
 
-from models.phases import _as_bits
+from models.phases import as_bits
 
 # No fastmath: the same inputs give the same bits wherever they are evaluated (issue 13).
 _jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
@@ -98,10 +98,10 @@ def _mix64(z: int) -> int:
 def cached_moments(abar: float, p: float, w: float, n_pass: int, B: float, mkey, mval) -> int:
     """Row of ``mval`` holding :func:`moments` of these exact inputs (bit for bit), computed on a
     miss: batches of the same shape recur across the points of a call (grids, full batches)."""
-    ka = _as_bits(abar)
-    kp = _as_bits(p)
-    kw = _as_bits(w)
-    kb = _as_bits(B)
+    ka = as_bits(abar)
+    kp = as_bits(p)
+    kw = as_bits(w)
+    kb = as_bits(B)
     h = _mix64(_mix64(_mix64(_mix64(ka + n_pass) ^ kp) ^ kw) ^ kb)
     i = h & (mkey.shape[0] - 1)
     if not (

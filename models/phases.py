@@ -154,7 +154,7 @@ def expected_max_lomax(k: float, alpha: float) -> float:
 
 
 @intrinsic
-def _as_bits(typingctx, x):
+def as_bits(typingctx, x):
     """The IEEE-754 bits of a float64 as an int64 (a register move, no memory)."""
 
     def codegen(context, builder, sig, args):
@@ -201,7 +201,7 @@ _P = (
 @_jit
 def fast_log(x: float) -> float:
     """Natural log of a positive normal float64, branch-free (vectorizable), < 2 ulp error."""
-    bits = _as_bits(x)
+    bits = as_bits(x)
     e = (bits >> 52) - 1023
     m = _from_bits((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
     big = m > 1.4142135623730951
