@@ -465,13 +465,12 @@ def check_points(points: pd.DataFrame) -> tuple[PointArrays, np.ndarray]:
     single = ~has_mix
     mix_kb[single, 0] = cols["folio_kb"][single]
     mix_frac[single, 0] = 1.0
-    used = np.arange(MAX_MIX)[None, :] < mix_len[:, None]
-    size_bad = used & (
-        (mix_kb < page_kb[:, None])
-        | (mix_kb > max_folio_kb[:, None])
-        | (np.log2(np.maximum(mix_kb, 1e-300)) != np.round(np.log2(np.maximum(mix_kb, 1e-300))))
-    )
-    bad_size = size_bad.any(axis=1)
+    # every used size: a power of two within the profile's folio sizes (checked on used entries only)
+    row, col_k = np.nonzero(np.arange(MAX_MIX)[None, :] < mix_len[:, None])
+    size_kb = mix_kb[row, col_k]
+    lg = np.log2(np.maximum(size_kb, 1e-300))
+    bad_size = np.zeros(n, dtype=bool)
+    bad_size[row[(size_kb < page_kb[row]) | (size_kb > max_folio_kb[row]) | (lg != np.round(lg))]] = True
     if bad_size.any():
         col_name = np.where(has_mix, "folio_mix", "folio_kb")
         msg = np.array(
@@ -518,7 +517,12 @@ def check_points(points: pd.DataFrame) -> tuple[PointArrays, np.ndarray]:
     mix_kb[bad, 0] = page_kb[bad]
     mix_frac = np.where(bad[:, None], 0.0, mix_frac)
     mix_frac[bad, 0] = 1.0
-    mix_folios = mix_counts(mix_frac, cols["n_folios"])
+    # one size: all the folios (what mix_counts gives, without its per-row sort)
+    mix_folios = np.zeros_like(mix_frac)
+    mix_folios[:, 0] = cols["n_folios"]
+    multi = mix_len > 1
+    if multi.any():
+        mix_folios[multi] = mix_counts(mix_frac[multi], cols["n_folios"][multi])
 
     arrays = PointArrays(
         profile_index=prof_idx,
