@@ -185,7 +185,7 @@ def _count_positive(a, m: int) -> int:
 
 
 @_jit
-def _select(a, lo: int, hi: int, k: int) -> None:
+def quickselect(a, lo: int, hi: int, k: int) -> None:
     """In-place quickselect: a[k] becomes the k-th smallest of a[lo:hi], none larger left of it and
     none smaller right of it.
 
@@ -282,11 +282,11 @@ def _bracket(samp, m: int, k: int, start: int):
     lo = -math.inf
     hi = math.inf
     if r_lo >= 0:
-        _select(samp, start if r_lo >= start else 0, SAMPLE, r_lo)
+        quickselect(samp, start if r_lo >= start else 0, SAMPLE, r_lo)
         lo = samp[r_lo]
         start = r_lo + 1
     if r_hi < SAMPLE:
-        _select(samp, start if r_hi >= start else 0, SAMPLE, r_hi)
+        quickselect(samp, start if r_hi >= start else 0, SAMPLE, r_hi)
         hi = samp[r_hi]
         start = r_hi + 1
     return lo, hi, start
@@ -298,9 +298,9 @@ def _finish(a, m: int, k: int, lo: float, lt: int, le: int, n_in: int, tmp) -> f
     if lt <= k < le:
         return lo
     if le <= k < le + n_in:
-        _select(tmp, 0, n_in, k - le)
+        quickselect(tmp, 0, n_in, k - le)
         return tmp[k - le]
-    _select(a, 0, m, k)  # the bracket missed: exact, slower
+    quickselect(a, 0, m, k)  # the bracket missed: exact, slower
     return a[k]
 
 
@@ -334,7 +334,7 @@ def _gather_between(a, m: int, lo: float, hi: float, tmp):
 
 
 @_jit
-def _sample(a, m: int, samp) -> None:
+def selection_sample(a, m: int, samp) -> None:
     """SAMPLE values of a[:m], one from each of SAMPLE equal strides at an offset that moves along a
     golden-ratio sequence: windows come in ascending runs (one per pass), and a fixed offset would
     sample the same place of every run whenever the run length divides the stride."""
@@ -345,22 +345,22 @@ def _sample(a, m: int, samp) -> None:
 
 
 @_jit
-def _kth(a, m: int, k: int, samp, tmp) -> float:
-    """k-th smallest of a[:m] (0-based), exact; may reorder a. One sample bracket as in ``_p50_p99``."""
+def kth_smallest(a, m: int, k: int, samp, tmp) -> float:
+    """k-th smallest of a[:m] (0-based), exact; may reorder a. One sample bracket as in ``p50_p99``."""
     if m <= SMALL:
-        _select(a, 0, m, k)
+        quickselect(a, 0, m, k)
         return a[k]
-    _sample(a, m, samp)
+    selection_sample(a, m, samp)
     lo, hi, _start = _bracket(samp, m, k, 0)
     lt, le, n_in = _gather_between(a, m, lo, hi, tmp)
     return _finish(a, m, k, lo, lt, le, n_in, tmp)
 
 
 @_jit
-def _p50_p99(a, m: int, samp, tmp1, tmp2):
+def p50_p99(a, m: int, samp, tmp1, tmp2):
     """(p50, p99) of a[:m] by the inverted-CDF definition (rank ceil(q·m) - 1), exact; may reorder a.
 
-    Floyd-Rivest style for large m: ranks of a sample (``_sample``) bracket each answer ([lo, hi] holds it
+    Floyd-Rivest style for large m: ranks of a sample (``selection_sample``) bracket each answer ([lo, hi] holds it
     with overwhelming probability); one branch-free pass counts the values below each bracket and
     copies those inside, and a quickselect among the few copied ones finishes exactly. Should a
     bracket miss, a quickselect over everything gives the same result, slower. With lo = -inf the
@@ -371,12 +371,12 @@ def _p50_p99(a, m: int, samp, tmp1, tmp2):
     k99 = max(math.ceil(0.99 * m) - 1, 0)
     k50 = max(math.ceil(0.50 * m) - 1, 0)
     if m <= SMALL:
-        _select(a, 0, m, k99)
+        quickselect(a, 0, m, k99)
         p99 = a[k99]
         if k50 < k99:
-            _select(a, 0, k99, k50)
+            quickselect(a, 0, k99, k50)
         return a[k50], p99
-    _sample(a, m, samp)
+    selection_sample(a, m, samp)
     lo50, hi50, start = _bracket(samp, m, k50, 0)
     lo99, hi99, _start = _bracket(samp, m, k99, start)
     lt50, le50, n50, lt99, le99, n99 = _gather_between2(a, m, lo50, hi50, lo99, hi99, tmp1, tmp2)
@@ -386,7 +386,7 @@ def _p50_p99(a, m: int, samp, tmp1, tmp2):
 
 
 @_jit
-def _run_value(a: float, slope: float, j: float) -> float:
+def run_value(a: float, slope: float, j: float) -> float:
     """Window j of a pass: W_j = a + slope·(j+1)."""
     return a + slope * (j + 1.0)
 
@@ -395,19 +395,19 @@ def _run_value(a: float, slope: float, j: float) -> float:
 def _run_count(a: float, slope: float, c: int, x: float) -> int:
     """How many of W_j = a + slope·(j+1), j < c, are at or below x: O(1) (monotone in j)."""
     if slope == 0.0:
-        return c if _run_value(a, slope, 0.0) <= x else 0
+        return c if run_value(a, slope, 0.0) <= x else 0
     t = (x - a) / slope - 1.0
     if slope > 0.0:
         j = int(min(max(math.floor(t), -1.0), c - 1.0))
-        while j + 1 < c and _run_value(a, slope, j + 1.0) <= x:
+        while j + 1 < c and run_value(a, slope, j + 1.0) <= x:
             j += 1
-        while j >= 0 and _run_value(a, slope, float(j)) > x:
+        while j >= 0 and run_value(a, slope, float(j)) > x:
             j -= 1
         return j + 1
     j = int(min(max(math.ceil(t), 0.0), float(c)))
-    while j > 0 and _run_value(a, slope, j - 1.0) <= x:
+    while j > 0 and run_value(a, slope, j - 1.0) <= x:
         j -= 1
-    while j < c and _run_value(a, slope, float(j)) > x:
+    while j < c and run_value(a, slope, float(j)) > x:
         j += 1
     return c - j
 
@@ -425,7 +425,7 @@ RUN_BRACKET = 64  # bisect until at most this many windows lie inside the bracke
 
 
 @_jit
-def _runs_kth(runs, nr: int, k: int, tmp) -> float:
+def runs_kth(runs, nr: int, k: int, tmp) -> float:
     """k-th smallest (0-based) of the windows of ``nr`` passes, each an arithmetic sequence
     (``runs[:, i]`` = a, slope, count), exact, without materializing them: bisect the value until
     few lie in the bracket (lo, hi] (counts per sequence in O(1)), then select among those."""
@@ -433,8 +433,8 @@ def _runs_kth(runs, nr: int, k: int, tmp) -> float:
     hi = -math.inf
     for i in range(nr):
         a, sl, c = runs[0, i], runs[1, i], runs[2, i]
-        v0 = _run_value(a, sl, 0.0)
-        v1 = _run_value(a, sl, c - 1.0)
+        v0 = run_value(a, sl, 0.0)
+        v1 = run_value(a, sl, c - 1.0)
         lo = min(lo, v0, v1)
         hi = max(hi, v0, v1)
     n_lo = _runs_count(runs, nr, lo)
@@ -462,9 +462,9 @@ def _runs_kth(runs, nr: int, k: int, tmp) -> float:
         else:
             j0, j1 = c - c_hi, c - c_lo
         for j in range(j0, j1):
-            tmp[n] = _run_value(a, sl, float(j))
+            tmp[n] = run_value(a, sl, float(j))
             n += 1
-    _select(tmp, 0, n, k - n_lo)
+    quickselect(tmp, 0, n, k - n_lo)
     return tmp[k - n_lo]
 
 
@@ -1309,10 +1309,10 @@ def mc_point(
         else:
             win = _sum(wbuf, m)
         if nr > 0 and nr * RUN_MIN_FOLIOS <= m:  # few long batches: order statistics of the sequences
-            w50 = _runs_kth(runs, nr, max(math.ceil(0.50 * m) - 1, 0), tmp1)
-            w99 = _runs_kth(runs, nr, max(math.ceil(0.99 * m) - 1, 0), tmp1)
+            w50 = runs_kth(runs, nr, max(math.ceil(0.50 * m) - 1, 0), tmp1)
+            w99 = runs_kth(runs, nr, max(math.ceil(0.99 * m) - 1, 0), tmp1)
         else:
-            w50, w99 = _p50_p99(wbuf, m, samp, tmp1, tmp2)
+            w50, w99 = p50_p99(wbuf, m, samp, tmp1, tmp2)
         # Stalls are often mostly zero (no touch inside the window): then both quantiles are 0.
         # When half of them or more are zero the p50 is 0 and only the p99 needs a selection.
         st50 = st99 = 0.0
@@ -1320,9 +1320,9 @@ def mc_point(
             n_pos = _count_positive(sbuf, m)
             k99 = max(math.ceil(0.99 * m) - 1, 0)
             if n_pos >= m - max(math.ceil(0.50 * m) - 1, 0):
-                st50, st99 = _p50_p99(sbuf, m, samp, tmp1, tmp2)
+                st50, st99 = p50_p99(sbuf, m, samp, tmp1, tmp2)
             elif n_pos >= m - k99:
-                st99 = _kth(sbuf, m, k99, samp, tmp1)
+                st99 = kth_smallest(sbuf, m, k99, samp, tmp1)
         passes_mean = passes_sum
         fm = float(m)
         s_time += time

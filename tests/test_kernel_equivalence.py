@@ -228,7 +228,7 @@ def test_acknowledgement_tail_draw_inverts_the_max_of_k_lomax_into_the_far_tail(
 
 
 def test_window_order_statistics_of_sequences_are_exact() -> None:
-    from models.montecarlo import _run_value, _runs_kth
+    from models.montecarlo import run_value, runs_kth
 
     rng = np.random.default_rng(3)
     for trial in range(300):
@@ -239,7 +239,7 @@ def test_window_order_statistics_of_sequences_are_exact() -> None:
         runs[2] = rng.choice([1, 2, 7, 64, 500], nr)
         if trial % 10 == 0:
             runs[:, 1:] = runs[:, :1]  # identical sequences: ties
-        values = np.sort([_run_value(a, s, float(j)) for a, s, c in runs.T for j in range(int(c))])
+        values = np.sort([run_value(a, s, float(j)) for a, s, c in runs.T for j in range(int(c))])
         tmp = np.empty(values.size + 1)
         for k in {0, values.size // 2, int(0.99 * values.size), values.size - 1}:
-            assert _runs_kth(runs, nr, k, tmp) == values[k]
+            assert runs_kth(runs, nr, k, tmp) == values[k]

@@ -1,8 +1,8 @@
 """The Monte Carlo order statistics are exact: every selection routine against ``np.sort``.
 
 The kernels take p50/p99 of the windows and stalls of every simulated call with a branch-free
-quickselect (``_select``), a sample-bracketed selection for large arrays (``_p50_p99``, ``_kth``)
-and order statistics of arithmetic sequences (``_runs_kth``, tested in
+quickselect (``quickselect``), a sample-bracketed selection for large arrays (``p50_p99``, ``kth_smallest``)
+and order statistics of arithmetic sequences (``runs_kth``, tested in
 ``test_kernel_equivalence.py``). Inputs cover what the model produces: heavy tails, runs of ties
 (zero stalls), constant arrays, sorted and reverse-sorted runs, a few distinct values.
 """
@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from models.montecarlo import SAMPLE, SMALL, _kth, _p50_p99, _sample, _select
+from models.montecarlo import SAMPLE, SMALL, kth_smallest, p50_p99, quickselect, selection_sample
 
 
 def arrays(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -41,7 +41,7 @@ def test_select_puts_the_kth_smallest_at_k_and_partitions_around_it(n: int) -> N
     for name, x in arrays(rng, n).items():
         for k in sorted({0, n // 2, n - 1, int(rng.integers(0, n))}):
             a = x.copy()
-            _select(a, 0, n, k)
+            quickselect(a, 0, n, k)
             assert a[k] == np.sort(x)[k], (name, n, k)
             assert (a[:k] <= a[k]).all() and (a[k + 1 :] >= a[k]).all(), (name, n, k)
             assert np.array_equal(np.sort(a), np.sort(x)), (name, n, k)  # a permutation
@@ -59,14 +59,14 @@ def test_select_at_the_edges_of_runs_of_ties() -> None:
                 for k in (c - 1, c):
                     if k < n:
                         a = x.copy()
-                        _select(a, 0, n, int(k))
+                        quickselect(a, 0, n, int(k))
                         assert a[k] == s[k], (name, n, k)
 
 
 def test_select_on_a_subrange_leaves_the_rest_alone() -> None:
     x = np.random.default_rng(1).random(300)
     a = x.copy()
-    _select(a, 100, 250, 180)
+    quickselect(a, 100, 250, 180)
     assert np.array_equal(a[:100], x[:100]) and np.array_equal(a[250:], x[250:])
     assert a[180] == np.sort(x[100:250])[80]
 
@@ -79,16 +79,16 @@ def test_p50_p99_and_kth_are_exact(m: int) -> None:
     tmp2 = np.empty(m + 1)
     for name, x in arrays(rng, m).items():
         s = np.sort(x)
-        p50, p99 = _p50_p99(x.copy(), m, samp, tmp1, tmp2)
+        p50, p99 = p50_p99(x.copy(), m, samp, tmp1, tmp2)
         assert (p50, p99) == (s[rank(0.5, m)], s[rank(0.99, m)]), (name, m)
         for q in (0.0, 0.3, 0.99, 1.0):
-            assert _kth(x.copy(), m, rank(q, m), samp, tmp1) == s[rank(q, m)], (name, m, q)
+            assert kth_smallest(x.copy(), m, rank(q, m), samp, tmp1) == s[rank(q, m)], (name, m, q)
 
 
 def sampled_positions(m: int) -> np.ndarray:
-    """The positions ``_sample`` reads, found by letting it sample the array of indices."""
+    """The positions ``selection_sample`` reads, found by letting it sample the array of indices."""
     samp = np.empty(SAMPLE)
-    _sample(np.arange(m, dtype=np.float64), m, samp)
+    selection_sample(np.arange(m, dtype=np.float64), m, samp)
     return samp.astype(np.int64)
 
 
@@ -129,11 +129,11 @@ def test_selection_is_exact_when_the_sample_bracket_misses(
     assert not partitioned_at(x, k50) and not partitioned_at(x, k99)
     samp, tmp1, tmp2 = np.empty(SAMPLE), np.empty(m + 1), np.empty(m + 1)
     a = x.copy()
-    assert _p50_p99(a, m, samp, tmp1, tmp2) == (s[k50], s[k99])
+    assert p50_p99(a, m, samp, tmp1, tmp2) == (s[k50], s[k99])
     assert partitioned_at(a, rank(missed[-1], m))  # the last fallback's partition
     for q in (0.5, 0.99):
         a = x.copy()
-        assert _kth(a, m, rank(q, m), samp, tmp1) == s[rank(q, m)]
+        assert kth_smallest(a, m, rank(q, m), samp, tmp1) == s[rank(q, m)]
         assert partitioned_at(a, rank(q, m)) == (q in missed), q
 
 
@@ -144,7 +144,7 @@ def test_p50_p99_leaves_the_array_alone_when_the_bracket_holds(m: int) -> None:
     x = np.random.default_rng(m).permutation(np.linspace(2.0, 3.0, m))
     a = x.copy()
     s = np.sort(x)
-    assert _p50_p99(a, m, np.empty(SAMPLE), np.empty(m + 1), np.empty(m + 1)) == (
+    assert p50_p99(a, m, np.empty(SAMPLE), np.empty(m + 1), np.empty(m + 1)) == (
         s[rank(0.5, m)],
         s[rank(0.99, m)],
     )
