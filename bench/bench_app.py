@@ -197,7 +197,7 @@ def main() -> None:
             values = live_values("epyc-zen3-2s", r)
             out["live_replicas"] = LIVE_REPLICAS
         out["source"] = a.source
-        from app.explorer.pages.choose import _label as label
+        from app.explorer.pages.choose import option_label as label
 
         budgets = ["50", "200", "500", "1000", "2000", "100", "5000"]
         profiles = ["xeon-8260l-2s", "epyc-zen3-2s", "kunpeng920-2s", "epyc-zen3-2s"]

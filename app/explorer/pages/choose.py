@@ -89,12 +89,12 @@ def _typed(name: str, v: Any) -> Any:
     return int(f) if f.is_integer() and name not in ("busy_prob", "access_rate_hz") else f
 
 
-def _label(v: Any) -> str:
+def option_label(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _options(values: list[Any]) -> list[dict[str, Any]]:
-    return [{"label": _label(v), "value": v} for v in values]
+    return [{"label": option_label(v), "value": v} for v in values]
 
 
 def live_values(profile: str, results: Results | None) -> dict[str, list[Any]]:
@@ -398,7 +398,7 @@ def register(app: Any, state: Any) -> None:
             v = _typed(name, search)
             if v is None or any(o.get("value") == v for o in options or []):
                 return no_update
-            return [*(options or []), {"label": _label(v), "value": v}]
+            return [*(options or []), {"label": option_label(v), "value": v}]
 
         app.callback(
             Output(cid, "options", allow_duplicate=True),
