@@ -90,6 +90,7 @@ def _typed(name: str, v: Any) -> Any:
 
 
 def option_label(v: Any) -> str:
+    """A dropdown option's label: floats without trailing zeros."""
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
