@@ -48,6 +48,8 @@ from sweep.storage import infeasible_reasons
 MEASURE_DEFAULT_OUT = Path("measurements")
 BATCH_LIMITS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 DEFAULT_BUDGET_US = 1000.0
+#: The constraint that binds a recommendation, in words (the Recommendations table).
+BINDING_WORDS = {"stall_p99_s": "stall", "cpu_time_s": "CPU time", "remote_cpu_time_s": "remote CPU"}
 
 
 def predictions_table(profile: str | None = None) -> Any:
@@ -170,20 +172,19 @@ def run_main_job(
             "profile": r.profile,
             "folio_kb": r.workload.get("folio_kb"),
             "batch_limit_pages": r.choice.batch_limit_pages,
-            "copy_engine": r.choice.copy_engine,
-            "copy_threads": r.choice.copy_threads,
+            "copy_engine": f"{r.choice.copy_engine} ×{r.choice.copy_threads}",
             "pages_per_s": r.choice.pages_per_s,
             "stall_p99_s": r.choice.stall_p99_s,
-            "gain": r.gain if r.gain is not None else float("nan"),
-            "distinguishable": "yes" if r.distinguishable else "no",
-            "binding": ",".join(r.binding) or "none",
+            "gain": "—" if r.gain is None else f"{r.gain:.2f}×" + ("" if r.distinguishable else "*"),
+            "binding": ", ".join(BINDING_WORDS.get(b, b) for b in r.binding) or "none",
         }
         for r in recs
     ]
     render_table(
         pd.DataFrame(rows),
-        f"Recommendations (p99 stall ≤ {DEFAULT_BUDGET_US:g} µs, default workloads)",
-        formatters={"gain": lambda v: f"{v:.3f}×"},
+        f"Recommendations (p99 stall ≤ {DEFAULT_BUDGET_US:g} µs, default workloads; "
+        "*: not distinguishable from the default, its 90 % interval includes 1)",
+        headings={"gain": "gain over default", "binding": "limited by"},
     )
 
     if not serve:
