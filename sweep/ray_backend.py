@@ -165,8 +165,13 @@ def run_chunks(
                     session.nodes.add(node)
                     on_result(result)
         finally:
-            for ref in pending:
-                ray.cancel(ref, force=False)
+            # Tasks still out are cancelled only on a cluster we joined: an embedded Ray is shut down
+            # next, which ends them, and cancelling first raced a finishing task's reply in Ray's core
+            # worker ("Tried to complete task that was not pending": a native abort instead of exit
+            # 130/143 after Ctrl-C or SIGTERM).
+            if not session.started_here:
+                for ref in pending:
+                    ray.cancel(ref, force=False)
     finally:
         session.close()
     return session
