@@ -192,7 +192,13 @@ def run_main_job(
             f"`foliotune explore --results {sweep_dir}`")  # fmt: skip
         return
     warm_up(sweep_dir, True)
-    app = create_app(sweep_dir, sweeps_dir=out / "explorer-sweeps", measurements=local_rows)
+    app = create_app(
+        sweep_dir,
+        sweeps_dir=out / "explorer-sweeps",
+        measurements=local_rows,
+        # step 2's regression (the shipped one if the local rows could not be fitted), not refitted
+        measurements_regression=reg if local_rows is not None else None,
+    )
     say(f"[bold]4/4 explorer[/bold] at http://{host}:{port}/  (Ctrl-C to stop)")
     print(f"http://{host}:{port}/", flush=True)
     sys.stdout.flush()

@@ -300,6 +300,10 @@ def test_local_measurements_join_the_explorers_evidence_and_regression(tmp_path:
     ratio = reg.predict(pts)["pages_per_s"].to_numpy() / shipped.predict(pts)["pages_per_s"].to_numpy()
     assert np.median(ratio) > 2.0  # the local rows are 4x the shipped ones and the newest
     state.close()
+    given = create_app(
+        tmp_path, sweeps_dir=tmp_path / "sw", measurements=rows, measurements_regression=shipped
+    )
+    assert given.server.extensions["foliotune_state"].regression("s") is shipped  # the run's, not refitted
     assert load_extra_measurements([]) is None
 
 

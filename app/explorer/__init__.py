@@ -243,11 +243,13 @@ def create_app(
     sweep_backend: str = "ray",
     sweep_workers: int | None = None,
     measurements: pd.DataFrame | None = None,
+    measurements_regression: RegressionSource | None = None,
 ) -> Any:
     """A new Dash app showing ``results_dir`` (or several folders; the first is shown first).
 
     ``measurements``: validated rows (e.g. from ``foliotune measure --kernel`` or ``import-trace``)
-    shown on Evidence with the shipped ones; the regression is refitted on both at the first use.
+    shown on Evidence with the shipped ones; the regression is refitted on both at the first use,
+    unless the caller gives the one to use (``measurements_regression``).
     """
     # Dash loads only when an app is built (~1 s that `foliotune recommend` and the tests of the
     # data layer need not pay).
@@ -268,6 +270,7 @@ def create_app(
         sweep_backend=sweep_backend,
         sweep_workers=sweep_workers,
         local_rows=measurements if measurements is not None and len(measurements) else None,
+        _local_regression=measurements_regression,
     )
     app = dash.Dash(
         __name__,
