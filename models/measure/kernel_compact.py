@@ -31,6 +31,7 @@ from models.measure.topology import read_tlb_interrupts
 if TYPE_CHECKING:
     from models.measure.kernel_run import KernelReport
     from models.measure.topology import Topology
+    from models.measure.workload import Workload
 
 COMPACT = Path("/proc/sys/vm/compact_memory")
 
@@ -76,16 +77,22 @@ def traced_compaction(inst: Path, cpu: int) -> tuple[MigrateCall, float, int | N
 
 
 def compaction_calls(
-    rep: KernelReport, inst: Path, topo: Topology, repeats: int, migrator: int, prog: Callable[[str], None]
+    rep: KernelReport,
+    inst: Path,
+    topo: Topology,
+    pool: Workload,
+    repeats: int,
+    migrator: int,
+    prog: Callable[[str], None],
 ) -> None:
     # kernel_run imports this module: its names are taken when the call runs (an import cycle)
-    from models.measure.kernel_run import KernelCall, Workload
+    from models.measure.kernel_run import KernelCall
 
     n = topo.nproc
     for k in range(1, n + 1):
         workers = tuple(topo.cpus[1 : k + 1]) if k < n else tuple(topo.cpus)
         for r in range(repeats):
-            with Workload(workers):
+            with pool.running(workers):
                 try:
                     mean, wall, irqs, ncalls, text = traced_compaction(inst, migrator)
                 except (RuntimeError, subprocess.CalledProcessError) as exc:

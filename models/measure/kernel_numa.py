@@ -23,10 +23,17 @@ from models.measure.topology import KIB, MIB, PAGE_BYTES, Topology, read_tlb_int
 
 if TYPE_CHECKING:
     from models.measure.kernel_run import KernelCall
+    from models.measure.workload import Workload
 
 
 def one_move_pages_call(
-    inst: Path, topo: Topology, kb: int, workers: tuple[int, ...], migrator: int, repeat: int
+    inst: Path,
+    topo: Topology,
+    kb: int,
+    pool: Workload,
+    workers: tuple[int, ...],
+    migrator: int,
+    repeat: int,
 ) -> KernelCall | str:
     """Two or more nodes: one ``move_pages(2)`` call moving a 128 MiB buffer from the first node with
     memory to the second, traced like the hotplug path. (Not exercised on the one-node machine this
@@ -35,7 +42,6 @@ def one_move_pages_call(
     from models.measure.kernel_run import (
         MADV_POPULATE_WRITE,
         KernelCall,
-        Workload,
         folio_heads,
         page_frames,
     )
@@ -60,7 +66,7 @@ def one_move_pages_call(
         nodes = np.full(len(pages), dst, np.int32)
         status = np.full(len(pages), -1, np.int32)
         (inst / "trace").write_text("")
-        with Workload(workers):
+        with pool.running(workers):
             os.sched_setaffinity(0, {migrator})
             try:
                 c0 = read_tlb_interrupts()
