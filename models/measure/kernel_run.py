@@ -20,7 +20,6 @@ MIGRATE_SYNC, MR_MEMORY_HOTPLUG, NULL)``. mm/migrate.c ``migrate_pages()`` /
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import shutil
@@ -214,9 +213,6 @@ def _offline_traced(inst: Path, block: Path, cpu: int) -> tuple[str, float, int 
     (inst / "trace").write_text("")
     old = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})  # the child inherits the calling thread's affinity
-    policy = os.sched_getscheduler(0)
-    with contextlib.suppress(OSError):  # above the workload's SCHED_FIFO threads while the call runs
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
     try:
         c0 = read_tlb_interrupts()
         (inst / "tracing_on").write_text("1")
@@ -230,8 +226,6 @@ def _offline_traced(inst: Path, block: Path, cpu: int) -> tuple[str, float, int 
         (inst / "tracing_on").write_text("0")
         c1 = read_tlb_interrupts()
     finally:
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, policy, os.sched_param(0))
         os.sched_setaffinity(0, old)
     irqs = None if c0 is None or c1 is None else c1 - c0
     return (inst / "trace").read_text(), wall, irqs, r.stderr.strip() if r.returncode else ""
