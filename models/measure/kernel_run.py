@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -43,7 +42,8 @@ from models.measure.sysstate import (
     read_choice,
     set_block_state,
 )
-from models.measure.topology import KIB, MIB, PAGE_BYTES, Topology, read_tlb_interrupts
+from models.measure.topology import KIB, MIB, PAGE_BYTES, Topology
+from models.measure.tracing import fifo_shell, traced_window
 from models.measure.workload import Workload
 
 THP = Path("/sys/kernel/mm/transparent_hugepage")
@@ -210,25 +210,9 @@ def warm_free_memory(nbytes: int) -> None:
 
 def _offline_traced(inst: Path, block: Path, cpu: int) -> tuple[str, float, int | None, str]:
     """Take ``block`` offline from a task pinned to ``cpu``; return (trace text, wall s, TLB IRQs, error)."""
-    (inst / "trace").write_text("")
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})  # the child inherits the calling thread's affinity
-    try:
-        c0 = read_tlb_interrupts()
-        (inst / "tracing_on").write_text("1")
-        t0 = time.perf_counter()
-        # SCHED_FIFO for the short write: the call is timed against the kernel, not against other load.
-        cmd = ["sh", "-c", f"echo offline > {block / 'state'}"]
-        if shutil.which("chrt"):
-            cmd = ["chrt", "-f", "10", *cmd]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        (inst / "tracing_on").write_text("0")
-        c1 = read_tlb_interrupts()
-    finally:
-        os.sched_setaffinity(0, old)
-    irqs = None if c0 is None or c1 is None else c1 - c0
-    return (inst / "trace").read_text(), wall, irqs, r.stderr.strip() if r.returncode else ""
+    with traced_window(inst, cpu) as w:
+        r = subprocess.run(fifo_shell(f"echo offline > {block / 'state'}"), capture_output=True, text=True)
+    return w.text, w.wall_s, w.tlb_irqs, r.stderr.strip() if r.returncode else ""
 
 
 def _one_hotplug_call(
