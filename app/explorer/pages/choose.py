@@ -20,7 +20,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from app.explorer.pages.choose_card import card
 from app.figures.choose import choice_figure, marginal_figure, pareto_figure
 from app.figures.common import LABELS
-from app.live import analytic_grid, live_candidates, recommend_live
+from app.live import live_view
 from app.queries import default_profile, engine_curves, recommend_for, regression_band
 from app.recommend import OPTIONAL_WORKLOAD, WORKLOAD, Constraints, Recommendation
 from app.recommend_exports import FORMATS, export_bytes, export_filename
@@ -54,6 +54,68 @@ OPT_LABELS = {
     "kernel": "kernel version (MAJOR.MINOR)",
     "folio_mix": "folio mix KB:share,… (optional)",
 }
+
+
+#: The page's figures: each graph is drawn from a store the server writes (see :data:`SHOW_FIGURE`).
+GRAPHS: tuple[str, ...] = ("ch-marginal", "ch-pareto", "ch-curves")
+#: Draws a figure now when its graph is on screen (within 200 px), else when it scrolls
+#: into view or the browser is next idle (at most a second later): an interaction then waits only
+#: for what can be seen. A graph waiting to be drawn has the class ``ft-deferred`` and, in
+#: ``data-ft-stamp``, the stamp of the figure it waits for (each figure's ``layout.uirevision``).
+SHOW_FIGURE = """function(fig) {
+  const show = window.ftShowFigure || (window.ftShowFigure = (() => {
+    const waiting = {};
+    const idle = window.requestIdleCallback || ((cb) => setTimeout(cb, 200));
+    const onScreen = (el) => {
+      const r = el.getBoundingClientRect();
+      return r.bottom > -200 && r.top < window.innerHeight + 200;
+    };
+    const flush = (gid) => {
+      if (!(gid in waiting)) return;
+      const f = waiting[gid];
+      delete waiting[gid];
+      const el = document.getElementById(gid);
+      if (el) el.classList.remove('ft-deferred');
+      dash_clientside.set_props(gid, {figure: f});
+    };
+    const io = new IntersectionObserver((entries) => {
+      for (const e of entries) if (e.isIntersecting) flush(e.target.id);
+    }, {rootMargin: '200px'});
+    const defer = (el, f) => {
+      el.dataset.ftStamp = (f && f.layout && f.layout.uirevision) || '';
+      el.classList.add('ft-deferred');
+      io.observe(el);
+      idle(() => flush(el.id), {timeout: 1000});
+    };
+    return (f, gid) => {
+      const el = document.getElementById(gid);
+      if (!el) return f;
+      if (!el.querySelector('.main-svg .trace')) {
+        // a first figure: decide once the page around it is laid out (next frame)
+        waiting[gid] = f;
+        requestAnimationFrame(() => {
+          if (gid in waiting) (onScreen(el) ? flush(gid) : defer(el, f));
+        });
+        return dash_clientside.no_update;
+      }
+      if (onScreen(el)) {
+        delete waiting[gid];
+        el.classList.remove('ft-deferred');
+        return f;
+      }
+      waiting[gid] = f;
+      defer(el, f);
+      return dash_clientside.no_update;
+    };
+  })());
+  return show(fig, '__GRAPH__');
+}"""
+#: The selection goes into the address bar after the page is drawn (history.pushState is not free).
+SHOW_QUERY = """function(q) {
+  if (q) (window.requestIdleCallback || ((cb) => setTimeout(cb, 50)))(
+    () => dash_clientside.set_props('ch-url', {search: q}), {timeout: 500});
+  return dash_clientside.no_update;
+}"""
 
 
 def constraints_from(budget_us: Any, cpu_ms: Any, remote_ms: Any) -> Constraints:
@@ -191,6 +253,8 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
         [
             *warn,
             dcc.Location(id="ch-url", refresh=False),
+            *[dcc.Store(id=f"{g}-fig") for g in GRAPHS],
+            dcc.Store(id="ch-query"),
             html.Div(
                 [
                     html.Div(controls, className="panel controls"),
@@ -237,24 +301,8 @@ def compute(
     if model == LIVE:
         wl = {k: _typed(k, v) for k, v in values.items()}
         wl = {k: v for k, v in wl.items() if v is not None}
-        rec = recommend_live(str(profile), wl, cons, regression=state.regression(session))
-        cands = live_candidates(str(profile), wl, cons)
-        ana = analytic_grid(str(profile), wl)
-        keys = set(
-            zip(
-                cands["batch_limit_pages"],
-                cands["copy_engine"].astype(str),
-                cands["copy_threads"],
-                strict=True,
-            )
-        )
-        out = [
-            k not in keys
-            for k in zip(
-                ana["batch_limit_pages"], ana["copy_engine"].astype(str), ana["copy_threads"], strict=True
-            )
-        ]
-        return results, rec, cons, cands, ana[out]
+        rec, cands, screened = live_view(str(profile), wl, cons, regression=state.regression(session))
+        return results, rec, cons, cands, screened
     rec = recommend_for(
         results,
         profile,
@@ -264,6 +312,15 @@ def compute(
         regression=state.regression(session),
     )
     return results, rec, cons, results.candidates(rec.profile, rec.workload, model), None
+
+
+def _stamped(fig: Any, stamp: str) -> dict[str, Any]:
+    """``fig`` as a plain dict whose ``layout.uirevision`` is the page's stamp: the browser (and the
+    benchmark) can tell which update a drawn figure belongs to. A new uirevision on every update is
+    what no uirevision did before (the view is reset to the new figure); it redraws nothing."""
+    out: dict[str, Any] = fig if isinstance(fig, dict) else fig.to_plotly_json()
+    out["layout"]["uirevision"] = stamp
+    return out
 
 
 def selection_query(sel: dict[str, Any]) -> str:
@@ -297,12 +354,12 @@ def register(app: Any, state: Any) -> None:
     outputs += [Output("ch-profile", "options")]
     outputs += [
         Output("ch-card", "children"),
-        Output("ch-curves", "figure"),
-        Output("ch-pareto", "figure"),
-        Output("ch-marginal", "figure"),
+        Output("ch-curves-fig", "data"),
+        Output("ch-pareto-fig", "data"),
+        Output("ch-marginal-fig", "data"),
         Output("ch-stamp", "children"),
         Output("selection", "data"),
-        Output("ch-url", "search"),
+        Output("ch-query", "data"),
         Output("ch-profile", "value", allow_duplicate=True),
         Output("ch-model", "value", allow_duplicate=True),
         Output("ch-budget", "value"),
@@ -377,20 +434,29 @@ def register(app: Any, state: Any) -> None:
         }
         c = rec.choice
         stamp = f"{c.batch_limit_pages}|{c.copy_engine}|{c.copy_threads}|{time.time()}"
+        figures = [
+            _stamped(choice_figure(engine_curves(cands, cons), rec, cons, band), stamp),
+            _stamped(pareto_figure(cands, rec, cons, screened), stamp),
+            _stamped(marginal_figure(rec), stamp),
+        ]
         return (
             *options,
             *new_values,
             *disabled,
             profile_opts,
             card(rec),
-            choice_figure(engine_curves(cands, cons), rec, cons, band),
-            pareto_figure(cands, rec, cons, screened),
-            marginal_figure(rec),
+            *figures,
             stamp,
             selection,
             selection_query(selection),
             *linked,
         )
+
+    for g in GRAPHS:
+        app.clientside_callback(
+            SHOW_FIGURE.replace("__GRAPH__", g), Output(g, "figure"), Input(f"{g}-fig", "data")
+        )
+    app.clientside_callback(SHOW_QUERY, Output("ch-url", "search"), Input("ch-query", "data"))
 
     for k, cid in zip(PARAMS, ALL_IDS, strict=True):
 
