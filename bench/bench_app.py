@@ -78,8 +78,9 @@ WAIT_DRAWN = """() => {
     if (!g) return false;
     if (g.classList.contains('ft-deferred')) return g.dataset.ftStamp === stamp;
     const gd = g.querySelector('.js-plotly-plot');
-    // (code before the stamp was in the figures: drawn and not plotting)
-    const mine = gd && gd.layout && [stamp, undefined].includes(gd.layout.uirevision);
+    // (code before the stamp was in the figures, without window.ftShowFigure: drawn, not plotting)
+    const mine = gd && gd.layout && (gd.layout.uirevision === stamp ||
+                                     (!window.ftShowFigure && gd.layout.uirevision === undefined));
     return mine && gd.querySelector('.main-svg') && !gd.classList.contains('dash-graph--pending');
   });
   return synced && !document.querySelector('[data-dash-is-loading="true"]');

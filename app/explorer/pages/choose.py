@@ -18,7 +18,14 @@ import pandas as pd
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app.explorer.pages.choose_card import card
-from app.figures.choose import choice_figure, marginal_figure, pareto_figure
+from app.figures.choose import (
+    CURVES_HEIGHT_PX,
+    MARGINAL_HEIGHT_PX,
+    PARETO_HEIGHT_PX,
+    choice_figure,
+    marginal_figure,
+    pareto_figure,
+)
 from app.figures.common import LABELS
 from app.live import live_view
 from app.queries import default_profile, engine_curves, recommend_for, regression_band
@@ -58,18 +65,23 @@ OPT_LABELS = {
 
 #: The page's figures: each graph is drawn from a store the server writes (see :data:`SHOW_FIGURE`).
 GRAPHS: tuple[str, ...] = ("ch-marginal", "ch-pareto", "ch-curves")
-#: Draws a figure now when its graph is on screen (within 200 px), else when it scrolls
-#: into view or the browser is next idle (at most a second later): an interaction then waits only
+#: Draws a figure now when its graph is on screen (or has no figure yet), else when it comes within
+#: 200 px of the screen or the browser is idle after the update: an interaction then waits only
 #: for what can be seen. A graph waiting to be drawn has the class ``ft-deferred`` and, in
 #: ``data-ft-stamp``, the stamp of the figure it waits for (each figure's ``layout.uirevision``).
 SHOW_FIGURE = """function(fig) {
   const show = window.ftShowFigure || (window.ftShowFigure = (() => {
     const waiting = {};
-    const idle = window.requestIdleCallback || ((cb) => setTimeout(cb, 200));
+    const idle = window.requestIdleCallback || ((cb) => setTimeout(cb, 50));
     const onScreen = (el) => {
       const r = el.getBoundingClientRect();
-      return r.bottom > -200 && r.top < window.innerHeight + 200;
+      return r.bottom > 0 && r.top < window.innerHeight;
     };
+    // after the page on screen is drawn: no request pending, no graph plotting (at most ~2 s)
+    const whenDrawn = (cb, frames = 0) => requestAnimationFrame(() => {
+      const busy = document.querySelector('[data-dash-is-loading="true"], .dash-graph--pending');
+      if (busy && frames < 120) whenDrawn(cb, frames + 1); else cb();
+    });
     const flush = (gid) => {
       if (!(gid in waiting)) return;
       const f = waiting[gid];
@@ -79,26 +91,21 @@ SHOW_FIGURE = """function(fig) {
       dash_clientside.set_props(gid, {figure: f});
     };
     const io = new IntersectionObserver((entries) => {
-      for (const e of entries) if (e.isIntersecting) flush(e.target.id);
+      for (const e of entries) if (e.isIntersecting) whenDrawn(() => flush(e.target.id));
     }, {rootMargin: '200px'});
     const defer = (el, f) => {
       el.dataset.ftStamp = (f && f.layout && f.layout.uirevision) || '';
       el.classList.add('ft-deferred');
-      io.observe(el);
-      idle(() => flush(el.id), {timeout: 1000});
+      whenDrawn(() => {
+        io.observe(el);
+        idle(() => flush(el.id), {timeout: 1000});
+      });
     };
     return (f, gid) => {
       const el = document.getElementById(gid);
       if (!el) return f;
-      if (!el.querySelector('.main-svg .trace')) {
-        // a first figure: decide once the page around it is laid out (next frame)
-        waiting[gid] = f;
-        requestAnimationFrame(() => {
-          if (gid in waiting) (onScreen(el) ? flush(gid) : defer(el, f));
-        });
-        return dash_clientside.no_update;
-      }
-      if (onScreen(el)) {
+      // a first figure is drawn at once: held back, the graph would draw an empty plot first
+      if (onScreen(el) || !el.querySelector('.main-svg .trace')) {
         delete waiting[gid];
         el.classList.remove('ft-deferred');
         return f;
@@ -263,12 +270,18 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
                             html.Div(id="ch-card"),
                             html.Span(id="ch-stamp", style={"display": "none"}),
                             html.Div(
-                                dcc.Graph(id="ch-marginal", config=graph),
+                                dcc.Graph(
+                                    id="ch-marginal",
+                                    config=graph,
+                                    style={"height": f"{MARGINAL_HEIGHT_PX}px"},
+                                ),
                                 className="panel",
                                 style={"marginTop": "14px"},
                             ),
                             html.Div(
-                                dcc.Graph(id="ch-pareto", config=graph),
+                                dcc.Graph(
+                                    id="ch-pareto", config=graph, style={"height": f"{PARETO_HEIGHT_PX}px"}
+                                ),
                                 className="panel",
                                 style={"marginTop": "14px"},
                             ),
@@ -278,7 +291,11 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
                 ],
                 className="row",
             ),
-            html.Div(dcc.Graph(id="ch-curves", config=graph), className="panel", style={"marginTop": "14px"}),
+            html.Div(
+                dcc.Graph(id="ch-curves", config=graph, style={"height": f"{CURVES_HEIGHT_PX}px"}),
+                className="panel",
+                style={"marginTop": "14px"},
+            ),
         ]
     )
 
