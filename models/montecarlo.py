@@ -763,6 +763,22 @@ def _alone_copy(s0, cc, c: int, cv: float):
     return call, w, s0, 0
 
 
+@_jit
+def _alone_step(s0, ts, tpos: int, pool, cc, rc, c: int, cv: float):
+    """One folio of class c alone, as ``unmap_and_move()`` (before 6.3) and the synchronous fallback
+    (``migrate_pages_sync()``) move it: unmapped with a flush round per PTE, copied, remapped.
+
+    Returns (time, copy-and-remap window, rounds, IPIs, remote CPUs, waiting part, extra copy-thread
+    time, s0, ts, tpos, draws); the draws come in the same order as they always did (flush rounds first)."""
+    k = cc[c, CC_IMM_NOW]
+    r_s, ts, tpos, dr = _imm_rounds_s(rc, k, ts, tpos, pool)
+    copy, w, s0, dr2 = _alone_copy(s0, cc, c, cv)
+    extra = (cc[c, CC_T1USED] - 1.0) * cc[c, CC_CF1]
+    dt = cc[c, CC_U] + r_s + copy + cc[c, CC_R]
+    win = copy + cc[c, CC_R]
+    return dt, win, k, k * rc[RC_IMM_IPIS], k * rc[RC_IMM_REMOTE], w, extra, s0, ts, tpos, dr + dr2
+
+
 @_vec
 def _busy_flags(s0, k: int, p: float, flags) -> int:
     """``flags[j]`` = 1.0 when draw j of the stream at ``s0`` is below p (busy), else 0; returns Σ."""
@@ -904,18 +920,18 @@ def _replica(
                         failed += 1.0
                     continue
                 if pre63:  # alone: unmap with immediate flushes, copy, remap (unmap_and_move())
-                    r_s, ts, tpos, dr = _imm_rounds_s(rc, cc[c, CC_IMM_NOW], ts, tpos, pool)
+                    dt, win, r1, i1, rm1, w, e1, s0, ts, tpos, dr = _alone_step(
+                        s0, ts, tpos, pool, cc, rc, c, cv
+                    )
                     nd += dr
-                    rounds += cc[c, CC_IMM_NOW]
-                    ipis += cc[c, CC_IMM_NOW] * rc[RC_IMM_IPIS]
-                    remote += cc[c, CC_IMM_NOW] * rc[RC_IMM_REMOTE]
-                    copy, w, s0, dr = _alone_copy(s0, cc, c, cv)
-                    nd += dr
+                    rounds += r1
+                    ipis += i1
+                    remote += rm1
                     wait += w
                     if mt:
-                        extra += (cc[c, CC_T1USED] - 1.0) * cc[c, CC_CF1]
-                    time += cc[c, CC_U] + r_s + copy + cc[c, CC_R]
-                    wbuf[m] = copy + cc[c, CC_R]
+                        extra += e1
+                    time += dt
+                    wbuf[m] = win
                     m += 1
                     moved += cc[c, CC_FP]
                     continue
@@ -989,18 +1005,16 @@ def _replica(
                     wt = -wbwait * fast_log(_u01(s0))
                     time += wt
                     wait += wt
-                r_s, ts, tpos, dr = _imm_rounds_s(rc, cc[c, CC_IMM_NOW], ts, tpos, pool)
+                dt, win, r1, i1, rm1, w, e1, s0, ts, tpos, dr = _alone_step(s0, ts, tpos, pool, cc, rc, c, cv)
                 nd += dr
-                rounds += cc[c, CC_IMM_NOW]
-                ipis += cc[c, CC_IMM_NOW] * rc[RC_IMM_IPIS]
-                remote += cc[c, CC_IMM_NOW] * rc[RC_IMM_REMOTE]
-                copy, w, s0, dr = _alone_copy(s0, cc, c, cv)
-                nd += dr
+                rounds += r1
+                ipis += i1
+                remote += rm1
                 wait += w
                 if mt:
-                    extra += (cc[c, CC_T1USED] - 1.0) * cc[c, CC_CF1]
-                time += cc[c, CC_U] + r_s + copy + cc[c, CC_R]
-                wbuf[m] = copy + cc[c, CC_R]
+                    extra += e1
+                time += dt
+                wbuf[m] = win
                 m += 1
                 moved += cc[c, CC_FP]
                 done = True

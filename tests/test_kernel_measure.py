@@ -53,7 +53,7 @@ def system_state() -> dict[str, str]:
 
 def test_real_migrations_are_traced_and_every_setting_restored():
     before = system_state()
-    rep = run_kernel_measurements(read_topology(), repeats=1, sizes_kb=[4, 64])
+    rep = run_kernel_measurements(read_topology(), repeats=1, sizes_kb=[4, 64, 2048])
     assert system_state() == before
     assert rep.calls, rep.skipped
     block_pages = int(Path("/sys/devices/system/memory/block_size_bytes").read_text(), 16) // os.sysconf(
@@ -66,9 +66,22 @@ def test_real_migrations_are_traced_and_every_setting_restored():
         assert m.succeeded_pages >= c.our_pages > block_pages // 2
         assert m.failed_pages == 0 and m.thp_split == 0 and m.large_split == 0
         assert 0 < m.duration_s < c.wall_s
-        # NR_MAX_BATCHED_MIGRATION = 512 base pages: one flush round per batch, never one per folio
+        if c.folio_kb == 2048:
+            # A PMD-mapped THP is flushed as it is unmapped (pmdp_invalidate()), one round each, never
+            # batched -- seen only while the workload's CPU stays in the mm's cpumask (it did not when
+            # the workload thread was descheduled: 0.08-0.40 rounds per THP).
+            assert m.thp_succeeded > 0
+            assert 0.85 * m.thp_succeeded <= m.flush_rounds <= m.thp_succeeded + 3, (
+                m.flush_rounds,
+                m.thp_succeeded,
+            )
+            continue
+        # NR_MAX_BATCHED_MIGRATION = 512 base pages: one flush round per batch that unmapped a PTE,
+        # never one per folio. The block may also hold other tasks' unmapped pages (page cache):
+        # their batches flush nothing, so the workload's own pages bound the count from below.
         batches = -(-m.succeeded_pages // 512)
-        assert batches - 3 <= m.flush_rounds <= batches + 3, (m.flush_rounds, batches)
+        ours = -(-c.our_pages // 512)
+        assert ours - 3 <= m.flush_rounds <= batches + 3, (m.flush_rounds, ours, batches)
     by_size = {c.folio_kb: c for c in rep.calls}
     assert by_size[4].our_folios == by_size[4].our_pages  # 4 KiB: every page is a folio
     # 64 KiB mTHP: 16 pages per folio for (nearly) all of the buffer

@@ -16,47 +16,30 @@ compaction_alloc, compaction_free, (unsigned long)cc, cc->mode, MR_COMPACTION, &
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.measure.kernel_trace import MigrateCall, parse_trace_text
-from models.measure.topology import read_tlb_interrupts
+from models.measure.tracing import fifo_shell, traced_window
 
 if TYPE_CHECKING:
     from models.measure.kernel_run import KernelReport
     from models.measure.topology import Topology
+    from models.measure.workload import Workload
 
 COMPACT = Path("/proc/sys/vm/compact_memory")
 
 
 def traced_compaction(inst: Path, cpu: int) -> tuple[MigrateCall, float, int | None, int, str]:
     """Compact memory once from a task on ``cpu``; return (mean call, wall s, TLB IRQs, calls, trace)."""
-    (inst / "trace").write_text("")
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        cmd = ["sh", "-c", f"echo 1 > {COMPACT}"]
-        if shutil.which("chrt"):
-            cmd = ["chrt", "-f", "10", *cmd]
-        c0 = read_tlb_interrupts()
-        (inst / "tracing_on").write_text("1")
-        t0 = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True)
-        wall = time.perf_counter() - t0
-        (inst / "tracing_on").write_text("0")
-        c1 = read_tlb_interrupts()
-    finally:
-        os.sched_setaffinity(0, old)
-    text = (inst / "trace").read_text()
+    with traced_window(inst, cpu) as w:
+        subprocess.run(fifo_shell(f"echo 1 > {COMPACT}"), capture_output=True, check=True)
     calls = [
         c
-        for c in parse_trace_text(text, f"{inst}/trace").calls
+        for c in parse_trace_text(w.text, f"{inst}/trace").calls
         if c.reason == "compaction" and c.succeeded_pages > 0 and c.thp_succeeded == 0 and c.duration_s > 0
     ]
     if not calls:
@@ -71,21 +54,26 @@ def traced_compaction(inst: Path, cpu: int) -> tuple[MigrateCall, float, int | N
         flush_rounds=round(sum(c.flush_rounds for c in calls) / n),
         flush_ipis=round(sum(c.flush_ipis for c in calls) / n),
     )
-    irqs = None if c0 is None or c1 is None else c1 - c0
-    return mean, wall, irqs, n, text
+    return mean, w.wall_s, w.tlb_irqs, n, w.text
 
 
 def compaction_calls(
-    rep: KernelReport, inst: Path, topo: Topology, repeats: int, migrator: int, prog: Callable[[str], None]
+    rep: KernelReport,
+    inst: Path,
+    topo: Topology,
+    pool: Workload,
+    repeats: int,
+    migrator: int,
+    prog: Callable[[str], None],
 ) -> None:
     # kernel_run imports this module: its names are taken when the call runs (an import cycle)
-    from models.measure.kernel_run import KernelCall, Workload
+    from models.measure.kernel_run import KernelCall
 
     n = topo.nproc
     for k in range(1, n + 1):
         workers = tuple(topo.cpus[1 : k + 1]) if k < n else tuple(topo.cpus)
         for r in range(repeats):
-            with Workload(workers):
+            with pool.running(workers):
                 try:
                     mean, wall, irqs, ncalls, text = traced_compaction(inst, migrator)
                 except (RuntimeError, subprocess.CalledProcessError) as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,14 +18,22 @@ import numpy as np
 from models.measure.kernel_trace import parse_trace_text
 from models.measure.move_pages import sys_move_pages
 from models.measure.native import MADV_HUGEPAGE, MADV_NOHUGEPAGE, anon_mapping, get_libc
-from models.measure.topology import KIB, MIB, PAGE_BYTES, Topology, read_tlb_interrupts
+from models.measure.topology import KIB, MIB, PAGE_BYTES, Topology
+from models.measure.tracing import traced_window
 
 if TYPE_CHECKING:
     from models.measure.kernel_run import KernelCall
+    from models.measure.workload import Workload
 
 
 def one_move_pages_call(
-    inst: Path, topo: Topology, kb: int, workers: tuple[int, ...], migrator: int, repeat: int
+    inst: Path,
+    topo: Topology,
+    kb: int,
+    pool: Workload,
+    workers: tuple[int, ...],
+    migrator: int,
+    repeat: int,
 ) -> KernelCall | str:
     """Two or more nodes: one ``move_pages(2)`` call moving a 128 MiB buffer from the first node with
     memory to the second, traced like the hotplug path. (Not exercised on the one-node machine this
@@ -35,7 +42,6 @@ def one_move_pages_call(
     from models.measure.kernel_run import (
         MADV_POPULATE_WRITE,
         KernelCall,
-        Workload,
         folio_heads,
         page_frames,
     )
@@ -59,21 +65,10 @@ def one_move_pages_call(
         pages = (addr + np.arange(0, nbytes, PAGE_BYTES, dtype=np.uint64)).astype(np.uint64)
         nodes = np.full(len(pages), dst, np.int32)
         status = np.full(len(pages), -1, np.int32)
-        (inst / "trace").write_text("")
-        with Workload(workers):
-            os.sched_setaffinity(0, {migrator})
-            try:
-                c0 = read_tlb_interrupts()
-                (inst / "tracing_on").write_text("1")
-                t0 = time.perf_counter()
-                sys_move_pages(pages, nodes, status, 2)  # MPOL_MF_MOVE
-                wall = time.perf_counter() - t0
-                (inst / "tracing_on").write_text("0")
-                c1 = read_tlb_interrupts()
-            finally:
-                os.sched_setaffinity(0, old)
-        text = (inst / "trace").read_text()
-    calls = parse_trace_text(text, f"{inst}/trace").calls
+        with pool.running(workers), traced_window(inst, migrator) as w:
+            sys_move_pages(pages, nodes, status, 2)  # MPOL_MF_MOVE
+    calls = parse_trace_text(w.text, f"{inst}/trace").calls
     main = max(calls, key=lambda c: c.succeeded_pages)
-    irqs = None if c0 is None or c1 is None else c1 - c0
-    return KernelCall(kb, len(workers), repeat, main, len(pages), heads, irqs, workers, migrator, wall, text)
+    return KernelCall(
+        kb, len(workers), repeat, main, len(pages), heads, w.tlb_irqs, workers, migrator, w.wall_s, w.text
+    )

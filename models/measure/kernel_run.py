@@ -20,12 +20,9 @@ MIGRATE_SYNC, MR_MEMORY_HOTPLUG, NULL)``. mm/migrate.c ``migrate_pages()`` /
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
-import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +42,9 @@ from models.measure.sysstate import (
     read_choice,
     set_block_state,
 )
-from models.measure.topology import KIB, MIB, PAGE_BYTES, Topology, read_tlb_interrupts
+from models.measure.topology import KIB, MIB, PAGE_BYTES, Topology
+from models.measure.tracing import fifo_shell, traced_window
+from models.measure.workload import Workload
 
 THP = Path("/sys/kernel/mm/transparent_hugepage")
 EVENTS = ("migrate/mm_migrate_pages_start", "migrate/mm_migrate_pages", "tlb/tlb_flush")
@@ -190,69 +189,41 @@ def folio_heads(pfns: np.ndarray) -> int:
     return int(np.sum(tail == 0))
 
 
-class Workload:
-    """Compiled threads pinned one per CPU that keep running on a small buffer of the same mm."""
+def warm_free_memory(nbytes: int) -> None:
+    """Write ``nbytes`` of fresh anonymous memory and free it, just before a traced call.
 
-    def __init__(self, cpus: tuple[int, ...]) -> None:
-        self.cpus = cpus
-        self._stop = threading.Event()
-        self._ready = threading.Semaphore(0)
-        self._buf = np.ones(64 * PAGE_BYTES, np.uint8)
-        self._threads = [threading.Thread(target=self._run, args=(c,), daemon=True) for c in cpus]
-        self.tids: set[int] = set()
-
-    def _run(self, cpu: int) -> None:
-        self.tids.add(threading.get_native_id())
-        os.sched_setaffinity(0, {cpu})
-        with contextlib.suppress(OSError):  # keep running against other load (nice -10, this thread only)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
-        spin = kernels()["spin"]
-        first = True
-        while not self._stop.is_set():
-            spin(self._buf, 0, self._buf.size, 200)
-            if first:
-                self._ready.release()
-                first = False
-
-    def __enter__(self) -> Workload:
-        for t in self._threads:
-            t.start()
-        for _ in self._threads:
-            if not self._ready.acquire(timeout=10):
-                raise RuntimeError("workload thread did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
+    With free-page reporting (virtio-balloon ``free_page_reporting``, mm/page_reporting.c) the guest
+    hands free blocks of ``pageblock_order`` and above back to the host about 2 s after they are freed
+    (``PAGE_REPORTING_DELAY``); the first write to such a page faults in the host. The migration's
+    destination pages come from the free lists, most recently freed first: writing and freeing as much
+    memory as the call will allocate makes them pages the host still backs, so the call is timed
+    against the guest kernel, not against the host's faults. (THP-backed where the kernel allows, so
+    whole pageblocks are freed and merge back for large destination folios.)
+    """
+    madvise = get_libc().madvise
+    madvise.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
+    with anon_mapping(nbytes, align=2 * MIB) as (buf, addr):
+        madvise(addr, nbytes, MADV_HUGEPAGE)
+        if madvise(addr, nbytes, MADV_POPULATE_WRITE) != 0:
+            buf[::PAGE_BYTES] = 1
 
 
 def _offline_traced(inst: Path, block: Path, cpu: int) -> tuple[str, float, int | None, str]:
     """Take ``block`` offline from a task pinned to ``cpu``; return (trace text, wall s, TLB IRQs, error)."""
-    (inst / "trace").write_text("")
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})  # the child inherits the calling thread's affinity
-    try:
-        c0 = read_tlb_interrupts()
-        (inst / "tracing_on").write_text("1")
-        t0 = time.perf_counter()
-        # SCHED_FIFO for the short write: the call is timed against the kernel, not against other load.
-        cmd = ["sh", "-c", f"echo offline > {block / 'state'}"]
-        if shutil.which("chrt"):
-            cmd = ["chrt", "-f", "10", *cmd]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        (inst / "tracing_on").write_text("0")
-        c1 = read_tlb_interrupts()
-    finally:
-        os.sched_setaffinity(0, old)
-    irqs = None if c0 is None or c1 is None else c1 - c0
-    return (inst / "trace").read_text(), wall, irqs, r.stderr.strip() if r.returncode else ""
+    with traced_window(inst, cpu) as w:
+        r = subprocess.run(fifo_shell(f"echo offline > {block / 'state'}"), capture_output=True, text=True)
+    return w.text, w.wall_s, w.tlb_irqs, r.stderr.strip() if r.returncode else ""
 
 
 def _one_hotplug_call(
-    st: SystemState, inst: Path, block: Path, kb: int, workers: tuple[int, ...], migrator: int, repeat: int
+    st: SystemState,
+    inst: Path,
+    block: Path,
+    kb: int,
+    pool: Workload,
+    workers: tuple[int, ...],
+    migrator: int,
+    repeat: int,
 ) -> KernelCall | str:
     madvise = get_libc().madvise
     madvise.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
@@ -275,7 +246,9 @@ def _one_hotplug_call(
         if len(mine) < 0.5 * (hi - lo):
             return f"{kb} KiB: only {len(mine)} of the buffer's pages landed in {block.name}"
         heads = folio_heads(mine)
-        with Workload(workers):
+        if os.environ.get("FT_WARM", "1") == "1":
+            warm_free_memory(nbytes + 16 * MIB)
+        with pool.running(workers):
             text, wall, irqs, err = _offline_traced(inst, block, migrator)
         state = read_choice(block / "state")
         if state == "offline":
@@ -312,7 +285,9 @@ def run_kernel_measurements(
         method="memory-hotplug" if len(topo.memory_nodes) < 2 else "move_pages", kernel=topo.kernel
     )
     kernels()  # compile before anything is changed
-    with SystemState(say) as st:
+    # The workload's threads, stacks and buffers exist before a block is onlined movable: none of their
+    # pages can be in the block the calls migrate.
+    with SystemState(say) as st, Workload(tuple(topo.cpus)) as pool:
         try:
             inst = st.tracefs_instance()
             for ev in EVENTS:
@@ -334,16 +309,16 @@ def run_kernel_measurements(
             migrator = topo.cpus[0]
             n = topo.nproc
             if rep.method == "compaction":
-                compaction_calls(rep, inst, topo, repeats, migrator, prog)
+                compaction_calls(rep, inst, topo, pool, repeats, migrator, prog)
             for kb in [] if rep.method == "compaction" else (sizes_kb or folio_sizes_kb()):
                 set_folio_size(st, kb)
                 for k in range(1, n + 1):
                     workers = tuple(topo.cpus[1 : k + 1]) if k < n else tuple(topo.cpus)
                     for r in range(repeats):
                         got = (
-                            _one_hotplug_call(st, inst, block, kb, workers, migrator, r)
+                            _one_hotplug_call(st, inst, block, kb, pool, workers, migrator, r)
                             if block is not None
-                            else one_move_pages_call(inst, topo, kb, workers, migrator, r)
+                            else one_move_pages_call(inst, topo, kb, pool, workers, migrator, r)
                         )
                         if isinstance(got, str):
                             rep.skipped.append(got)

@@ -40,6 +40,9 @@ def kernels() -> dict[str, Callable[..., Any]]:
     mprotect = libc.mprotect
     mprotect.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
     mprotect.restype = ctypes.c_int
+    usleep = libc.usleep
+    usleep.argtypes = [ctypes.c_uint]
+    usleep.restype = ctypes.c_int
     page = PAGE_BYTES
 
     @njit(nogil=True, cache=True)
@@ -59,6 +62,23 @@ def kernels() -> dict[str, Callable[..., Any]]:
             for j in range(lo, hi, 512):
                 s += buf[j]
                 buf[j] = np.uint8(s & np.uint64(0xFF))
+        return s
+
+    @njit(nogil=True)
+    def spin_until(buf, ctl, slot, sweeps_per_gap, gap_us):  # pragma: no cover - compiled
+        # ctl and buf are views of one allocation (the same uint8 array type): the compiler cannot
+        # prove the stores to buf leave ctl[0] unchanged, so the stop flag is read again every sweep.
+        s = np.uint64(0)
+        k = 0
+        ctl[slot] = 1  # spinning
+        while ctl[0] == 0:
+            for j in range(0, buf.size, 512):
+                s += buf[j]
+                buf[j] = np.uint8(s & np.uint64(0xFF))
+            k += 1
+            if sweeps_per_gap > 0 and k % sweeps_per_gap == 0:
+                usleep(gap_us)
+        ctl[slot] = 2  # stopped
         return s
 
     @njit(nogil=True)
@@ -84,6 +104,7 @@ def kernels() -> dict[str, Callable[..., Any]]:
     return {
         "copy_chunks": copy_chunks,
         "spin": spin,
+        "spin_until": spin_until,
         "zap_rounds": zap_rounds,
         "protect_rounds": protect_rounds,
     }

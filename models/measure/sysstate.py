@@ -21,7 +21,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -192,16 +192,6 @@ def restore_block(block: Path, state: str, zone: str) -> None:
         set_block_state(block, "online_movable" if zone == "Movable" else "online_kernel", tries=10)
     elif now == "online":
         set_block_state(block, "offline", tries=50)
-
-
-@contextlib.contextmanager
-def pinned_process(cpu: int) -> Iterator[None]:
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, old)
 
 
 def check_root() -> None:
