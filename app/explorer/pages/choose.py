@@ -194,7 +194,8 @@ def profiles_for(results: Results) -> list[str]:
     return list(dict.fromkeys([*results.profiles(), *profile_names()]))
 
 
-def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
+def layout(state: Any, results: Results, selection: dict[str, Any], session: Any = None) -> Any:
+    """The page, evaluated for ``selection`` (card, figures; an error in the card if it cannot be)."""
     models = [LIVE, *results.models]
     model = str(selection.get("model") if selection.get("model") in models else LIVE)
     profiles = profiles_for(results) if model == LIVE else list(results.profiles(model))
@@ -205,6 +206,23 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
     else:
         wl = results.resolve_workload(profile, selection.get("workload"), model)
         values = {**results.workload_values(profile, model), **{k: [] for k in OPTIONAL_WORKLOAD}}
+    budget = selection.get("budget_us", DEFAULT_BUDGET_US)
+    try:
+        rec, cons, cands, screened = evaluate_page(
+            state,
+            results,
+            session,
+            profile,
+            model,
+            [wl.get(k) for k in PARAMS],
+            budget,
+            selection.get("cpu_ms"),
+            selection.get("remote_ms"),
+        )
+        shown_card, figures, stamp = page_outputs(state, session, model == LIVE, rec, cons, cands, screened)
+    except UserError as exc:
+        shown_card, figures = html.Div(str(exc), className="error", id="ch-error"), {}
+        stamp = f"error {time.time()}"
     model_opts = [{"label": "live models (evaluated now)", "value": LIVE}]
     model_opts += [{"label": f"sweep: {m}", "value": m} for m in results.models]
     controls = [
@@ -235,7 +253,7 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
         dcc.Input(
             id="ch-budget",
             type="number",
-            value=selection.get("budget_us", DEFAULT_BUDGET_US),
+            value=budget,
             debounce=True,
         ),
         html.Label("CPU time per call limit (ms, optional)", htmlFor="ch-cpu"),
@@ -256,32 +274,32 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
     ]
     warn = [html.Div(w, className="warn") for w in results.warnings]
     graph: Any = {"displaylogo": False}
+
+    def plot(gid: str, height_px: int) -> Any:
+        # drawn with its first figure (without one, dcc.Graph draws an empty plot first)
+        first: dict[str, Any] = {"figure": figures[gid]} if gid in figures else {}
+        return dcc.Graph(id=gid, config=graph, style={"height": f"{height_px}px"}, **first)
+
     return html.Div(
         [
             *warn,
             dcc.Location(id="ch-url", refresh=False),
-            *[dcc.Store(id=f"{g}-fig") for g in GRAPHS],
+            *[dcc.Store(id=f"{g}-fig", data=figures.get(g)) for g in GRAPHS],
             dcc.Store(id="ch-query"),
             html.Div(
                 [
                     html.Div(controls, className="panel controls"),
                     html.Div(
                         [
-                            html.Div(id="ch-card"),
-                            html.Span(id="ch-stamp", style={"display": "none"}),
+                            html.Div(shown_card, id="ch-card"),
+                            html.Span(stamp, id="ch-stamp", style={"display": "none"}),
                             html.Div(
-                                dcc.Graph(
-                                    id="ch-marginal",
-                                    config=graph,
-                                    style={"height": f"{MARGINAL_HEIGHT_PX}px"},
-                                ),
+                                plot("ch-marginal", MARGINAL_HEIGHT_PX),
                                 className="panel",
                                 style={"marginTop": "14px"},
                             ),
                             html.Div(
-                                dcc.Graph(
-                                    id="ch-pareto", config=graph, style={"height": f"{PARETO_HEIGHT_PX}px"}
-                                ),
+                                plot("ch-pareto", PARETO_HEIGHT_PX),
                                 className="panel",
                                 style={"marginTop": "14px"},
                             ),
@@ -292,7 +310,7 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
                 className="row",
             ),
             html.Div(
-                dcc.Graph(id="ch-curves", config=graph, style={"height": f"{CURVES_HEIGHT_PX}px"}),
+                plot("ch-curves", CURVES_HEIGHT_PX),
                 className="panel",
                 style={"marginTop": "14px"},
             ),
@@ -313,13 +331,28 @@ def compute(
 ) -> tuple[Results, Recommendation, Constraints, pd.DataFrame, pd.DataFrame | None]:
     """(results, recommendation, constraints, candidates, screened-out rows) for the page's inputs."""
     results = state.results(folder_id)
+    return (results, *evaluate_page(state, results, session, profile, model, wl_values, budget, cpu, remote))
+
+
+def evaluate_page(
+    state: Any,
+    results: Results,
+    session: Any,
+    profile: Any,
+    model: Any,
+    wl_values: Any,
+    budget: Any,
+    cpu: Any,
+    remote: Any,
+) -> tuple[Recommendation, Constraints, pd.DataFrame, pd.DataFrame | None]:
+    """(recommendation, constraints, candidates, screened-out rows) for the page's inputs."""
     cons = constraints_from(budget, cpu, remote)
     values = dict(zip(PARAMS, wl_values, strict=True))
     if model == LIVE:
         wl = {k: _typed(k, v) for k, v in values.items()}
         wl = {k: v for k, v in wl.items() if v is not None}
         rec, cands, screened = live_view(str(profile), wl, cons, regression=state.regression(session))
-        return results, rec, cons, cands, screened
+        return rec, cons, cands, screened
     rec = recommend_for(
         results,
         profile,
@@ -328,7 +361,28 @@ def compute(
         model=model,
         regression=state.regression(session),
     )
-    return results, rec, cons, results.candidates(rec.profile, rec.workload, model), None
+    return rec, cons, results.candidates(rec.profile, rec.workload, model), None
+
+
+def page_outputs(
+    state: Any,
+    session: Any,
+    live: bool,
+    rec: Recommendation,
+    cons: Constraints,
+    cands: pd.DataFrame,
+    screened: pd.DataFrame | None,
+) -> tuple[Any, dict[str, dict[str, Any]], str]:
+    """(the card, each graph's figure by id, the stamp) for one evaluation of the page."""
+    band = regression_band(cands, rec, state.regression(session)) if not live else None
+    c = rec.choice
+    stamp = f"{c.batch_limit_pages}|{c.copy_engine}|{c.copy_threads}|{time.time()}"
+    figures = {
+        "ch-marginal": _stamped(marginal_figure(rec), stamp),
+        "ch-pareto": _stamped(pareto_figure(cands, rec, cons, screened), stamp),
+        "ch-curves": _stamped(choice_figure(engine_curves(cands, cons), rec, cons, band), stamp),
+    }
+    return card(rec), figures, stamp
 
 
 def _stamped(fig: Any, stamp: str) -> dict[str, Any]:
@@ -392,7 +446,7 @@ def register(app: Any, state: Any) -> None:
         State("folder", "value"),
         State("session", "data"),
         State("url", "search"),
-        prevent_initial_call="initial_duplicate",
+        prevent_initial_call=True,  # the page comes evaluated (layout)
     )
     def update(profile: Any, model: Any, *rest: Any) -> Any:
         *wl_values, budget, cpu, remote, folder_id, session, search = rest
@@ -440,7 +494,7 @@ def register(app: Any, state: Any) -> None:
             no_update if shown.get(k) == _typed(k, v) else shown.get(k)
             for k, v in zip(PARAMS, wl_values, strict=True)
         ]
-        band = regression_band(cands, rec, state.regression(session)) if not live else None
+        shown_card, figures, stamp = page_outputs(state, session, live, rec, cons, cands, screened)
         selection = {
             "profile": rec.profile,
             "model": model,
@@ -449,20 +503,15 @@ def register(app: Any, state: Any) -> None:
             "cpu_ms": cpu,
             "remote_ms": remote,
         }
-        c = rec.choice
-        stamp = f"{c.batch_limit_pages}|{c.copy_engine}|{c.copy_threads}|{time.time()}"
-        figures = [
-            _stamped(choice_figure(engine_curves(cands, cons), rec, cons, band), stamp),
-            _stamped(pareto_figure(cands, rec, cons, screened), stamp),
-            _stamped(marginal_figure(rec), stamp),
-        ]
         return (
             *options,
             *new_values,
             *disabled,
             profile_opts,
-            card(rec),
-            *figures,
+            shown_card,
+            figures["ch-curves"],
+            figures["ch-pareto"],
+            figures["ch-marginal"],
             stamp,
             selection,
             selection_query(selection),
