@@ -53,6 +53,16 @@ RATE_MARGIN = 0.8
 _CACHE_SIZE = 20_000  # analytic tables and Monte Carlo rows (one per point), least recently used out
 _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The threads that split a Monte Carlo evaluation (one per CPU, started once)."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="foliotune-live")
+        return _pool
 
 
 def batch_limits(default_limit: int) -> list[int]:
@@ -210,8 +220,8 @@ def montecarlo_split(points: pd.DataFrame, seed: int, replicas: int) -> pd.DataF
         sub = points.take(ix).reset_index(drop=True)
         return evaluate(sub, "montecarlo", seed=seed, replicas=replicas, on_invalid="mark")
 
-    with ThreadPoolExecutor(k) as pool:
-        outs = list(pool.map(part, parts))
+    # one pool for the process: starting threads per request cost ~10 ms on a loaded machine
+    outs = list(_executor().map(part, parts))
     order = np.argsort(np.concatenate(parts), kind="stable")
     return pd.concat(outs, ignore_index=True).iloc[order].reset_index(drop=True)
 
@@ -231,7 +241,13 @@ def live_candidates(
     a budget change evaluates only the choices it adds. Raises :class:`UserError` with the first
     invalid parameter; choices infeasible for this workload are dropped.
     """
-    wl = complete_workload(profile, workload)
+    return _candidates(profile, complete_workload(profile, workload), constraints, replicas, seed)[0]
+
+
+def _candidates(
+    profile: str, wl: dict[str, Any], constraints: Constraints | None, replicas: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(:func:`live_candidates`, the analytic rows screened out) for a completed workload ``wl``."""
     ana = analytic_grid(profile, wl)
     mask = contenders(ana, constraints, default_limit_pages(profile))
     wkey = _key(profile, wl, replicas, seed)
@@ -278,7 +294,9 @@ def live_candidates(
                 _store(("mc", *keys[j]), rec)
                 rows[j] = rec
     order = sorted(rows)
-    out = pd.DataFrame([rows[i] for i in order])
+    names = dict.fromkeys(c for i in order for c in rows[i])
+    # columns from lists: faster than a frame from a list of dicts
+    out = pd.DataFrame({c: [rows[i].get(c, np.nan) for i in order] for c in names})
     out["pages_per_s_analytic"] = ana["pages_per_s"].to_numpy()[order]
     out["stall_p99_s_analytic"] = ana["stall_p99_s"].to_numpy()[order]
     if "infeasible" in out.columns:
@@ -286,7 +304,7 @@ def live_candidates(
     out = out[np.isfinite(out["pages_per_s"].to_numpy(dtype=float))].reset_index(drop=True)
     out.attrs["screened_out"] = int(len(ana) - mask.sum())
     out.attrs["grid"] = int(len(ana))
-    return out
+    return out, ana[~mask].reset_index(drop=True)
 
 
 def live_provenance(
@@ -312,8 +330,22 @@ def recommend_live(
     seed: int = LIVE_SEED,
 ) -> Recommendation:
     """The recommendation for any workload of ``profile``, evaluated now (no sweep)."""
-    cands = live_candidates(profile, workload, constraints, replicas=replicas, seed=seed)
+    return live_view(profile, workload, constraints, regression=regression, replicas=replicas, seed=seed)[0]
+
+
+def live_view(
+    profile: str,
+    workload: Mapping[str, Any] | None,
+    constraints: Constraints,
+    *,
+    regression: Any = None,
+    replicas: int = LIVE_REPLICAS,
+    seed: int = LIVE_SEED,
+) -> tuple[Recommendation, pd.DataFrame, pd.DataFrame]:
+    """What the Choose page shows, evaluated once: (:func:`recommend_live`, its candidates
+    (:func:`live_candidates`), the analytic rows of the choices screened out)."""
     wl = complete_workload(profile, workload)
+    cands, screened = _candidates(profile, wl, constraints, replicas, seed)
     ok = regression is not None and getattr(regression, "ok", False)
     fn: RegressionFn | None = regression.predict if ok else None
     rec = recommend(
@@ -327,7 +359,7 @@ def recommend_live(
     )
     rec.extra["screened_out"] = cands.attrs.get("screened_out", 0)
     rec.extra["grid"] = cands.attrs.get("grid", len(cands))
-    return rec
+    return rec, cands, screened
 
 
 def recommend_live_weighted(
@@ -356,6 +388,7 @@ __all__ = [
     "choice_grid",
     "complete_workload",
     "live_candidates",
+    "live_view",
     "recommend_live",
     "recommend_live_weighted",
 ]

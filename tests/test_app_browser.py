@@ -132,8 +132,21 @@ def page(browser: Any, server: str) -> Iterator[Any]:
     assert not errors, errors
 
 
+#: No request pending, and every Choose figure drawn for the update on the page (its
+#: layout.uirevision is the page's stamp; a figure off screen is drawn when the browser is idle).
+IDLE = """() => {
+  if (document.querySelector('[data-dash-is-loading="true"]') || document.querySelector('.ft-deferred')) return false;
+  const s = document.getElementById('ch-stamp');
+  if (!s || !s.textContent || s.textContent.startsWith('error')) return true;
+  return ['ch-marginal', 'ch-pareto', 'ch-curves'].every((id) => {
+    const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+    return gd && gd.layout && gd.layout.uirevision === s.textContent && !gd.classList.contains('dash-graph--pending');
+  });
+}"""
+
+
 def _idle(pg: Any) -> None:
-    pg.wait_for_function("() => !document.querySelector('[data-dash-is-loading=\"true\"]')")
+    pg.wait_for_function(IDLE)
 
 
 def _shot(pg: Any, artifacts: Path, name: str) -> None:

@@ -179,3 +179,39 @@ def test_budget_must_be_positive(page: Any, server: str, budget: str) -> None:
     _fill_budget(page, budget)
     page.wait_for_selector("#ch-error")
     assert "must be > 0" in page.inner_text("#ch-error")
+
+
+def test_the_first_layout_is_the_page_asked_for_evaluated(server: str) -> None:
+    """The page the address names comes with the layout, already evaluated (no round trip through
+    the router, no empty plots): a link's selection included."""
+    import urllib.request
+
+    req = urllib.request.Request(
+        server + "/_dash-layout", headers={"Referer": server + "/?profile=xeon-e5-2650v3-2s&budget_us=300"}
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        text = json.dumps(json.loads(resp.read()), ensure_ascii=False)
+    assert "ch-rec-batch" in text and "ch-marginal" in text
+    assert "xeon-e5-2650v3-2s · " in text and "budget 300" in text  # the card and the figures
+    req = urllib.request.Request(server + "/_dash-layout", headers={"Referer": server + "/sweeps"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        assert "ch-rec-batch" not in resp.read().decode()
+
+
+def test_figures_off_screen_are_drawn_after_the_page_on_screen(page: Any, server: str) -> None:
+    """At 1400×1000 the curves are below the screen: an interaction leaves them waiting (class
+    ft-deferred) and they are drawn for the same update once the page on screen is drawn."""
+    _open(page, server + "/")
+    page.evaluate(
+        """() => { window.__deferred = 0; const g = document.getElementById('ch-curves');
+        new MutationObserver(() => { if (g.classList.contains('ft-deferred')) window.__deferred++; })
+          .observe(g, {attributes: true, attributeFilter: ['class']}); }"""
+    )
+    box = page.evaluate("() => document.getElementById('ch-curves').getBoundingClientRect().top")
+    assert box > 1000  # below the screen
+    _fill_budget(page, "200")
+    assert page.evaluate("() => window.__deferred") >= 1
+    stamp = _stamp(page)
+    curves = _fig(page, "ch-curves")
+    assert curves["layout"]["uirevision"] == stamp  # drawn for this update (in idle time)
+    assert "budget 200 µs" in json.dumps(curves["layout"]["annotations"], ensure_ascii=False)

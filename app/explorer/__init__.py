@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -255,8 +256,10 @@ def create_app(
     # data layer need not pay).
     import dash
     from dash import dcc, html
+    from flask import has_request_context, request
 
     from app.explorer import pages  # the pages use Dash and import this package
+    from app.explorer.pages.choose import selection_from_query
 
     dirs = results_dir if isinstance(results_dir, list) else [results_dir]
     folders = [Path(d).expanduser().resolve() for d in dirs]
@@ -285,11 +288,20 @@ def create_app(
     _answer_oversized_uploads(app, upload_limit)
 
     def layout() -> Any:
+        # The page the browser asked for is in the layout itself (the address is the referrer of
+        # this request): the first page needs no round trip through the router, and its graphs
+        # start loading plotly.js at once.
+        path, query = "/", ""
+        if has_request_context() and request.referrer:
+            path, query = urlsplit(request.referrer).path or "/", urlsplit(request.referrer).query
+        selection = selection_from_query(query) if query else None  # a link with a selection
+        session = uuid.uuid4().hex
         return html.Div(
             [
                 dcc.Location(id="url"),
-                dcc.Store(id="session", data=uuid.uuid4().hex),
-                dcc.Store(id="selection", storage_type="memory"),
+                dcc.Store(id="page-path", data=path),
+                dcc.Store(id="session", data=session),
+                dcc.Store(id="selection", data=selection, storage_type="memory"),
                 html.Header(
                     [
                         html.Div(
@@ -314,7 +326,7 @@ def create_app(
                     ],
                     className="header",
                 ),
-                html.Main(id="page"),
+                html.Main(pages.page_content(state, path, "0", selection, session), id="page"),
             ]
         )
 

@@ -25,6 +25,10 @@ from app.figures.plain import (
 )
 from app.recommend import Z90, Constraints, Recommendation, marginal
 
+#: Heights of the three figures (px); the page reserves them before a figure is drawn.
+CURVES_HEIGHT_PX = 760
+PARETO_HEIGHT_PX = 500
+MARGINAL_HEIGHT_PX = 420
 #: (column, standard-error column, scale to display units, panel title, axis title)
 PANELS: tuple[tuple[str, str, float, str, str], ...] = (
     ("pages_per_s", "pages_per_s_se", 1.0, "Throughput", "throughput (base pages/s)"),
@@ -55,7 +59,8 @@ def choice_figure(
     xd = [(0.0, 0.445), (0.555, 1.0), (0.0, 0.445), (0.555, 1.0)]
     yd = [(0.61, 1.0), (0.61, 1.0), (0.0, 0.39), (0.0, 0.39)]
     layout = layout_dict(
-        "Against batch limit, per copy engine (best thread count each; bands: 90 % intervals)", 760
+        "Against batch limit, per copy engine (best thread count each; bands: 90 % intervals)",
+        CURVES_HEIGHT_PX,
     )
     # the legend goes under the panels: above them it covered the title on narrow screens
     layout["margin"]["t"] = 80
@@ -389,7 +394,7 @@ def pareto_figure(
             annotations.append(
                 star_annotation(x, c.pages_per_s, "x", "y", f"recommended: {c.label()}", size=24)
             )
-    layout = layout_dict("Pareto front: throughput against p99 stall", 500)
+    layout = layout_dict("Pareto front: throughput against p99 stall", PARETO_HEIGHT_PX)
     layout["margin"]["t"] = 50
     layout["margin"]["b"] = 110
     layout["legend"] = {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0}
@@ -411,7 +416,9 @@ def marginal_figure(rec: Recommendation | None) -> dict[str, Any]:
     90 % interval) against Δ p99 stall, each point labelled with its limit — where the knee is."""
     m = marginal(rec) if rec is not None else pd.DataFrame()
     if rec is None or m.empty:
-        return empty_figure("no marginal view: the default limit is not among the candidates")
+        return empty_figure(
+            "no marginal view: the default limit is not among the candidates", MARGINAL_HEIGHT_PX
+        )
     c = rec.choice
     ok = m["meets_constraints"].to_numpy(dtype=bool)
     x = m["d_stall_p99_s"].to_numpy(dtype=float) * 1e6
@@ -483,7 +490,7 @@ def marginal_figure(rec: Recommendation | None) -> dict[str, Any]:
         )
     layout = layout_dict(
         f"Each limit against the default {rec.default_limit_pages} ({c.copy_engine} ×{c.copy_threads} both)",
-        420,
+        MARGINAL_HEIGHT_PX,
     )
     layout["margin"]["t"] = 50
     layout["margin"]["b"] = 100
@@ -495,4 +502,13 @@ def marginal_figure(rec: Recommendation | None) -> dict[str, Any]:
     return {"data": data, "layout": layout}
 
 
-__all__ = ["PANELS", "choice_figure", "marginal_figure", "pareto_figure", "pareto_front"]
+__all__ = [
+    "CURVES_HEIGHT_PX",
+    "MARGINAL_HEIGHT_PX",
+    "PARETO_HEIGHT_PX",
+    "PANELS",
+    "choice_figure",
+    "marginal_figure",
+    "pareto_figure",
+    "pareto_front",
+]

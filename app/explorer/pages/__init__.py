@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app.explorer import results_or_error
 
@@ -70,6 +70,25 @@ def problem_page(message: str) -> Any:
     )
 
 
+def page_content(
+    state: Any, pathname: str | None, folder_id: Any, selection: dict[str, Any] | None, session: Any = None
+) -> Any:
+    """The page at ``pathname`` for the results folder ``folder_id`` (a problem page if it cannot be
+    read); the Choose page comes evaluated for ``selection`` with the ``session``'s regression."""
+    page = PATHS.get(pathname or "/")
+    if page is None:
+        return html.Div([html.H2("No such page"), html.P(f"{pathname} is not a page of the explorer.")])
+    module = import_module(f"{__name__}.{page.name}")
+    if not page.needs_results:
+        return module.layout(state, None, selection)
+    results, problem = results_or_error(state, folder_id)
+    if results is None:
+        return problem_page(problem)
+    if page.name == "choose":
+        return module.layout(state, results, selection or {}, session=session)
+    return module.layout(state, results, selection or {})
+
+
 def register(app: Any, state: Any) -> None:
     """The router, the navigation highlighting and every page's callbacks, on ``app``."""
     # Dash (and the pages, which use it) load only when an app is built: ~1 s the CLI need not pay.
@@ -77,20 +96,26 @@ def register(app: Any, state: Any) -> None:
 
     @app.callback(
         Output("page", "children"),
+        Output("page-path", "data"),
         Input("url", "pathname"),
         Input("folder", "value"),
         State("selection", "data"),
+        State("page-path", "data"),
+        State("session", "data"),
+        prevent_initial_call=True,
     )
-    def route(pathname: str | None, folder_id: str | None, selection: dict[str, Any] | None) -> Any:
-        page = PATHS.get(pathname or "/")
-        if page is None:
-            return html.Div([html.H2("No such page"), html.P(f"{pathname} is not a page of the explorer.")])
-        if not page.needs_results:
-            return modules[page.name].layout(state, None, selection)
-        results, problem = results_or_error(state, folder_id)
-        if results is None:
-            return problem_page(problem)
-        return modules[page.name].layout(state, results, selection or {})
+    def route(
+        pathname: str | None,
+        folder_id: str | None,
+        selection: dict[str, Any] | None,
+        shown: Any,
+        session: Any,
+    ) -> Any:
+        # The page the address names came with the layout (create_app): dcc.Location reporting
+        # the same path on load changes nothing.
+        if ctx.triggered_id == "url" and (pathname or "/") == shown:
+            return no_update, no_update
+        return page_content(state, pathname, folder_id, selection, session), pathname or "/"
 
     nav_of_path = {path: p.nav_id for p in PAGES for path in p.paths}
     nav_ids = [p.nav_id for p in PAGES]

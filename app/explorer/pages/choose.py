@@ -18,9 +18,16 @@ import pandas as pd
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app.explorer.pages.choose_card import card
-from app.figures.choose import choice_figure, marginal_figure, pareto_figure
+from app.figures.choose import (
+    CURVES_HEIGHT_PX,
+    MARGINAL_HEIGHT_PX,
+    PARETO_HEIGHT_PX,
+    choice_figure,
+    marginal_figure,
+    pareto_figure,
+)
 from app.figures.common import LABELS
-from app.live import analytic_grid, live_candidates, recommend_live
+from app.live import live_view
 from app.queries import default_profile, engine_curves, recommend_for, regression_band
 from app.recommend import OPTIONAL_WORKLOAD, WORKLOAD, Constraints, Recommendation
 from app.recommend_exports import FORMATS, export_bytes, export_filename
@@ -54,6 +61,68 @@ OPT_LABELS = {
     "kernel": "kernel version (MAJOR.MINOR)",
     "folio_mix": "folio mix KB:share,… (optional)",
 }
+
+
+#: The page's figures: each graph is drawn from a store the server writes (see :data:`SHOW_FIGURE`).
+GRAPHS: tuple[str, ...] = ("ch-marginal", "ch-pareto", "ch-curves")
+#: Draws a figure now when its graph is on screen (or has no figure yet), else when it comes within
+#: 200 px of the screen or the browser is idle after the update: an interaction then waits only
+#: for what can be seen. A graph waiting to be drawn has the class ``ft-deferred`` and, in
+#: ``data-ft-stamp``, the stamp of the figure it waits for (each figure's ``layout.uirevision``).
+SHOW_FIGURE = """function(fig) {
+  const show = window.ftShowFigure || (window.ftShowFigure = (() => {
+    const waiting = {};
+    const idle = window.requestIdleCallback || ((cb) => setTimeout(cb, 50));
+    const onScreen = (el) => {
+      const r = el.getBoundingClientRect();
+      return r.bottom > 0 && r.top < window.innerHeight;
+    };
+    // after the page on screen is drawn: no request pending, no graph plotting (at most ~2 s)
+    const whenDrawn = (cb, frames = 0) => requestAnimationFrame(() => {
+      const busy = document.querySelector('[data-dash-is-loading="true"], .dash-graph--pending');
+      if (busy && frames < 120) whenDrawn(cb, frames + 1); else cb();
+    });
+    const flush = (gid) => {
+      if (!(gid in waiting)) return;
+      const f = waiting[gid];
+      delete waiting[gid];
+      const el = document.getElementById(gid);
+      if (el) el.classList.remove('ft-deferred');
+      dash_clientside.set_props(gid, {figure: f});
+    };
+    const io = new IntersectionObserver((entries) => {
+      for (const e of entries) if (e.isIntersecting) whenDrawn(() => flush(e.target.id));
+    }, {rootMargin: '200px'});
+    const defer = (el, f) => {
+      el.dataset.ftStamp = (f && f.layout && f.layout.uirevision) || '';
+      el.classList.add('ft-deferred');
+      whenDrawn(() => {
+        io.observe(el);
+        idle(() => flush(el.id), {timeout: 1000});
+      });
+    };
+    return (f, gid) => {
+      const el = document.getElementById(gid);
+      if (!el) return f;
+      // a first figure is drawn at once: held back, the graph would draw an empty plot first
+      if (onScreen(el) || !el.querySelector('.main-svg .trace')) {
+        delete waiting[gid];
+        el.classList.remove('ft-deferred');
+        return f;
+      }
+      waiting[gid] = f;
+      defer(el, f);
+      return dash_clientside.no_update;
+    };
+  })());
+  return show(fig, '__GRAPH__');
+}"""
+#: The selection goes into the address bar after the page is drawn (history.pushState is not free).
+SHOW_QUERY = """function(q) {
+  if (q) (window.requestIdleCallback || ((cb) => setTimeout(cb, 50)))(
+    () => dash_clientside.set_props('ch-url', {search: q}), {timeout: 500});
+  return dash_clientside.no_update;
+}"""
 
 
 def constraints_from(budget_us: Any, cpu_ms: Any, remote_ms: Any) -> Constraints:
@@ -125,7 +194,8 @@ def profiles_for(results: Results) -> list[str]:
     return list(dict.fromkeys([*results.profiles(), *profile_names()]))
 
 
-def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
+def layout(state: Any, results: Results, selection: dict[str, Any], session: Any = None) -> Any:
+    """The page, evaluated for ``selection`` (card, figures; an error in the card if it cannot be)."""
     models = [LIVE, *results.models]
     model = str(selection.get("model") if selection.get("model") in models else LIVE)
     profiles = profiles_for(results) if model == LIVE else list(results.profiles(model))
@@ -136,6 +206,23 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
     else:
         wl = results.resolve_workload(profile, selection.get("workload"), model)
         values = {**results.workload_values(profile, model), **{k: [] for k in OPTIONAL_WORKLOAD}}
+    budget = selection.get("budget_us", DEFAULT_BUDGET_US)
+    try:
+        rec, cons, cands, screened = evaluate_page(
+            state,
+            results,
+            session,
+            profile,
+            model,
+            [wl.get(k) for k in PARAMS],
+            budget,
+            selection.get("cpu_ms"),
+            selection.get("remote_ms"),
+        )
+        shown_card, figures, stamp = page_outputs(state, session, model == LIVE, rec, cons, cands, screened)
+    except UserError as exc:
+        shown_card, figures = html.Div(str(exc), className="error", id="ch-error"), {}
+        stamp = f"error {time.time()}"
     model_opts = [{"label": "live models (evaluated now)", "value": LIVE}]
     model_opts += [{"label": f"sweep: {m}", "value": m} for m in results.models]
     controls = [
@@ -166,7 +253,7 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
         dcc.Input(
             id="ch-budget",
             type="number",
-            value=selection.get("budget_us", DEFAULT_BUDGET_US),
+            value=budget,
             debounce=True,
         ),
         html.Label("CPU time per call limit (ms, optional)", htmlFor="ch-cpu"),
@@ -187,24 +274,32 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
     ]
     warn = [html.Div(w, className="warn") for w in results.warnings]
     graph: Any = {"displaylogo": False}
+
+    def plot(gid: str, height_px: int) -> Any:
+        # drawn with its first figure (without one, dcc.Graph draws an empty plot first)
+        first: dict[str, Any] = {"figure": figures[gid]} if gid in figures else {}
+        return dcc.Graph(id=gid, config=graph, style={"height": f"{height_px}px"}, **first)
+
     return html.Div(
         [
             *warn,
             dcc.Location(id="ch-url", refresh=False),
+            *[dcc.Store(id=f"{g}-fig", data=figures.get(g)) for g in GRAPHS],
+            dcc.Store(id="ch-query"),
             html.Div(
                 [
                     html.Div(controls, className="panel controls"),
                     html.Div(
                         [
-                            html.Div(id="ch-card"),
-                            html.Span(id="ch-stamp", style={"display": "none"}),
+                            html.Div(shown_card, id="ch-card"),
+                            html.Span(stamp, id="ch-stamp", style={"display": "none"}),
                             html.Div(
-                                dcc.Graph(id="ch-marginal", config=graph),
+                                plot("ch-marginal", MARGINAL_HEIGHT_PX),
                                 className="panel",
                                 style={"marginTop": "14px"},
                             ),
                             html.Div(
-                                dcc.Graph(id="ch-pareto", config=graph),
+                                plot("ch-pareto", PARETO_HEIGHT_PX),
                                 className="panel",
                                 style={"marginTop": "14px"},
                             ),
@@ -214,7 +309,11 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
                 ],
                 className="row",
             ),
-            html.Div(dcc.Graph(id="ch-curves", config=graph), className="panel", style={"marginTop": "14px"}),
+            html.Div(
+                plot("ch-curves", CURVES_HEIGHT_PX),
+                className="panel",
+                style={"marginTop": "14px"},
+            ),
         ]
     )
 
@@ -232,29 +331,28 @@ def compute(
 ) -> tuple[Results, Recommendation, Constraints, pd.DataFrame, pd.DataFrame | None]:
     """(results, recommendation, constraints, candidates, screened-out rows) for the page's inputs."""
     results = state.results(folder_id)
+    return (results, *evaluate_page(state, results, session, profile, model, wl_values, budget, cpu, remote))
+
+
+def evaluate_page(
+    state: Any,
+    results: Results,
+    session: Any,
+    profile: Any,
+    model: Any,
+    wl_values: Any,
+    budget: Any,
+    cpu: Any,
+    remote: Any,
+) -> tuple[Recommendation, Constraints, pd.DataFrame, pd.DataFrame | None]:
+    """(recommendation, constraints, candidates, screened-out rows) for the page's inputs."""
     cons = constraints_from(budget, cpu, remote)
     values = dict(zip(PARAMS, wl_values, strict=True))
     if model == LIVE:
         wl = {k: _typed(k, v) for k, v in values.items()}
         wl = {k: v for k, v in wl.items() if v is not None}
-        rec = recommend_live(str(profile), wl, cons, regression=state.regression(session))
-        cands = live_candidates(str(profile), wl, cons)
-        ana = analytic_grid(str(profile), wl)
-        keys = set(
-            zip(
-                cands["batch_limit_pages"],
-                cands["copy_engine"].astype(str),
-                cands["copy_threads"],
-                strict=True,
-            )
-        )
-        out = [
-            k not in keys
-            for k in zip(
-                ana["batch_limit_pages"], ana["copy_engine"].astype(str), ana["copy_threads"], strict=True
-            )
-        ]
-        return results, rec, cons, cands, ana[out]
+        rec, cands, screened = live_view(str(profile), wl, cons, regression=state.regression(session))
+        return rec, cons, cands, screened
     rec = recommend_for(
         results,
         profile,
@@ -263,7 +361,37 @@ def compute(
         model=model,
         regression=state.regression(session),
     )
-    return results, rec, cons, results.candidates(rec.profile, rec.workload, model), None
+    return rec, cons, results.candidates(rec.profile, rec.workload, model), None
+
+
+def page_outputs(
+    state: Any,
+    session: Any,
+    live: bool,
+    rec: Recommendation,
+    cons: Constraints,
+    cands: pd.DataFrame,
+    screened: pd.DataFrame | None,
+) -> tuple[Any, dict[str, dict[str, Any]], str]:
+    """(the card, each graph's figure by id, the stamp) for one evaluation of the page."""
+    band = regression_band(cands, rec, state.regression(session)) if not live else None
+    c = rec.choice
+    stamp = f"{c.batch_limit_pages}|{c.copy_engine}|{c.copy_threads}|{time.time()}"
+    figures = {
+        "ch-marginal": _stamped(marginal_figure(rec), stamp),
+        "ch-pareto": _stamped(pareto_figure(cands, rec, cons, screened), stamp),
+        "ch-curves": _stamped(choice_figure(engine_curves(cands, cons), rec, cons, band), stamp),
+    }
+    return card(rec), figures, stamp
+
+
+def _stamped(fig: Any, stamp: str) -> dict[str, Any]:
+    """``fig`` as a plain dict whose ``layout.uirevision`` is the page's stamp: the browser (and the
+    benchmark) can tell which update a drawn figure belongs to. A new uirevision on every update is
+    what no uirevision did before (the view is reset to the new figure); it redraws nothing."""
+    out: dict[str, Any] = fig if isinstance(fig, dict) else fig.to_plotly_json()
+    out["layout"]["uirevision"] = stamp
+    return out
 
 
 def selection_query(sel: dict[str, Any]) -> str:
@@ -297,12 +425,12 @@ def register(app: Any, state: Any) -> None:
     outputs += [Output("ch-profile", "options")]
     outputs += [
         Output("ch-card", "children"),
-        Output("ch-curves", "figure"),
-        Output("ch-pareto", "figure"),
-        Output("ch-marginal", "figure"),
+        Output("ch-curves-fig", "data"),
+        Output("ch-pareto-fig", "data"),
+        Output("ch-marginal-fig", "data"),
         Output("ch-stamp", "children"),
         Output("selection", "data"),
-        Output("ch-url", "search"),
+        Output("ch-query", "data"),
         Output("ch-profile", "value", allow_duplicate=True),
         Output("ch-model", "value", allow_duplicate=True),
         Output("ch-budget", "value"),
@@ -318,7 +446,7 @@ def register(app: Any, state: Any) -> None:
         State("folder", "value"),
         State("session", "data"),
         State("url", "search"),
-        prevent_initial_call="initial_duplicate",
+        prevent_initial_call=True,  # the page comes evaluated (layout)
     )
     def update(profile: Any, model: Any, *rest: Any) -> Any:
         *wl_values, budget, cpu, remote, folder_id, session, search = rest
@@ -366,7 +494,7 @@ def register(app: Any, state: Any) -> None:
             no_update if shown.get(k) == _typed(k, v) else shown.get(k)
             for k, v in zip(PARAMS, wl_values, strict=True)
         ]
-        band = regression_band(cands, rec, state.regression(session)) if not live else None
+        shown_card, figures, stamp = page_outputs(state, session, live, rec, cons, cands, screened)
         selection = {
             "profile": rec.profile,
             "model": model,
@@ -375,22 +503,26 @@ def register(app: Any, state: Any) -> None:
             "cpu_ms": cpu,
             "remote_ms": remote,
         }
-        c = rec.choice
-        stamp = f"{c.batch_limit_pages}|{c.copy_engine}|{c.copy_threads}|{time.time()}"
         return (
             *options,
             *new_values,
             *disabled,
             profile_opts,
-            card(rec),
-            choice_figure(engine_curves(cands, cons), rec, cons, band),
-            pareto_figure(cands, rec, cons, screened),
-            marginal_figure(rec),
+            shown_card,
+            figures["ch-curves"],
+            figures["ch-pareto"],
+            figures["ch-marginal"],
             stamp,
             selection,
             selection_query(selection),
             *linked,
         )
+
+    for g in GRAPHS:
+        app.clientside_callback(
+            SHOW_FIGURE.replace("__GRAPH__", g), Output(g, "figure"), Input(f"{g}-fig", "data")
+        )
+    app.clientside_callback(SHOW_QUERY, Output("ch-url", "search"), Input("ch-query", "data"))
 
     for k, cid in zip(PARAMS, ALL_IDS, strict=True):
 
