@@ -45,6 +45,7 @@ import math
 import numba as nb
 import numpy as np
 
+from models.analyticvec import stall_quantiles
 from models.params import MAX_MIX, OUTPUT_INDEX, OUTPUTS, PointArrays
 from models.passmoments import (
     M_PASSES,
@@ -90,7 +91,6 @@ from models.phases import (
     folios_per_batch,
     line_quantile,
     pmd_mapped,
-    stall_quantile,
     uses_broadcast,
     window_line,
 )
@@ -454,9 +454,11 @@ def _expected_prefix(a: float, n0: float, b: float) -> float:
 @_jit_inline
 def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n, n: float, limit: float,
                   engine: float, threads: float, targets: float, mapcount: float, p: float, sync: bool,
-                  numa: bool, w: float, wb_wait_s: float, a: float, rate: float, out, col: int, ty, seg_t,
-                  seg_n, acc, qs, fs, ps, mkey, mval) -> None:  # fmt: skip
-    """Every output of one point (models/MECHANISM.md), written to ``out[:, col]``."""
+                  numa: bool, w: float, wb_wait_s: float, a: float, out, col: int, ty, seg_t, seg_n, acc, qs,
+                  fs, ps, mkey, mval, w_range) -> None:  # fmt: skip
+    """Every output of one point (models/MECHANISM.md), written to ``out[:, col]``, but the stall
+    quantile: its window range goes to ``w_range[:, col]`` (low, high) for
+    :func:`models.analyticvec.stall_quantiles`."""
     page_kb = prof[PAGE_KB]
     page_bytes = page_kb * 1024.0
     bc = prof[BUSY_ATTEMPT]
@@ -680,13 +682,16 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
         w_last = a0 + slope * c
         w_lo = min(w_first, w_last)
         w_hi = max(w_first, w_last)
-    out[O_STALL_P99, col] = stall_quantile(w_lo, w_hi, rate, Q)
+    w_range[0, col] = w_lo
+    w_range[1, col] = w_hi
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
-def _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
-                     sync, numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval):  # fmt: skip
-    """All outputs of every point (one scalar evaluation per point; no state shared between points)."""
+def _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, sync,
+                     numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval,
+                     w_range):  # fmt: skip
+    """All outputs of every point but the stall quantile (one scalar evaluation per point; no
+    state shared between points but the exact batch-shape cache)."""
     for i in range(n.shape[0]):
         pi = pidx[i]
         prof = table[pi]
@@ -694,13 +699,14 @@ def _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threa
         tail = prof[ACK_SCALE] * emax[pi, int(tg) - 1] if tg > 1.0 else 0.0
         point_outputs(prof, tail, kern[i], mix_len[i], mix_kb[i], mix_n[i], n[i], limit[i], engine[i],
                       threads[i], tg, mapcount[i], p[i], sync[i] != 0, numa[i] > 0.5, wb[i], wb_wait[i],
-                      alloc[i], rate[i], out, i, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval)  # fmt: skip
+                      alloc[i], out, i, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval, w_range)  # fmt: skip
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
 def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
                     sync, numa, wb, wb_wait, alloc, table, emax, out):  # fmt: skip
-    """All outputs of every point: the scratch, then :func:`_analytic_points` (no runtime)."""
+    """All outputs of every point: the scratch, :func:`_analytic_points` (no runtime), then
+    :func:`models.analyticvec.stall_quantiles`."""
     ty = np.zeros((MAX_MIX + 1, N_TCOL))
     seg_t = np.zeros(MAX_MIX + 2, dtype=np.int64)
     seg_n = np.zeros(MAX_MIX + 2)
@@ -711,8 +717,13 @@ def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, thread
     mkey = np.zeros((N_CACHE, 5), dtype=np.int64)
     mkey[:, 0] = -1  # no entry: n_pass is never negative
     mval = np.empty((N_CACHE, N_MOM))
-    _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
-                     sync, numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval)  # fmt: skip
+    # The window range of each point's stall quantile (apart from ``out``: the vectorized loop then
+    # passes the compiler's overlap check).
+    w_range = np.empty((2, n.shape[0]))
+    _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, sync,
+                     numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval,
+                     w_range)  # fmt: skip
+    stall_quantiles(w_range[0], w_range[1], rate, Q, out[O_STALL_P99])
 
 
 def emax_table(table: np.ndarray) -> np.ndarray:
