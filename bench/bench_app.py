@@ -140,6 +140,7 @@ def _summary(times: dict[str, list[float]]) -> dict[str, Any]:
         "p95_ms": 1e3 * _pct(all_t, 0.95),
         "max_ms": 1e3 * max(all_t),
         "by_kind_p95_ms": {k: 1e3 * _pct(v, 0.95) for k, v in times.items()},
+        "by_kind_ms": {k: [round(1e3 * x, 1) for x in v] for k, v in times.items()},  # every sample
     }
 
 
