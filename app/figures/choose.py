@@ -196,6 +196,21 @@ def choice_figure(
                         **ax,
                     }
                 )
+    ipis = [cg["ipis"] for _, cg in groups if "ipis" in cg]
+    if ipis and not any((v > 0).any() for v in ipis):
+        # a log axis cannot draw zeros: say why the panel is empty instead of leaving it blank
+        k = [p[0] for p in PANELS].index("ipis")
+        annotations.append(
+            {
+                "text": "no IPIs: the flush is a broadcast invalidation<br>here (arm64 TLBI, or INVLPGB from 6.15)",
+                "x": (xd[k][0] + xd[k][1]) / 2,
+                "y": (yd[k][0] + yd[k][1]) / 2,
+                "xref": "paper",
+                "yref": "paper",
+                "showarrow": False,
+                "font": {"color": "#555", "size": 12},
+            }
+        )
     if regression_band is not None and len(regression_band):
         g = regression_band.sort_values("batch_limit_pages")
         x = g["batch_limit_pages"].to_numpy(dtype=float)
