@@ -15,22 +15,13 @@ import math
 
 import numba as nb
 
-from models.phases import fast_expm1, fast_log
+from models.phases import fast_expm1, fast_log, halley_step
 
 # No fastmath: the same inputs give the same bits in a vector lane and in a scalar remainder.
 _jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
 _jit_inline = nb.njit(
     cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False, inline="always"
 )
-
-
-@_jit_inline
-def _halley_step(x: float, c: float) -> float:
-    """:func:`models.phases._halley_step`, the same operations."""
-    emx = fast_expm1(-x)
-    f = x + emx - c
-    d1 = -emx
-    return x - 2.0 * f * d1 / (2.0 * d1 * d1 - f * (1.0 + emx))
 
 
 @_jit_inline
@@ -57,7 +48,7 @@ def stall_quantile_select(w_lo: float, w_hi: float, rate_hz: float, q: float) ->
     # Halley: x = λ(w_hi - s) solves x + expm1(-x) = τL.
     y = math.sqrt(2.0 * c)
     x = y * (1.0 + y * (1.0 / 6.0 + y * (1.0 / 72.0))) if c < 1.0 else c + 1.0
-    x = _halley_step(_halley_step(x, c), c)
+    x = halley_step(halley_step(x, c), c)
     root = w_hi - x / lam
     s = max(closed if (flat or low) else root, 0.0)
     return s if (rate_hz > 0.0 and w_hi > 0.0) else 0.0

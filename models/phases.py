@@ -421,7 +421,7 @@ def line_quantile(a: float, slope: float, count: float, q: float) -> float:
 
 
 @_jit
-def _halley_step(x: float, c: float) -> float:
+def halley_step(x: float, c: float) -> float:
     """Halley's step (cubic convergence) on f(x) = x + expm1(-x) - c; f' = -expm1(-x), f'' = e^-x."""
     emx = fast_expm1(-x)
     f = x + emx - c
@@ -451,5 +451,5 @@ def stall_quantile(w_lo: float, w_hi: float, rate_hz: float, q: float) -> float:
         return max(w_lo + fast_log((1.0 - tail) * L / -em) / lam, 0.0)
     y = math.sqrt(2.0 * c)
     x = y * (1.0 + y * (1.0 / 6.0 + y * (1.0 / 72.0))) if c < 1.0 else c + 1.0
-    x = _halley_step(_halley_step(x, c), c)
+    x = halley_step(halley_step(x, c), c)
     return max(w_hi - x / lam, 0.0)
