@@ -426,6 +426,21 @@ def pareto_figure(
     return {"data": data, "layout": layout}
 
 
+def tie_labels(limits: list[int], x: np.ndarray, y: np.ndarray) -> list[str]:
+    """One text label per point; limits that land on exactly the same point (limits that make the same
+    batches tie exactly, e.g. every limit up to 512 for 2 MiB folios) share one label, "lo–hi", on
+    the first of them, so their numbers are not drawn over each other."""
+    groups: dict[tuple[float, float], list[int]] = {}
+    for i, key in enumerate(zip(x.tolist(), y.tolist(), strict=True)):
+        groups.setdefault(key, []).append(i)
+    out = [""] * len(limits)
+    for members in groups.values():
+        vals = [limits[i] for i in members]
+        lo, hi = min(vals), max(vals)
+        out[members[0]] = str(lo) if lo == hi else f"{lo}–{hi}"
+    return out
+
+
 def marginal_figure(rec: Recommendation | None) -> dict[str, Any]:
     """Each batch limit against the kernel default, same engine and threads: Δ throughput % (with its
     90 % interval) against Δ p99 stall, each point labelled with its limit — where the knee is."""
@@ -440,7 +455,8 @@ def marginal_figure(rec: Recommendation | None) -> dict[str, Any]:
     y = m["d_pages_per_s_pct"].to_numpy(dtype=float)
     lo = m["d_pages_per_s_pct_lo"].to_numpy(dtype=float)
     hi = m["d_pages_per_s_pct_hi"].to_numpy(dtype=float)
-    labels = [str(int(v)) for v in m["batch_limit_pages"].to_numpy()]
+    limits = [int(v) for v in m["batch_limit_pages"].to_numpy()]
+    labels = tie_labels(limits, x, y)
     data: list[dict[str, Any]] = [
         {
             "type": "scatter",
@@ -462,6 +478,7 @@ def marginal_figure(rec: Recommendation | None) -> dict[str, Any]:
                 "x": json_list(x[sel]),
                 "y": json_list(y[sel]),
                 "text": [t for t, s_ in zip(labels, sel, strict=True) if s_],
+                "customdata": [v for v, s_ in zip(limits, sel, strict=True) if s_],
                 "textposition": "top center",
                 "textfont": {"size": 10},
                 "name": name,
@@ -474,7 +491,7 @@ def marginal_figure(rec: Recommendation | None) -> dict[str, Any]:
                     "color": rgba(color, 0.5),
                     "thickness": 1,
                 },
-                "hovertemplate": "batch %{text} pages<br>Δ p99 stall %{x:.3g} µs<br>Δ throughput %{y:.1f} %"
+                "hovertemplate": "batch %{customdata} pages<br>Δ p99 stall %{x:.3g} µs<br>Δ throughput %{y:.1f} %"
                 "<extra></extra>",
             }
         )
@@ -525,5 +542,6 @@ __all__ = [
     "choice_figure",
     "marginal_figure",
     "pareto_figure",
+    "tie_labels",
     "pareto_front",
 ]
