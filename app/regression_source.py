@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from models import regression as reg
@@ -86,6 +87,29 @@ def shipped_regression() -> RegressionSource:
     return source_from_model(model, manifest, "shipped measurements")
 
 
+@lru_cache(maxsize=1)
+def _shipped_newest_vintage() -> dict[str, float]:
+    shipped, _ = load_measurements()
+    v = pd.Series(reg.vintage_years(shipped["date"]), index=shipped.index)
+    return {str(k): float(x) for k, x in v.groupby(shipped["profile"].astype(str)).max().items()}
+
+
+def rows_older_than_shipped(extra: pd.DataFrame) -> int:
+    """Rows of ``extra`` dated before the newest shipped measurement of their profile.
+
+    The regression predicts for each profile's newest measurement vintage
+    (:meth:`models.regression.MigrationRegressor._vintage`), so such rows move its predictions
+    little; the explorer says so when they are uploaded. Rows without a date, or of a profile with no
+    shipped rows, are not counted."""
+    if extra.empty or "date" not in extra.columns or "profile" not in extra.columns:
+        return 0
+    newest = _shipped_newest_vintage()
+    v = reg.vintage_years(extra["date"])
+    ref = extra["profile"].astype(str).map(newest).to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        return int(np.sum(v < ref))
+
+
 def regression_with(extra: pd.DataFrame, what: str = "uploaded measurements") -> RegressionSource:
     """Refit on the shipped measurements plus ``extra`` (validated rows, described as ``what``),
     held in memory only.
@@ -111,6 +135,7 @@ __all__ = [
     "RegressionSource",
     "THROUGHPUT_METRIC",
     "regression_with",
+    "rows_older_than_shipped",
     "shipped_regression",
     "source_from_model",
 ]

@@ -26,7 +26,12 @@ from app.evidence import (
 from app.explorer.jobs import RegionError, parse_region, region_spec
 from app.queries import recommend_for
 from app.recommend import DEFAULT_CHOICE, Constraints
-from app.regression_source import regression_with, shipped_regression, source_from_model
+from app.regression_source import (
+    regression_with,
+    rows_older_than_shipped,
+    shipped_regression,
+    source_from_model,
+)
 from app.results_view import Results, ResultsError, load_results
 from app.sensitivity import SOBOL_PARAMS, sensitivity
 from app.validation import ValidationQueue
@@ -270,6 +275,26 @@ def test_an_upload_changes_the_sessions_regression() -> None:
     after = session.predict(pts)["pages_per_s"].to_numpy()
     assert np.median(after / before) > 2.0
     np.testing.assert_array_equal(shipped.predict(pts)["pages_per_s"].to_numpy(), before)
+
+
+def test_uploaded_rows_older_than_their_profiles_shipped_ones_are_counted() -> None:
+    """The regression predicts for a profile's newest measurements; the upload message counts the rows
+    that are older than that (they move it little), by profile."""
+    meas = shipped_measurements()
+    amd = meas[meas["profile"] == "epyc-zen3-2s"].head(1)
+    newest = str(meas.loc[meas["profile"] == "epyc-zen3-2s", "date"].astype(str).max())
+    rows = pd.concat(
+        [
+            amd.assign(date="2001-01-01"),  # older than every shipped epyc row
+            amd.assign(date="2001-06"),
+            amd.assign(date=newest),  # as new as the newest: not older
+            amd.assign(date="2099-01-01"),
+            amd.assign(profile="local", date="2001-01-01"),  # no shipped rows of that profile
+        ],
+        ignore_index=True,
+    )
+    assert rows_older_than_shipped(rows) == 2
+    assert rows_older_than_shipped(rows.iloc[2:]) == 0
 
 
 def test_local_measurements_join_the_explorers_evidence_and_regression(tmp_path: Path) -> None:

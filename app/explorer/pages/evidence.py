@@ -22,7 +22,7 @@ from app.figures.common import LABELS, empty_figure
 from app.figures.evidence import evidence_figure, residual_figure, sobol_figure
 from app.live import recommend_live
 from app.queries import default_profile, recommend_for
-from app.regression_source import regression_with
+from app.regression_source import regression_with, rows_older_than_shipped
 from app.results_view import Results
 from app.sensitivity import sensitivity
 from app.validation import validation_display
@@ -272,9 +272,16 @@ def register(app: Any, state: Any) -> None:
             return upload_refused(str(exc))
         s = state.session(session)
         s.rows, s.regression, s.summary = rows, reg, summary
+        old = rows_older_than_shipped(rows)
+        older = (
+            f" {old:,} of {len(rows):,} rows are dated before the newest shipped measurement of their "
+            "profile: the regression predicts for each profile's newest measurements, so they move it little."
+            if old
+            else ""
+        )
         return html.Div(
             f"{summary}. Regression refitted on shipped + uploaded measurements for this session "
-            f"({reg.version}); Choose now uses it for intervals.",
+            f"({reg.version}); Choose now uses it for intervals.{older}",
             className="ok",
             id="ev-upload-ok",
         )
