@@ -8,7 +8,6 @@ go to ``migrate_pages(..., MIGRATE_SYNC, MR_SYSCALL)`` together.
 
 from __future__ import annotations
 
-import ctypes
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ import numpy as np
 
 from models.measure.kernel_trace import parse_trace_text
 from models.measure.move_pages import sys_move_pages
-from models.measure.native import MADV_HUGEPAGE, MADV_NOHUGEPAGE, anon_mapping, get_libc
+from models.measure.native import anon_mapping, populate
 from models.measure.topology import KIB, MIB, PAGE_BYTES, Topology
 from models.measure.tracing import traced_window
 
@@ -40,14 +39,11 @@ def one_move_pages_call(
     was built on.)"""
     # kernel_run imports this module: its names are taken when the call runs (an import cycle)
     from models.measure.kernel_run import (
-        MADV_POPULATE_WRITE,
         KernelCall,
         folio_heads,
         page_frames,
     )
 
-    madvise = get_libc().madvise
-    madvise.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
     src, dst = topo.memory_nodes[0], topo.memory_nodes[1]
     nbytes = 128 * MIB
     folio = max(kb * KIB, PAGE_BYTES)
@@ -55,9 +51,7 @@ def one_move_pages_call(
         old = os.sched_getaffinity(0)
         os.sched_setaffinity(0, set(topo.numa_nodes.get(src) or topo.cpus))  # first touch on node src
         try:
-            madvise(addr, nbytes, MADV_NOHUGEPAGE if folio <= PAGE_BYTES else MADV_HUGEPAGE)
-            if madvise(addr, nbytes, MADV_POPULATE_WRITE) != 0:
-                buf[::PAGE_BYTES] = 1
+            populate(buf, addr, nbytes, huge=folio > PAGE_BYTES)
         finally:
             os.sched_setaffinity(0, old)
         pfns = page_frames(addr, nbytes // PAGE_BYTES)

@@ -20,8 +20,6 @@ MIGRATE_SYNC, MR_MEMORY_HOTPLUG, NULL)``. mm/migrate.c ``migrate_pages()`` /
 
 from __future__ import annotations
 
-import ctypes
-import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -33,7 +31,7 @@ import numpy as np
 from models.measure.kernel_compact import compaction_calls
 from models.measure.kernel_numa import one_move_pages_call
 from models.measure.kernel_trace import MigrateCall, parse_trace_text
-from models.measure.native import MADV_HUGEPAGE, MADV_NOHUGEPAGE, anon_mapping, get_libc, kernels
+from models.measure.native import anon_mapping, kernels, populate
 from models.measure.sysstate import (
     MEMORY,
     SystemState,
@@ -49,7 +47,6 @@ from models.measure.workload import Workload
 THP = Path("/sys/kernel/mm/transparent_hugepage")
 EVENTS = ("migrate/mm_migrate_pages_start", "migrate/mm_migrate_pages", "tlb/tlb_flush")
 KPF_COMPOUND_HEAD = 15
-MADV_POPULATE_WRITE = 23  # Linux 5.14+
 KPF_COMPOUND_TAIL = 16
 SayFn = Callable[[str], None]
 
@@ -200,12 +197,8 @@ def warm_free_memory(nbytes: int) -> None:
     against the guest kernel, not against the host's faults. (THP-backed where the kernel allows, so
     whole pageblocks are freed and merge back for large destination folios.)
     """
-    madvise = get_libc().madvise
-    madvise.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
     with anon_mapping(nbytes, align=2 * MIB) as (buf, addr):
-        madvise(addr, nbytes, MADV_HUGEPAGE)
-        if madvise(addr, nbytes, MADV_POPULATE_WRITE) != 0:
-            buf[::PAGE_BYTES] = 1
+        populate(buf, addr, nbytes, huge=True)
 
 
 def _offline_traced(inst: Path, block: Path, cpu: int) -> tuple[str, float, int | None, str]:
@@ -225,8 +218,6 @@ def _one_hotplug_call(
     migrator: int,
     repeat: int,
 ) -> KernelCall | str:
-    madvise = get_libc().madvise
-    madvise.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
     lo, hi = _block_pfns(block)
     if _zone_free_pages("Movable") < (hi - lo) - 1024:
         # Other processes' movable pages (or the fragments they leave) landed in the block while it was
@@ -236,18 +227,15 @@ def _one_hotplug_call(
     free = _zone_free_pages("Movable")
     nbytes = max(2 * MIB, (free * PAGE_BYTES - 4 * MIB) // (2 * MIB) * (2 * MIB))
     with anon_mapping(nbytes, align=2 * MIB) as (buf, addr):
-        madvise(addr, nbytes, MADV_NOHUGEPAGE if kb * KIB <= PAGE_BYTES else MADV_HUGEPAGE)
         # Populate at once in the kernel (the pages land in the highest, empty zone: the movable block)
         # before other processes' allocations take and fragment it.
-        if madvise(addr, nbytes, MADV_POPULATE_WRITE) != 0:
-            buf[::PAGE_BYTES] = 1
+        populate(buf, addr, nbytes, huge=kb * KIB > PAGE_BYTES)
         pfns = page_frames(addr, nbytes // PAGE_BYTES)
         mine = pfns[(pfns >= lo) & (pfns < hi)]
         if len(mine) < 0.5 * (hi - lo):
             return f"{kb} KiB: only {len(mine)} of the buffer's pages landed in {block.name}"
         heads = folio_heads(mine)
-        if os.environ.get("FT_WARM", "1") == "1":
-            warm_free_memory(nbytes + 16 * MIB)
+        warm_free_memory(nbytes + 16 * MIB)
         with pool.running(workers):
             text, wall, irqs, err = _offline_traced(inst, block, migrator)
         state = read_choice(block / "state")

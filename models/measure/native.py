@@ -17,6 +17,7 @@ from models.measure.topology import PAGE_BYTES
 MADV_DONTNEED = 4
 MADV_HUGEPAGE = 14
 MADV_NOHUGEPAGE = 15
+MADV_POPULATE_WRITE = 23  # Linux 5.14+
 PROT_READ = 1
 PROT_WRITE = 2
 MPOL_MF_MOVE = 2
@@ -137,6 +138,17 @@ def anon_mapping(nbytes: int, align: int = 0) -> Iterator[tuple[np.ndarray, int]
         del arr, whole
         with contextlib.suppress(BufferError):
             mm.close()
+
+
+def populate(buf: np.ndarray, addr: int, nbytes: int, huge: bool) -> None:
+    """Back ``[addr, addr + nbytes)`` (``buf`` over it) with pages now: ``MADV_HUGEPAGE`` (large folios
+    where a size is enabled) or ``MADV_NOHUGEPAGE``, then one ``MADV_POPULATE_WRITE`` (the kernel
+    faults it all in at once), or a write per page before Linux 5.14."""
+    madvise = get_libc().madvise
+    madvise.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
+    madvise(addr, nbytes, MADV_HUGEPAGE if huge else MADV_NOHUGEPAGE)
+    if madvise(addr, nbytes, MADV_POPULATE_WRITE) != 0:
+        buf[::PAGE_BYTES] = 1
 
 
 @contextlib.contextmanager

@@ -48,8 +48,6 @@ class Workload:
         self._ctl[:] = 0
         self._go = [threading.Event() for _ in self.cpus]
         self._quit = False
-        self.realtime = False
-        self.tids: set[int] = set()
         self._started = threading.Semaphore(0)
         self._threads = [
             threading.Thread(target=self._run, args=(i,), daemon=True, name=f"foliotune-workload-{c}")
@@ -57,15 +55,11 @@ class Workload:
         ]
 
     def _run(self, i: int) -> None:
-        self.tids.add(threading.get_native_id())
         os.sched_setaffinity(0, {self.cpus[i]})
         with contextlib.suppress(OSError):  # without root: nice -10 at least (this thread only)
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
-        try:
+        with contextlib.suppress(OSError):  # root only
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(FIFO_PRIORITY))
-            self.realtime = True
-        except OSError:
-            pass
         spin = kernels()["spin_until"]
         row = self._arena[i]
         ctl, buf = row[:64], row[PAGE_BYTES:]
