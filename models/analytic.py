@@ -45,6 +45,7 @@ import math
 import numba as nb
 import numpy as np
 
+from models.analyticfast import N_RESULT, N_SCRATCH, ROW, fast_points
 from models.analyticvec import stall_quantiles
 from models.params import MAX_MIX, OUTPUT_INDEX, OUTPUTS, PointArrays
 from models.passmoments import (
@@ -689,10 +690,12 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
 def _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, sync,
                      numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval,
-                     w_range):  # fmt: skip
-    """All outputs of every point but the stall quantile (one scalar evaluation per point; no
-    state shared between points but the exact batch-shape cache)."""
+                     w_range, done):  # fmt: skip
+    """All outputs of every point not ``done`` by the fast path but the stall quantile (one scalar
+    evaluation per point; no state shared between points but the exact batch-shape cache)."""
     for i in range(n.shape[0]):
+        if done[i] != 0:
+            continue
         pi = pidx[i]
         prof = table[pi]
         tg = targets[i]
@@ -720,9 +723,15 @@ def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, thread
     # The window range of each point's stall quantile (apart from ``out``: the vectorized loop then
     # passes the compiler's overlap check).
     w_range = np.empty((2, n.shape[0]))
+    # One-size points without allocation failure: the vectorized fast path (models.analyticfast).
+    done = np.empty(n.shape[0], dtype=np.int8)
+    scratch = np.empty(N_SCRATCH * ROW)
+    result = np.empty(N_RESULT * ROW)
+    fast_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, sync, numa, wb,
+                wb_wait, alloc, table, emax, out, w_range, done, mkey, mval, scratch, result)  # fmt: skip
     _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, sync,
                      numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval,
-                     w_range)  # fmt: skip
+                     w_range, done)  # fmt: skip
     stall_quantiles(w_range[0], w_range[1], rate, Q, out[O_STALL_P99])
 
 
