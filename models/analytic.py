@@ -46,7 +46,7 @@ import numba as nb
 import numpy as np
 
 from models.analyticfast import N_RESULT, N_SCRATCH, ROW, fast_points
-from models.analyticvec import stall_quantiles
+from models.analyticvec import stall_quantiles_left
 from models.params import MAX_MIX, OUTPUT_INDEX, OUTPUTS, PointArrays
 from models.passmoments import (
     M_PASSES,
@@ -459,7 +459,7 @@ def point_outputs(prof, tail_mean: float, kc: float, mix_len: int, mix_kb, mix_n
                   fs, ps, mkey, mval, w_range) -> None:  # fmt: skip
     """Every output of one point (models/MECHANISM.md), written to ``out[:, col]``, but the stall
     quantile: its window range goes to ``w_range[:, col]`` (low, high) for
-    :func:`models.analyticvec.stall_quantiles`."""
+    :func:`models.analyticvec.stall_quantiles_left`."""
     page_kb = prof[PAGE_KB]
     page_bytes = page_kb * 1024.0
     bc = prof[BUSY_ATTEMPT]
@@ -708,8 +708,9 @@ def _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threa
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
 def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
                     sync, numa, wb, wb_wait, alloc, table, emax, out):  # fmt: skip
-    """All outputs of every point: the scratch, :func:`_analytic_points` (no runtime), then
-    :func:`models.analyticvec.stall_quantiles`."""
+    """All outputs of every point: the scratch, the fast path (:func:`models.analyticfast.fast_points`),
+    then for the points it leaves :func:`_analytic_points` (no runtime) and
+    :func:`models.analyticvec.stall_quantiles_left`."""
     ty = np.zeros((MAX_MIX + 1, N_TCOL))
     seg_t = np.zeros(MAX_MIX + 2, dtype=np.int64)
     seg_n = np.zeros(MAX_MIX + 2)
@@ -727,12 +728,16 @@ def analytic_kernel(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, thread
     done = np.empty(n.shape[0], dtype=np.int8)
     scratch = np.empty(N_SCRATCH * ROW)
     result = np.empty(N_RESULT * ROW)
-    fast_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, sync, numa, wb,
-                wb_wait, alloc, table, emax, out, w_range, done, mkey, mval, scratch, result)  # fmt: skip
+    slots = np.empty(2 * ROW, dtype=np.int64)
+    n_done = fast_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate,
+                         sync, numa, wb, wb_wait, alloc, table, emax, out, done, mkey, mval, scratch, result,
+                         slots)  # fmt: skip
+    if n_done == n.shape[0]:
+        return
     _analytic_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, sync,
                      numa, wb, wb_wait, alloc, table, emax, out, ty, seg_t, seg_n, acc, qs, fs, ps, mkey, mval,
                      w_range, done)  # fmt: skip
-    stall_quantiles(w_range[0], w_range[1], rate, Q, out[O_STALL_P99])
+    stall_quantiles_left(w_range[0], w_range[1], rate, Q, done, out[O_STALL_P99])
 
 
 def emax_table(table: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ loops:
    acknowledgement tail (a gather) and the batch-shape moments from the exact cache of
    :mod:`models.passmoments` (its misses call ``pow``, which has no vector form with the same bits);
 2. :func:`_fast_outputs` (vectorized): the per-size set-up, both batches' closed forms, the
-   fallbacks, the outputs and the window range, written without branches (every case computed,
+   fallbacks, the outputs and the stall quantile, written without branches (every case computed,
    then selected) so that the compiler runs it in SIMD lanes.
 
 Bit-identical to the scalar path: every value is the same IEEE-754 expression, operand for
@@ -32,8 +32,12 @@ from __future__ import annotations
 import math
 
 import numba as nb
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
+from models.analyticvec import stall_quantile_select
 from models.params import OUTPUT_INDEX, OUTPUTS
 from models.passmoments import (
     M_PASSES,
@@ -45,7 +49,8 @@ from models.passmoments import (
     M_SF,
     M_SKQ,
     M_X,
-    cached_moments,
+    moments_at,
+    moments_slot,
 )
 from models.phases import (
     ACK_SCALE,
@@ -79,6 +84,30 @@ from models.phases import (
 )
 from models.profiles import FIELD_INDEX
 
+
+@intrinsic
+def _prefetch(typingctx, arr, i):
+    """Hint the cache to fetch ``arr[i]`` (1-D) or ``arr[i, 0]`` (2-D): ``llvm.prefetch``, read,
+    high locality. Never faults, changes no value."""
+    sig = types.void(arr, i)
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        idx = [args[1]] + [context.get_constant(types.intp, 0)] * (aryty.ndim - 1)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32]),
+            "llvm.prefetch.p0",
+        )
+        builder.call(fn, [builder.bitcast(ptr, cgutils.voidptr_t), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 # No fastmath: a vector lane performs the scalar path's operations (issue 13).
 _jit = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=False, _nrt=False)
 _jit_inline = nb.njit(
@@ -96,6 +125,7 @@ O_WINDOW_MEAN = OUTPUT_INDEX["window_mean_s"]
 O_WINDOW_P99 = OUTPUT_INDEX["window_p99_s"]
 O_FAILED = OUTPUT_INDEX["failed_folios"]
 O_PASSES = OUTPUT_INDEX["passes"]
+O_STALL_P99 = OUTPUT_INDEX["stall_p99_s"]
 Q = 0.99
 
 #: Points per chunk: the scratch of one chunk stays in the core's L1/L2 between the two loops.
@@ -115,13 +145,10 @@ N_OUT = len(OUTPUTS)
 # overlap check per input array (the compiler gives up beyond a few).
 (S_OK, S_TAIL, S_N0, S_FP, S_X, S_SF, S_SKQ, S_QQB, S_QFB, S_QQ, S_QF, S_PASSES1, S_PCALL1, S_PASSES2,
  S_PCALL2, S_KERN, S_N, S_LIMIT, S_ENGINE, S_THREADS, S_TARGETS, S_MAPCOUNT, S_P, S_SYNC, S_NUMA, S_WB,
- S_WB_WAIT, S_ALLOC) = range(28)  # fmt: skip
-N_SCRATCH = 28
-# Rows of the chunk results written by :func:`_fast_outputs`: the outputs (by OUTPUT_INDEX), then
-# the window range.
-R_W_LO = N_OUT
-R_W_HI = N_OUT + 1
-N_RESULT = N_OUT + 2
+ S_WB_WAIT, S_ALLOC, S_MIXLEN, S_KB, S_ABAR, S_B1, S_B2, S_B, S_FULL, S_REM, S_RATE) = range(37)  # fmt: skip
+N_SCRATCH = 37
+# Rows of the chunk results written by :func:`_fast_outputs`: the outputs (by OUTPUT_INDEX).
+N_RESULT = N_OUT
 
 
 @_jit_inline
@@ -144,6 +171,14 @@ def _copy_in(lo: int, m: int, src, sc, row: int) -> None:
 
 
 @_jit_inline
+def _copy_in_first(lo: int, m: int, src, sc, row: int) -> None:
+    """``sc[row, :m] = src[lo:lo + m, 0]`` (the first size or count of each point's mix)."""
+    base = row * ROW
+    for j in range(m):
+        sc[base + j] = src[lo + j, 0]
+
+
+@_jit_inline
 def _copy_out(lo: int, m: int, res, row: int, dst) -> None:
     """``dst[lo:lo + m] = res[row, :m]``."""
     base = row * ROW
@@ -152,12 +187,49 @@ def _copy_out(lo: int, m: int, res, row: int, dst) -> None:
 
 
 @_jit
+def _shapes(m: int, page_kb: float, sc, slots) -> None:
+    """Vectorized: eligibility, folio pages, the batch shape and the cache rows of both batches'
+    moments of the ``m`` points in ``sc`` (``slots``: two rows of :data:`ROW` int64)."""
+    for j in range(m):
+        n0 = sc[S_N0 * ROW + j]
+        a = sc[S_ALLOC * ROW + j]
+        ok = (
+            sc[S_MIXLEN * ROW + j] == 1.0
+            and sc[S_KERN * ROW + j] >= K_BATCHED
+            and not a > 0.0
+            and n0 >= 1.0
+            and n0 <= _EXACT
+            and math.floor(n0) == n0
+        )
+        fp = sc[S_KB * ROW + j] / page_kb
+        b, full, rem = batch_shape(sc[S_LIMIT * ROW + j], fp, n0)
+        has1 = full >= 1.0
+        abar = a if fp > 1.0 else 0.0
+        n_pass = NR_MAX_MIGRATE_ASYNC_RETRY if sc[S_SYNC * ROW + j] != 0.0 else NR_MAX_MIGRATE_PAGES_RETRY
+        b1 = b if has1 else rem
+        b2 = rem if (has1 and rem > 0.0) else b1
+        p = sc[S_P * ROW + j]
+        w = sc[S_WB * ROW + j]
+        sc[S_OK * ROW + j] = 1.0 if ok else 0.0
+        sc[S_FP * ROW + j] = fp
+        sc[S_ABAR * ROW + j] = abar
+        sc[S_B * ROW + j] = b
+        sc[S_FULL * ROW + j] = full
+        sc[S_REM * ROW + j] = rem
+        sc[S_B1 * ROW + j] = b1
+        sc[S_B2 * ROW + j] = b2
+        slots[j] = moments_slot(abar, p, w, n_pass, b1)
+        slots[ROW + j] = moments_slot(abar, p, w, n_pass, b2)
+
+
+@_jit
 def _prepare(lo: int, hi: int, prof, pi: int, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets,
-             mapcount, p, sync, numa, wb, wb_wait, alloc, emax, mkey, mval, sc) -> int:  # fmt: skip
-    """Scalar part of the fast path for points ``lo..hi-1`` of one profile, into ``sc[:, i - lo]``
-    (row stride :data:`ROW`): the inputs, eligibility (one size, batched release, no allocation
-    failure, an exact whole folio count), the acknowledgement tail and the moments of both batches
-    (cache of :mod:`models.passmoments`). Returns how many points are eligible."""
+             mapcount, p, rate, sync, numa, wb, wb_wait, alloc, emax, mkey, mval, sc, slots, nxt: int) -> int:  # fmt: skip
+    """The fast path's preparation of points ``lo..hi-1`` of one profile, into ``sc[:, i - lo]``
+    (row stride :data:`ROW`): the inputs, then (vectorized, :func:`_shapes`) eligibility (one size,
+    batched release, no allocation failure, an exact whole folio count) and batch shapes, then
+    (scalar) the acknowledgement tail and both batches' moments from the cache of
+    :mod:`models.passmoments`. Returns how many points are eligible."""
     m = hi - lo
     _copy_in(lo, m, kern, sc, S_KERN)
     _copy_in(lo, m, n, sc, S_N)
@@ -172,35 +244,46 @@ def _prepare(lo: int, hi: int, prof, pi: int, kern, mix_len, mix_kb, mix_n, n, l
     _copy_in(lo, m, wb, sc, S_WB)
     _copy_in(lo, m, wb_wait, sc, S_WB_WAIT)
     _copy_in(lo, m, alloc, sc, S_ALLOC)
-    page_kb = prof[PAGE_KB]
+    _copy_in(lo, m, rate, sc, S_RATE)
+    _copy_in(lo, m, mix_len, sc, S_MIXLEN)
+    _copy_in_first(lo, m, mix_kb, sc, S_KB)
+    _copy_in_first(lo, m, mix_n, sc, S_N0)
+    _shapes(m, prof[PAGE_KB], sc, slots)
     ack_scale = prof[ACK_SCALE]
     count = 0
-    for i in range(lo, hi):
-        j = i - lo
-        n0 = mix_n[i, 0]
-        a = alloc[i]
-        ok = (
-            mix_len[i] == 1
-            and kern[i] >= K_BATCHED
-            and not a > 0.0
-            and n0 >= 1.0
-            and n0 <= _EXACT
-            and math.floor(n0) == n0
-        )
-        sc[S_OK * ROW + j] = 1.0 if ok else 0.0
-        if not ok:
+    for j in range(m):
+        # The next chunk's inputs, spread over this loop: their transfer from memory overlaps the
+        # arithmetic of this chunk (one line holds 8 values of a vector, one point of a mix).
+        k = hi + j
+        if k < nxt:
+            _prefetch(mix_kb, k)
+            _prefetch(mix_n, k)
+            if (j & 7) == 0:
+                _prefetch(kern, k)
+                _prefetch(n, k)
+                _prefetch(limit, k)
+                _prefetch(engine, k)
+                _prefetch(threads, k)
+                _prefetch(targets, k)
+                _prefetch(mapcount, k)
+                _prefetch(p, k)
+                _prefetch(rate, k)
+                _prefetch(sync, k)
+                _prefetch(numa, k)
+                _prefetch(wb, k)
+                _prefetch(wb_wait, k)
+                _prefetch(alloc, k)
+                _prefetch(mix_len, k)
+        if sc[S_OK * ROW + j] < 0.5:
             continue
         count += 1
-        tg = targets[i]
+        tg = sc[S_TARGETS * ROW + j]
         sc[S_TAIL * ROW + j] = ack_scale * emax[pi, int(tg) - 1] if tg > 1.0 else 0.0
-        fp = mix_kb[i, 0] / page_kb
-        sc[S_N0 * ROW + j] = n0
-        sc[S_FP * ROW + j] = fp
-        b, full, rem = batch_shape(limit[i], fp, n0)
-        abar = a if fp > 1.0 else 0.0
-        n_pass = NR_MAX_MIGRATE_ASYNC_RETRY if sync[i] != 0 else NR_MAX_MIGRATE_PAGES_RETRY
-        b1 = b if full >= 1.0 else rem
-        r1 = cached_moments(abar, p[i], wb[i], n_pass, b1, mkey, mval)
+        abar = sc[S_ABAR * ROW + j]
+        pp = sc[S_P * ROW + j]
+        w = sc[S_WB * ROW + j]
+        n_pass = NR_MAX_MIGRATE_ASYNC_RETRY if sc[S_SYNC * ROW + j] != 0.0 else NR_MAX_MIGRATE_PAGES_RETRY
+        r1 = moments_at(slots[j], abar, pp, w, n_pass, sc[S_B1 * ROW + j], mkey, mval)
         sc[S_X * ROW + j] = mval[r1, M_X]
         sc[S_SF * ROW + j] = mval[r1, M_SF]
         sc[S_SKQ * ROW + j] = mval[r1, M_SKQ]
@@ -210,9 +293,8 @@ def _prepare(lo: int, hi: int, prof, pi: int, kern, mix_len, mix_kb, mix_n, n, l
         sc[S_QF * ROW + j] = mval[r1, M_QF]
         sc[S_PASSES1 * ROW + j] = mval[r1, M_PASSES]
         sc[S_PCALL1 * ROW + j] = mval[r1, M_PCALL]
-        r2 = r1
-        if full >= 1.0 and rem > 0.0:
-            r2 = cached_moments(abar, p[i], wb[i], n_pass, rem, mkey, mval)
+        # The remainder batch (its own shape, or the first batch's again when there is none).
+        r2 = moments_at(slots[ROW + j], abar, pp, w, n_pass, sc[S_B2 * ROW + j], mkey, mval)
         sc[S_PASSES2 * ROW + j] = mval[r2, M_PASSES]
         sc[S_PCALL2 * ROW + j] = mval[r2, M_PCALL]
     return count
@@ -288,7 +370,7 @@ def _fallback_terms(count: float, weight: float, abar: float, p_pa: float, p_s: 
 def _fast_outputs(m: int, prof, sc, res) -> None:
     """Every output but the stall quantile of the ``m`` points prepared in ``sc`` (one profile) as
     :func:`models.analytic.point_outputs` computes them for a one-size point without allocation
-    failure, into ``res[:, j]`` (rows: outputs by index, then the window range); branch-free
+    failure, into ``res[:, j]`` (rows: outputs by index), the stall quantile included; branch-free
     (vectorized). ``prof``: the profile row as a tuple (constant indices into it are registers, so
     the selections of the phase functions need no conditional loads). Points that are not eligible
     (``sc[S_OK]``) get values the caller discards."""
@@ -323,7 +405,6 @@ def _fast_outputs(m: int, prof, sc, res) -> None:
         batch_remote = 0.0 if bcast else remote * prof[HANDLER_FULL]
         is_mt = eng == ENGINE_MT
         # The one folio type (the per-size loop at k = 0).
-        n0 = sc[S_N0 * ROW + j]
         fp = sc[S_FP * ROW + j]
         fbytes = fp * page_bytes
         pmd = pmd_mapped(prof, fp)
@@ -343,7 +424,9 @@ def _fast_outputs(m: int, prof, sc, res) -> None:
         cs1, cf1, cfw1, cw1, _prog1, tu1 = copy_engine_costs(prof, eng, thr, fbytes, 1.0)
         abar = a if fp > 1.0 else 0.0
         # Batches: `full` identical batches of b folios (weight full), then the remainder.
-        b, full, rem = batch_shape(lim, fp, n0)
+        b = sc[S_B * ROW + j]
+        full = sc[S_FULL * ROW + j]
+        rem = sc[S_REM * ROW + j]
         has1 = full >= 1.0
         has2 = rem > 0.0
         x = sc[S_X * ROW + j]
@@ -434,20 +517,22 @@ def _fast_outputs(m: int, prof, sc, res) -> None:
         res[O_WINDOW_P99 * ROW + j] = line_quantile(a0, slope, c, Q)
         w_first = a0 + slope
         w_last = a0 + slope * c
-        res[R_W_LO * ROW + j] = min(w_first, w_last)
-        res[R_W_HI * ROW + j] = max(w_first, w_last)
+        w_lo = min(w_first, w_last)
+        w_hi = max(w_first, w_last)
+        res[O_STALL_P99 * ROW + j] = stall_quantile_select(w_lo, w_hi, sc[S_RATE * ROW + j], Q)
 
 
 @_jit
-def fast_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, sync, numa,
-                wb, wb_wait, alloc, table, emax, out, w_range, done, mkey, mval, sc, res) -> None:  # fmt: skip
+def fast_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, targets, mapcount, p, rate, sync,
+                numa, wb, wb_wait, alloc, table, emax, out, done, mkey, mval, sc, res, slots) -> int:  # fmt: skip
     """The fast path over a block: for every eligible point (see :func:`_prepare`) in a run of at
-    least :data:`MIN_RUN` points of one profile, its outputs (but the stall quantile) into
-    ``out[:, i]``, its window range into ``w_range[:, i]`` and ``done[i] = 1``; ``done[i] = 0`` for
-    the points left to :func:`models.analytic.point_outputs`. ``sc``, ``res``: ``(N_SCRATCH,
-    CHUNK)`` and ``(N_RESULT, CHUNK)`` scratch."""
+    least :data:`MIN_RUN` points of one profile, every output into ``out[:, i]`` and ``done[i] = 1``;
+    ``done[i] = 0`` for the points left to :func:`models.analytic.point_outputs` (their columns of
+    ``out`` may hold anything meanwhile). ``sc``, ``res``, ``slots``: scratch of ``N_SCRATCH * ROW``
+    and ``N_RESULT * ROW`` float64 and ``2 * ROW`` int64. Returns how many points are done."""
     total = n.shape[0]
     done[:] = 0
+    n_done = 0
     s = 0
     while s < total:
         pi = pidx[s]
@@ -461,17 +546,17 @@ def fast_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, t
             while lo < e:
                 hi = min(lo + CHUNK, e)
                 eligible = _prepare(lo, hi, prof, pi, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads,
-                                    targets, mapcount, p, sync, numa, wb, wb_wait, alloc, emax, mkey, mval,
-                                    sc)  # fmt: skip
+                                    targets, mapcount, p, rate, sync, numa, wb, wb_wait, alloc, emax, mkey,
+                                    mval, sc, slots, min(hi + CHUNK, e))  # fmt: skip
                 if eligible > 0:
                     _fast_outputs(hi - lo, prof_t, sc, res)
                     # Every point of the chunk is copied (vectorized loops): the scalar path
                     # overwrites the points not done.
                     for r in range(N_OUT):
                         _copy_out(lo, hi - lo, res, r, out[r])
-                    _copy_out(lo, hi - lo, res, R_W_LO, w_range[0])
-                    _copy_out(lo, hi - lo, res, R_W_HI, w_range[1])
                     for i in range(lo, hi):
                         done[i] = 1 if sc[S_OK * ROW + i - lo] > 0.5 else 0
+                    n_done += eligible
                 lo = hi
         s = e
+    return n_done

@@ -60,3 +60,12 @@ def stall_quantiles(w_lo, w_hi, rate_hz, q: float, out) -> None:
     the inputs, or the loop runs without vectors after the compiler's overlap check)."""
     for i in range(out.shape[0]):
         out[i] = stall_quantile_select(w_lo[i], w_hi[i], rate_hz[i], q)
+
+
+@_jit
+def stall_quantiles_left(w_lo, w_hi, rate_hz, q: float, done, out) -> None:
+    """:func:`stall_quantiles` for the points not ``done`` (the others keep ``out[i]``); vectorized,
+    every lane computed and the result selected."""
+    for i in range(out.shape[0]):
+        s = stall_quantile_select(w_lo[i], w_hi[i], rate_hz[i], q)
+        out[i] = out[i] if done[i] != 0 else s

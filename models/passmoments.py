@@ -31,7 +31,7 @@ _jit_inline = nb.njit(
 # Columns of the batch-shape cache (:func:`moments`).
 (M_X, M_SF, M_SKQ, M_QQB, M_QFB, M_QQ, M_QF, M_PASSES, M_PCALL) = range(9)  # fmt: skip
 N_MOM = 9
-N_CACHE = 1024  # rows of the batch-shape cache (a power of two)
+N_CACHE = 1024  # rows of the batch-shape cache (a power of two; the caller allocates them)
 
 
 @_jit
@@ -95,15 +95,27 @@ def _mix64(z: int) -> int:
 
 
 @_jit_inline
+def moments_slot(abar: float, p: float, w: float, n_pass: int, B: float) -> int:
+    """The row of the batch-shape cache for these inputs (a hash of their bits; no memory, so a
+    loop over points computing it vectorizes)."""
+    h = _mix64(_mix64(_mix64(_mix64(as_bits(abar) + n_pass) ^ as_bits(p)) ^ as_bits(w)) ^ as_bits(B))
+    return h & (N_CACHE - 1)
+
+
+@_jit_inline
 def cached_moments(abar: float, p: float, w: float, n_pass: int, B: float, mkey, mval) -> int:
     """Row of ``mval`` holding :func:`moments` of these exact inputs (bit for bit), computed on a
     miss: batches of the same shape recur across the points of a call (grids, full batches)."""
+    return moments_at(moments_slot(abar, p, w, n_pass, B), abar, p, w, n_pass, B, mkey, mval)
+
+
+@_jit_inline
+def moments_at(i: int, abar: float, p: float, w: float, n_pass: int, B: float, mkey, mval) -> int:
+    """:func:`cached_moments` with its row ``i`` (:func:`moments_slot`) computed beforehand."""
     ka = as_bits(abar)
     kp = as_bits(p)
     kw = as_bits(w)
     kb = as_bits(B)
-    h = _mix64(_mix64(_mix64(_mix64(ka + n_pass) ^ kp) ^ kw) ^ kb)
-    i = h & (mkey.shape[0] - 1)
     if not (
         mkey[i, 0] == n_pass
         and mkey[i, 1] == ka

@@ -55,10 +55,10 @@ def _done(arrays: PointArrays, table: np.ndarray) -> np.ndarray:
     fast_points(
         arrays.profile_index, arrays.kernel_code, arrays.mix_len, arrays.mix_kb, arrays.mix_folios,
         arrays.n_folios, arrays.batch_limit_pages, arrays.engine_code.astype(np.float64), arrays.copy_threads,
-        arrays.target_cpus, arrays.mapcount, arrays.busy_prob, arrays.sync_mode, arrays.numa_hinting,
-        arrays.writeback_prob, arrays.writeback_wait_s, arrays.alloc_fail_prob, table, emax_table(table),
-        np.empty((N_OUT, n)), np.empty((2, n)), done, mkey, np.empty((N_CACHE, N_MOM)),
-        np.empty(N_SCRATCH * ROW), np.empty(N_RESULT * ROW),
+        arrays.target_cpus, arrays.mapcount, arrays.busy_prob, arrays.access_rate_hz, arrays.sync_mode,
+        arrays.numa_hinting, arrays.writeback_prob, arrays.writeback_wait_s, arrays.alloc_fail_prob, table,
+        emax_table(table), np.empty((N_OUT, n)), done, mkey, np.empty((N_CACHE, N_MOM)),
+        np.empty(N_SCRATCH * ROW), np.empty(N_RESULT * ROW), np.empty(2 * ROW, dtype=np.int64),
     )  # fmt: skip
     return done.astype(bool)
 
