@@ -4,15 +4,22 @@ Most points of a sweep migrate folios of one size and never fail an allocation. 
 :func:`models.analytic.point_outputs` reduces to a fixed shape: one folio type, at most two
 batches (a run of ``full`` identical batches of ``b = ceil(limit / fp)`` folios, weighted by
 ``full``, then the remainder), each followed by the synchronous fallback in sync mode, then the
-outputs and the first batch's window line. Here that shape runs over a block of points in two
-loops:
+outputs and the first batch's window line. Here that shape runs over the points of a block, one
+chunk of :data:`CHUNK` points of one profile at a time, in loops that each do one thing:
 
-1. :func:`_prepare` (scalar): which points take the fast path, their batch shape, the
-   acknowledgement tail (a gather) and the batch-shape moments from the exact cache of
-   :mod:`models.passmoments` (its misses call ``pow``, which has no vector form with the same bits);
+1. :func:`_prepare`: the chunk's inputs copied into a scratch (``memcpy`` loops), then
+   :func:`_shapes` (vectorized): eligibility, batch shapes and the rows of the batch-shape cache,
+   then a scalar loop: the acknowledgement tail (a gather) and both batches' moments from the exact
+   cache of :mod:`models.passmoments` (a miss calls ``pow``, which has no vector form with the
+   same bits), while it prefetches the next chunk's inputs (their transfer from memory then
+   overlaps this chunk's arithmetic);
 2. :func:`_fast_outputs` (vectorized): the per-size set-up, both batches' closed forms, the
-   fallbacks, the outputs and the stall quantile, written without branches (every case computed,
-   then selected) so that the compiler runs it in SIMD lanes.
+   fallbacks, the outputs and the window range, written without branches (every case computed,
+   then selected) so that the compiler runs it in SIMD lanes;
+3. :func:`_stall_quantiles` (vectorized): the stall quantile from the window range.
+
+The scratch rows are :data:`ROW` values apart and read by the vectorized loops through one array
+each, so that the compiler needs one overlap check per loop (it gives up beyond a few).
 
 Bit-identical to the scalar path: every value is the same IEEE-754 expression, operand for
 operand, as in :func:`models.analytic.point_outputs` (no ``fastmath``, no FMA contraction); a
@@ -147,8 +154,11 @@ N_OUT = len(OUTPUTS)
  S_PCALL2, S_KERN, S_N, S_LIMIT, S_ENGINE, S_THREADS, S_TARGETS, S_MAPCOUNT, S_P, S_SYNC, S_NUMA, S_WB,
  S_WB_WAIT, S_ALLOC, S_MIXLEN, S_KB, S_ABAR, S_B1, S_B2, S_B, S_FULL, S_REM, S_RATE) = range(37)  # fmt: skip
 N_SCRATCH = 37
-# Rows of the chunk results written by :func:`_fast_outputs`: the outputs (by OUTPUT_INDEX).
-N_RESULT = N_OUT
+# Rows of the chunk results: the outputs (by OUTPUT_INDEX), then the first batch's window range
+# (:func:`_fast_outputs` writes it, :func:`_stall_quantiles` reads it).
+R_W_LO = N_OUT
+R_W_HI = N_OUT + 1
+N_RESULT = N_OUT + 2
 
 
 @_jit_inline
@@ -370,7 +380,7 @@ def _fallback_terms(count: float, weight: float, abar: float, p_pa: float, p_s: 
 def _fast_outputs(m: int, prof, sc, res) -> None:
     """Every output but the stall quantile of the ``m`` points prepared in ``sc`` (one profile) as
     :func:`models.analytic.point_outputs` computes them for a one-size point without allocation
-    failure, into ``res[:, j]`` (rows: outputs by index), the stall quantile included; branch-free
+    failure, into ``res[:, j]`` (rows: outputs by index, then the window range); branch-free
     (vectorized). ``prof``: the profile row as a tuple (constant indices into it are registers, so
     the selections of the phase functions need no conditional loads). Points that are not eligible
     (``sc[S_OK]``) get values the caller discards."""
@@ -519,6 +529,17 @@ def _fast_outputs(m: int, prof, sc, res) -> None:
         w_last = a0 + slope * c
         w_lo = min(w_first, w_last)
         w_hi = max(w_first, w_last)
+        res[R_W_LO * ROW + j] = w_lo
+        res[R_W_HI * ROW + j] = w_hi
+
+
+@_jit
+def _stall_quantiles(m: int, sc, res) -> None:
+    """Vectorized: the stall quantile of the ``m`` points of a chunk from their window range (a loop
+    of its own: inside :func:`_fast_outputs` it runs short of registers)."""
+    for j in range(m):
+        w_lo = res[R_W_LO * ROW + j]
+        w_hi = res[R_W_HI * ROW + j]
         res[O_STALL_P99 * ROW + j] = stall_quantile_select(w_lo, w_hi, sc[S_RATE * ROW + j], Q)
 
 
@@ -550,6 +571,7 @@ def fast_points(pidx, kern, mix_len, mix_kb, mix_n, n, limit, engine, threads, t
                                     mval, sc, slots, min(hi + CHUNK, e))  # fmt: skip
                 if eligible > 0:
                     _fast_outputs(hi - lo, prof_t, sc, res)
+                    _stall_quantiles(hi - lo, sc, res)
                     # Every point of the chunk is copied (vectorized loops): the scalar path
                     # overwrites the points not done.
                     for r in range(N_OUT):
