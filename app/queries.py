@@ -1,7 +1,8 @@
 """Questions asked of a results folder: the recommendation, the landscape, the curves per engine.
 
 :func:`recommend_for` is the one function the CLI and the explorer call for a recommendation; the
-landscape is :func:`app.recommend.recommend` itself per cell, so it agrees with the Choose page.
+landscape fetches every cell's rows in one query and is :func:`app.recommend.recommend` itself per
+cell, so it agrees with the Choose page.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def recommend_for(
         profile=prof,
         workload=wl,
         constraints=constraints,
-        baseline=results.baseline(prof, wl, m),
+        baseline=results.baseline(prof, wl, m, candidates=cands),
         provenance=results.provenance(m, reg),
         regression=reg.predict if reg is not None else None,
         regression_note=note,
@@ -106,6 +107,22 @@ def regression_band(
         return None
 
 
+LANDSCAPE_COLUMNS = [
+    "x",
+    "y",
+    "profile",
+    "batch_limit_pages",
+    "copy_engine",
+    "copy_threads",
+    "gain",
+    "gain_lo",
+    "gain_hi",
+    "pages_per_s",
+    "stall_p99_s",
+    "feasible",
+]
+
+
 def landscape(
     results: Results,
     profile: str,
@@ -118,12 +135,13 @@ def landscape(
     """Best batch limit, engine, threads and gain over the default for each (x, y) cell.
 
     ``x``/``y`` are workload parameters or ``profile``; other parameters are the given workload's
-    (or each profile's defaults where the sweep lacks them). Each cell is :func:`recommend` itself,
-    so the landscape agrees with the Choose page.
+    (or each profile's defaults where the sweep lacks them). The rows of every cell come from one
+    query over the sweep (:meth:`Results.candidates_many`); each cell is then :func:`recommend`
+    itself, so the landscape agrees with the Choose page and ``foliotune recommend``.
     """
     m = model or results.default_model
     profiles = list(results.profiles(m)) if "profile" in (x, y) else [profile]
-    rows = []
+    cells: list[tuple[Any, Any, str, dict[str, Any], tuple[Any, ...]]] = []
     for prof in profiles:
         vals = results.workload_values(prof, m)
         xs = [prof] if x == "profile" else vals.get(x, [])
@@ -138,50 +156,41 @@ def landscape(
                 wl = results.resolve_workload(prof, partial, m)
                 if (x != "profile" and wl.get(x) != xv) or (y != "profile" and wl.get(y) != yv):
                     continue
-                try:
-                    rec = recommend(
-                        results.candidates(prof, wl, m),
-                        profile=prof,
-                        workload=wl,
-                        constraints=constraints,
-                        baseline=results.baseline(prof, wl, m),
-                    )
-                except UserError:
-                    continue
-                c = rec.choice
-                rows.append(
-                    {
-                        "x": xv,
-                        "y": yv,
-                        "profile": prof,
-                        "batch_limit_pages": c.batch_limit_pages if rec.feasible else math.nan,
-                        "copy_engine": c.copy_engine if rec.feasible else "",
-                        "copy_threads": c.copy_threads if rec.feasible else 0,
-                        "gain": rec.gain if (rec.feasible and rec.gain is not None) else math.nan,
-                        "gain_lo": rec.gain_lo if (rec.feasible and rec.gain_lo is not None) else math.nan,
-                        "gain_hi": rec.gain_hi if (rec.feasible and rec.gain_hi is not None) else math.nan,
-                        "pages_per_s": c.pages_per_s,
-                        "stall_p99_s": c.stall_p99_s,
-                        "feasible": rec.feasible,
-                    }
-                )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "x",
-            "y",
-            "profile",
-            "batch_limit_pages",
-            "copy_engine",
-            "copy_threads",
-            "gain",
-            "gain_lo",
-            "gain_hi",
-            "pages_per_s",
-            "stall_p99_s",
-            "feasible",
-        ],
-    )
+                cells.append((xv, yv, prof, wl, results.key(m, prof, wl)))
+    found = results.candidates_many([c[4] for c in cells])
+    rows = []
+    for xv, yv, prof, wl, key in cells:
+        cands = found.get(key)
+        if cands is None:
+            continue
+        try:
+            rec = recommend(
+                cands,
+                profile=prof,
+                workload=wl,
+                constraints=constraints,
+                baseline=results.baseline(prof, wl, m, candidates=cands),
+            )
+        except UserError:
+            continue
+        c = rec.choice
+        rows.append(
+            {
+                "x": xv,
+                "y": yv,
+                "profile": prof,
+                "batch_limit_pages": c.batch_limit_pages if rec.feasible else math.nan,
+                "copy_engine": c.copy_engine if rec.feasible else "",
+                "copy_threads": c.copy_threads if rec.feasible else 0,
+                "gain": rec.gain if (rec.feasible and rec.gain is not None) else math.nan,
+                "gain_lo": rec.gain_lo if (rec.feasible and rec.gain_lo is not None) else math.nan,
+                "gain_hi": rec.gain_hi if (rec.feasible and rec.gain_hi is not None) else math.nan,
+                "pages_per_s": c.pages_per_s,
+                "stall_p99_s": c.stall_p99_s,
+                "feasible": rec.feasible,
+            }
+        )
+    return pd.DataFrame(rows, columns=LANDSCAPE_COLUMNS)
 
 
 def landscape_axes(results: Results, profile: str, model: str | None = None) -> list[str]:

@@ -171,7 +171,7 @@ def main() -> None:
     r = load_results(results)
     out["load_s"] = time.perf_counter() - t
     out["rows_total"] = r.n_rows_total
-    out["rows_feasible"] = len(r.frame)
+    out["rows_feasible"] = r.n_rows_usable
     out["points"] = r.sweep.spec.n_points
     t = time.perf_counter()
     warm_up(results, True)

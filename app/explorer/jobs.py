@@ -138,13 +138,12 @@ def region_spec(results: Results, region: Region) -> dict[str, Any]:
     models and replicas as in the results' own spec."""
     profile, workload, axes, m = region.profile, region.workload, region.axes, region.model
     sel_profiles = list(axes.get("profile", [profile]))
-    frame = results.frame
-    rows = frame[frame["profile"].astype(str).isin(sel_profiles)]
-    existing_bl = sorted({int(v) for v in rows["batch_limit_pages"].unique()})
+    swept = results.choice_values([str(p) for p in sel_profiles])  # distinct values, one query
+    existing_bl = sorted({int(v) for v in swept["batch_limit_pages"]})
     bl_max = max(existing_bl) if existing_bl else 4096
     batch = sorted(set(existing_bl) | {2**e for e in range(0, int(math.log2(bl_max)) + 1)} | {512})
-    engines = sorted({str(v) for v in rows["copy_engine"].unique()})
-    threads = sorted({int(v) for v in rows["copy_threads"].unique()})
+    engines = sorted({str(v) for v in swept["copy_engine"]})
+    threads = sorted({int(v) for v in swept["copy_threads"]})
     fixed: dict[str, Any] = {}
     ax: dict[str, Any] = {}
     if "profile" in axes:
