@@ -196,10 +196,9 @@ class Results:
         out: dict[tuple[Any, ...], pd.DataFrame] = {}
         if rows.empty:
             return out
-        cols = [c for c in rows.columns if c != ORDER_COLUMN]
+        rows = _categorical(rows.drop(columns=[ORDER_COLUMN]))
         key_arrays = [rows[c].to_numpy() for c in KEY_COLUMNS]
         want = set(wanted)
-        starts = [0]
         n = len(rows)
         # rows come sorted by the key columns: split them where the key changes
         change = np.zeros(n, dtype=bool)
@@ -209,7 +208,7 @@ class Results:
         for s, e in zip(starts[:-1], starts[1:], strict=True):
             k = tuple(py_value(a[s]) for a in key_arrays)
             if k in want:
-                out[k] = _as_frame(rows.iloc[s:e][cols])
+                out[k] = rows.iloc[s:e].reset_index(drop=True)
         return out
 
     def choice_values(self, profiles: Sequence[str]) -> dict[str, list[Any]]:
@@ -236,12 +235,12 @@ class Results:
         cands = self.candidates(profile, workload, m) if candidates is None else candidates
         dflt = default_choice(profile)
         sel = (
-            (cands["batch_limit_pages"] == dflt["batch_limit_pages"])
-            & (cands["copy_engine"].astype(str) == dflt["copy_engine"])
-            & (cands["copy_threads"] == dflt["copy_threads"])
+            (cands["batch_limit_pages"].to_numpy() == dflt["batch_limit_pages"])
+            & (cands["copy_engine"].to_numpy().astype(str) == dflt["copy_engine"])
+            & (cands["copy_threads"].to_numpy() == dflt["copy_threads"])
         )
         if sel.any():
-            return cands[sel.to_numpy()].iloc[:1]
+            return cands[sel].iloc[:1]
         key = self.key(m, profile, workload)
         with self._lock:
             hit = self._baselines.get(key)
@@ -283,13 +282,12 @@ class Results:
         }
 
 
-def _as_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """Candidate rows in the dtypes callers know: the text columns categorical, a 0-based index."""
-    out = rows.reset_index(drop=True)
+def _categorical(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the dtypes callers know: the text columns categorical."""
     for c in _CATEGORIES:
-        if c in out.columns:
-            out[c] = out[c].astype(str).astype("category")
-    return out
+        if c in rows.columns:
+            rows[c] = rows[c].astype(str).astype("category")
+    return rows
 
 
 def py_value(v: Any) -> Any:
