@@ -6,8 +6,9 @@ queries over the verified Parquet chunk files; no query returns more than the ro
 10^7-point sweep is never held in the process.
 
 Scanning every chunk file costs ~0.1–0.3 s a query on a 10^7-point sweep (432 files). For large
-folders (``CACHE_MIN_ROWS`` rows or more) the store therefore writes, once, in a background thread at
-the lowest CPU priority, a DuckDB database holding the feasible rows of the columns used here sorted
+folders (``CACHE_MIN_ROWS`` rows or more) the explorer therefore has the store write
+(:meth:`ResultsStore.ensure_cache`), once, in a background thread at the lowest CPU priority
+(interrupted if the process exits first), a DuckDB database holding the feasible rows of the columns used here sorted
 by workload, and the table of workloads: a lookup in it reads one or two row groups (~5 ms). The file is
 named by the folder's data hash (SHA-256 over its verified chunks), so changed data is never read
 from a stale copy; it lives in ``$FOLIOTUNE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/foliotune`` or
@@ -17,9 +18,11 @@ written (or when it cannot be) every query reads the chunk files themselves: sam
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ CACHE_MIN_ROWS = 500_000
 CACHE_KEEP = 4
 #: Bump when the cache's tables change, so older files are not read.
 CACHE_FORMAT = 1
+BUILD_THREAD = "foliotune-results-cache"
 
 
 class StoreQueryError(UserError):
@@ -180,9 +184,7 @@ class ResultsStore:
             return
         with self._lock:
             if self._building is None:
-                self._building = threading.Thread(
-                    target=self._build, name="foliotune-results-cache", daemon=True
-                )
+                self._building = threading.Thread(target=self._build, name=BUILD_THREAD, daemon=True)
                 self._building.start()
             th = self._building
         if wait:
@@ -201,6 +203,8 @@ class ResultsStore:
             keys = ", ".join(_q(k) for k in self.keys)
             # one thread: DuckDB then works in this (low-priority) thread only
             with duckdb.connect(str(tmp), config={"threads": 1, "memory_limit": "1GB"}) as con:
+                with _builds_lock:
+                    _builds[threading.get_ident()] = con
                 con.execute(
                     f"CREATE TABLE rows AS SELECT {cols} FROM read_parquet($files) WHERE {self.feasible} "
                     f"ORDER BY {keys}, {_q(self.order)}",
@@ -218,11 +222,32 @@ class ResultsStore:
                 with contextlib.suppress(OSError):
                     extra.unlink()
             return
+        finally:
+            with _builds_lock:
+                _builds.pop(threading.get_ident(), None)
         self._attach_if_present()
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):
             self._con.close()
+
+
+# Copies being written, by thread: interrupted when the process exits. A thread still inside DuckDB
+# when the interpreter finalizes is unwound by force, which DuckDB does not survive (SIGABRT).
+_builds: dict[int, duckdb.DuckDBPyConnection] = {}
+_builds_lock = threading.Lock()
+
+
+@atexit.register
+def _stop_builds() -> None:
+    with _builds_lock:
+        running = list(_builds.items())
+    for _ident, con in running:
+        with contextlib.suppress(duckdb.Error):
+            con.interrupt()
+    for th in threading.enumerate():
+        if th.name == BUILD_THREAD and th.is_alive():
+            th.join(timeout=10)
 
 
 def _prune(folder: Path) -> None:
@@ -234,6 +259,11 @@ def _prune(folder: Path) -> None:
     for old in files[CACHE_KEEP:]:
         with contextlib.suppress(OSError):
             old.unlink()
+    now = time.time()
+    for tmp in folder.glob("results-*.duckdb.*.tmp*"):  # left by a process that was killed
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > 3600:
+                tmp.unlink()
 
 
 __all__ = ["CACHE_KEEP", "CACHE_MIN_ROWS", "ResultsStore", "StoreQueryError", "cache_dir"]

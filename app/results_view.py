@@ -192,7 +192,6 @@ class Results:
             rows = self.store.rows(where)
         except StoreQueryError as exc:
             raise ResultsError(f"{self.folder}: {exc}") from None
-        self.store.ensure_cache()  # a large sweep is asked for rows: write its sorted copy once
         out: dict[tuple[Any, ...], pd.DataFrame] = {}
         if rows.empty:
             return out

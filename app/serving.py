@@ -30,6 +30,7 @@ def warm_up(results_dir: Path, use_regression: bool) -> None:
     """Load the results, the regression and the compiled kernels before the first page is served."""
     try:
         results = load_results(results_dir)
+        results.store.ensure_cache()  # a large sweep: its sorted copy, written once in the background
         reg = shipped_regression() if use_regression else None
         rec = recommend_for(results, None, None, Constraints(1e-3), regression=reg)
         live_candidates(rec.profile, None)  # compiles the model kernels for the live Choose page

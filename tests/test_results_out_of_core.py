@@ -216,7 +216,7 @@ def test_the_sorted_copy_gives_the_same_answers_and_is_reused(
     cons = Constraints(500e-6)
     before = r.candidates("xeon-e5-2650v3-2s", wl)
     land_before = landscape(r, "xeon-e5-2650v3-2s", wl, "access_rate_hz", "profile", cons)
-    r.store.ensure_cache(wait=True)  # started by the first candidates query
+    r.store.ensure_cache(wait=True)  # the explorer starts it (app.serving.warm_up)
     assert r.store.cached, r.store.cache_error
     assert [p.name for p in cache_dir.iterdir()] == [r.store.cache_path.name]
     pd.testing.assert_frame_equal(r.candidates("xeon-e5-2650v3-2s", wl), before, check_exact=True)
