@@ -355,7 +355,14 @@ def load_results(folder: str | os.PathLike[str], max_age_s: float = 0.0) -> Resu
     if not p.is_dir():
         raise ResultsError(f"{p}: is a file, not a results folder")
     resolved = p.resolve()
-    return _load_cached(str(resolved), _recent_signature(resolved, max_age_s))
+    sig = _recent_signature(resolved, max_age_s)
+    with _signatures_lock:
+        lock = _load_locks.setdefault(str(resolved), threading.Lock())
+    with lock:  # two requests (or a request and the warm-up) open a folder once, not twice
+        return _load_cached(str(resolved), sig)
+
+
+_load_locks: dict[str, threading.Lock] = {}
 
 
 @lru_cache(maxsize=4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,16 @@ def serve(app: Any, host: str, port: int) -> None:
             file=sys.stderr,
         )
     app.run(host=host, port=port, debug=False)
+
+
+def warm_up_in_background(results_dir: Path, use_regression: bool) -> threading.Thread:
+    """:func:`warm_up` in a daemon thread, so the server can accept connections meanwhile (the
+    browser loads the page's scripts while the caches fill)."""
+    th = threading.Thread(
+        target=warm_up, args=(results_dir, use_regression), name="foliotune-warm-up", daemon=True
+    )
+    th.start()
+    return th
 
 
 def warm_up(results_dir: Path, use_regression: bool) -> None:
