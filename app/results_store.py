@@ -86,6 +86,7 @@ class ResultsStore:
         self.data_hash = data_hash
         self.n_rows = n_rows
         self._con = duckdb.connect()
+        self._con.execute("SET enable_progress_bar = false")
         self._con.execute("SET parquet_metadata_cache = true")  # the footers are read once, not per query
         self._lock = threading.Lock()
         self._cached = False  # the cache database is attached as "fc"
@@ -203,6 +204,7 @@ class ResultsStore:
             keys = ", ".join(_q(k) for k in self.keys)
             # one thread: DuckDB then works in this (low-priority) thread only
             with duckdb.connect(str(tmp), config={"threads": 1, "memory_limit": "1GB"}) as con:
+                con.execute("SET enable_progress_bar = false")
                 with _builds_lock:
                     _builds[threading.get_ident()] = con
                 con.execute(
