@@ -461,6 +461,7 @@ def register(app: Any, state: Any) -> None:
             budget = sel.get("budget_us", budget)
             cpu, remote = sel.get("cpu_ms", cpu), sel.get("remote_ms", remote)
             linked = [profile, model, budget, cpu, remote]
+        on_page = list(wl_values)  # what the fields show now
         if model == LIVE and set(ctx.triggered_prop_ids) == {"ch-profile.value"}:
             # another machine: its own defaults (a folio size below its page size would be invalid)
             d = live_defaults(str(profile))
@@ -492,7 +493,7 @@ def register(app: Any, state: Any) -> None:
         shown = {k: (None if v == "" else v) for k, v in rec.workload.items()}
         new_values = [
             no_update if shown.get(k) == _typed(k, v) else shown.get(k)
-            for k, v in zip(PARAMS, wl_values, strict=True)
+            for k, v in zip(PARAMS, on_page, strict=True)
         ]
         shown_card, figures, stamp = page_outputs(state, session, live, rec, cons, cands, screened)
         selection = {
