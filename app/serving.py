@@ -9,7 +9,7 @@ from typing import Any
 
 from app.explorer import is_loopback
 from app.live import live_candidates
-from app.queries import recommend_for
+from app.queries import default_profile, recommend_for
 from app.recommend import Constraints
 from app.regression_source import shipped_regression
 from app.results_view import ResultsError, load_results
@@ -43,7 +43,8 @@ def warm_up(results_dir: Path, use_regression: bool) -> None:
         results = load_results(results_dir)
         results.store.ensure_cache()  # a large sweep: its sorted copy, written once in the background
         reg = shipped_regression() if use_regression else None
-        rec = recommend_for(results, None, None, Constraints(1e-3), regression=reg)
-        live_candidates(rec.profile, None)  # compiles the model kernels for the live Choose page
+        profile = default_profile(results)
+        live_candidates(profile, None)  # the live Choose page (the first page): its compiled kernels
+        recommend_for(results, profile, None, Constraints(1e-3), regression=reg)  # then the sweep's path
     except (ResultsError, UserError) as exc:
         print(f"foliotune: {exc} (the explorer will show this)", file=sys.stderr)
