@@ -202,6 +202,46 @@ def sweep_queries(r: Any, repeat: int = 20) -> dict[str, Any]:
     }
 
 
+LANDSCAPE_DRAWN = """(label) => ['ls-heat-batch', 'ls-heat-gain'].every((id) => {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  const t = gd && gd.layout && gd.layout.xaxis && gd.layout.xaxis.title;
+  return t && t.text === label && !gd.classList.contains('dash-graph--pending');
+}) && !document.querySelector('[data-dash-is-loading="true"]')"""
+
+
+def landscape_interactions(pg: Any, base: str, n: int) -> dict[str, Any]:
+    """The Landscape page: from the click on a new x axis (y stays the hardware profile) to both maps
+    redrawn with it, wall clock around Playwright (so it includes its round trips); and the page's
+    first maps from navigation."""
+    from app.figures.common import LABELS
+
+    t = time.perf_counter()
+    pg.goto(base + "landscape")
+    pg.wait_for_selector("#ls-heat-batch .js-plotly-plot .main-svg", timeout=60_000)
+    first = time.perf_counter() - t
+    axes = ["target_cpus", "access_rate_hz", "busy_prob", "mapcount", "mode", "folio_kb"]
+    times: list[float] = []
+    for i in range(n):
+        label = LABELS.get(axes[i % len(axes)], axes[i % len(axes)])
+        pg.click("#ls-x")
+        exact = re.compile(rf"^\s*{re.escape(label)}\s*$")
+        opt = pg.locator(".dash-dropdown-content [role=option]").filter(has_text=exact).first
+        opt.wait_for(state="visible")
+        t = time.perf_counter()
+        opt.click()
+        pg.wait_for_function(LANDSCAPE_DRAWN, arg=label, timeout=60_000)
+        times.append(time.perf_counter() - t)
+    return {
+        "first_maps_s": first,
+        "x_axis_change_wall_ms": {
+            "p50": 1e3 * statistics.median(times),
+            "max": 1e3 * max(times),
+            "n": len(times),
+            "all": [round(1e3 * x) for x in times],
+        },
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -382,6 +422,7 @@ def main() -> None:
                 raise RuntimeError(f"{kind}: the input event was not seen in the page")
             times.setdefault(kind, []).append((done - ev) / 1e3)
             times_all.setdefault(kind, []).append((done_all - ev) / 1e3)
+        out["landscape"] = landscape_interactions(pg, base, 12)
         b.close()
     srv.shutdown()
     out["first_page_s"] = {"runs": firsts, "max": max(firsts)}
