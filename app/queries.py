@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.recommend import CHOICE, WORKLOAD, Constraints, Recommendation, default_limit_pages, recommend
+from app.recommend import CHOICE, Constraints, Recommendation, default_limit_pages, recommend
 from app.recommend.choices import Choice, choices_from_table
 from app.recommend.intervals import ratio_interval
 from app.recommend.rule import cost_key, rank_allowed
 from app.regression_source import RegressionSource
-from app.results_view import Results
+from app.results_view import KEY_WORKLOAD, Results
 from models.profiles import DEFAULT_PROFILE
 
 
@@ -103,7 +103,7 @@ def regression_band(
         & (cands["copy_threads"].to_numpy() == c.copy_threads)
     ]
     try:
-        pts = sel[["profile", *CHOICE, *WORKLOAD]].astype(object)
+        pts = sel[["profile", *CHOICE, *KEY_WORKLOAD]].astype(object)
         return predict(pts.reset_index(drop=True))
     except Exception:  # the regression is optional
         return None
@@ -233,7 +233,7 @@ def landscape_cell(
 def landscape_axes(results: Results, profile: str, model: str | None = None) -> list[str]:
     """Parameters that can be a landscape axis: workload parameters with several values, and profile."""
     vals = results.workload_values(profile, model)
-    axes = [k for k in WORKLOAD if len(vals.get(k, [])) > 1]
+    axes = [k for k in KEY_WORKLOAD if len(vals.get(k, [])) > 1]
     if len(results.profiles(model)) > 1:
         axes.append("profile")
     return axes

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from app.recommend import CHOICE, WORKLOAD, Provenance, default_choice
+from app.recommend import CHOICE, OPTIONAL_WORKLOAD, WORKLOAD, Provenance, default_choice
 from app.results_store import ResultsStore, StoreQueryError
 from models.errors import UserError
 from models.evaluate import evaluate
@@ -38,7 +38,11 @@ from sweep.results import MANIFEST, StoreError, SweepResults, open_results
 if TYPE_CHECKING:
     from app.regression_source import RegressionSource
 
-KEY_COLUMNS: tuple[str, ...] = ("model", "profile", *WORKLOAD)
+#: The workload a sweep's rows are looked up by: every workload parameter with one value per row (a
+#: sweep may vary the kernel version, NUMA hinting, writeback and allocation failure too; rows of
+#: different values are different workloads). ``folio_mix`` is not one (empty on one-size rows).
+KEY_WORKLOAD: tuple[str, ...] = (*WORKLOAD, *(k for k in OPTIONAL_WORKLOAD if k != "folio_mix"))
+KEY_COLUMNS: tuple[str, ...] = ("model", "profile", *KEY_WORKLOAD)
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "pages_per_s",
     "stall_p99_s",
@@ -56,7 +60,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "ipis_se",
     "infeasible",
 )
-REQUIRED_COLUMNS: tuple[str, ...] = ("model", "profile", *CHOICE, *WORKLOAD, *OUTPUT_COLUMNS)
+REQUIRED_COLUMNS: tuple[str, ...] = ("model", "profile", *CHOICE, *KEY_WORKLOAD, *OUTPUT_COLUMNS)
 # INTEGER_WORKLOAD / FLOAT_WORKLOAD come from the parameter table (models.params), so every workload
 # parameter, numa_hinting and writeback_prob included, keys the index in its column's type
 
@@ -127,7 +131,7 @@ class Results:
         def make() -> dict[str, list[Any]]:
             keys = [k for k in self.index if k[0] == m and k[1] == profile]
             out: dict[str, list[Any]] = {}
-            for i, name in enumerate(WORKLOAD):
+            for i, name in enumerate(KEY_WORKLOAD):
                 vals = {py_value(k[2 + i]) for k in keys}
                 out[name] = sorted(vals, key=lambda v: (isinstance(v, str), v))
             return out
@@ -159,7 +163,7 @@ class Results:
         return base
 
     def key(self, model: str, profile: str, workload: Mapping[str, Any]) -> tuple[Any, ...]:
-        return (model, profile, *(coerce_value(k, workload.get(k)) for k in WORKLOAD))
+        return (model, profile, *(coerce_value(k, workload.get(k)) for k in KEY_WORKLOAD))
 
     def _check(self, profile: str, model: str | None) -> str:
         m = model or self.default_model

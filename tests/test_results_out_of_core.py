@@ -248,3 +248,40 @@ def test_a_damaged_cache_file_is_rebuilt_not_an_error(
     assert r.store.cached, r.store.cache_error
     got = recommend_for(r, None, None, Constraints(1e-3))
     assert repr(got.choice) == repr(want.choice) and got.gain == want.gain
+
+
+KERNEL_SPEC = """
+[sweep]
+name = "test: a kernel axis"
+seed = 3
+models = ["analytic"]
+sampler = "grid"
+[fixed]
+profile = "epyc-zen3-2s"
+n_folios = 512
+folio_kb = 4
+copy_engine = "cpu"
+copy_threads = 1
+[axes]
+batch_limit_pages = [1, 64, 512, 2048]
+kernel = ["6.2", "6.6"]
+"""
+
+
+def test_a_sweep_over_kernel_versions_keeps_them_apart(tmp_path: Path) -> None:
+    """Rows of different kernel versions are different workloads: a workload's candidates are one row
+    per choice, all of the kernel asked for (or the profile's default kernel), never a mix."""
+    r = load_results(_sweep(tmp_path / "k", KERNEL_SPEC))
+    assert r.workload_values("epyc-zen3-2s")["kernel"] == ["6.2", "6.6"]
+    for kernel in ("6.2", "6.6"):
+        wl = r.resolve_workload("epyc-zen3-2s", {"kernel": kernel})
+        cands = r.candidates("epyc-zen3-2s", wl)
+        assert sorted(cands["batch_limit_pages"].tolist()) == [1, 64, 512, 2048]
+        assert set(cands["kernel"].astype(str)) == {kernel}
+    assert r.resolve_workload("epyc-zen3-2s", {})["kernel"] == "6.6"  # the profile's default kernel
+    # before 6.3 every limit migrates folio by folio: all tie, and the profile's default is kept
+    rec = recommend_for(r, "epyc-zen3-2s", {"kernel": "6.2"}, Constraints(1.0))
+    assert rec.choice.batch_limit_pages == 512 and rec.workload["kernel"] == "6.2"
+    batched = recommend_for(r, "epyc-zen3-2s", {"kernel": "6.6"}, Constraints(1.0))
+    assert batched.workload["kernel"] == "6.6"
+    assert batched.choice.pages_per_s > rec.choice.pages_per_s
