@@ -10,8 +10,8 @@ folders (``CACHE_MIN_ROWS`` rows or more) the explorer therefore has the store w
 (:meth:`ResultsStore.ensure_cache`), once, in a background thread at the lowest CPU priority
 (interrupted if the process exits first), a DuckDB database holding the feasible rows of the columns used here sorted
 by workload, and the table of workloads: a lookup in it reads one or two row groups (~5 ms). The file is
-named by the folder's data hash (SHA-256 over its verified chunks), so changed data is never read
-from a stale copy; it lives in ``$FOLIOTUNE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/foliotune`` or
+named by the folder's data hash (SHA-256 over its verified chunks) and by the layout it holds (its
+columns and keys), so changed data, or a copy another version keyed differently, is never read; it lives in ``$FOLIOTUNE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/foliotune`` or
 ``~/.cache/foliotune``), and only the ``CACHE_KEEP`` most recent such files are kept. Until it is
 written (or when it cannot be) every query reads the chunk files themselves: same rows, slower.
 """
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
+import json
 import os
 import threading
 import time
@@ -151,7 +153,12 @@ class ResultsStore:
     # ---- the sorted copy
     @property
     def cache_path(self) -> Path:
-        return cache_dir() / f"results-{CACHE_FORMAT}-{self.data_hash[:32]}.duckdb"
+        """The copy's file: named by the data and by what it holds (columns, keys, order, the
+        usable-row condition), so a copy written by a version that keyed or held other columns is
+        never read."""
+        layout = json.dumps([CACHE_FORMAT, self.columns, self.keys, self.order, self.feasible])
+        tag = hashlib.sha256(layout.encode()).hexdigest()[:12]
+        return cache_dir() / f"results-{CACHE_FORMAT}-{self.data_hash[:32]}-{tag}.duckdb"
 
     @property
     def cached(self) -> bool:

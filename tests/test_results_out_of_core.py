@@ -250,6 +250,26 @@ def test_a_damaged_cache_file_is_rebuilt_not_an_error(
     assert repr(got.choice) == repr(want.choice) and got.gain == want.gain
 
 
+def test_a_copy_written_for_other_keys_is_not_read(
+    big: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy of the same data written by a version that keyed the rows by fewer columns (here: the
+    key without the kernel version) is another file: the index still has every key column."""
+    monkeypatch.setattr(store_mod, "CACHE_MIN_ROWS", 1000)
+    keys = view_mod.KEY_COLUMNS
+    monkeypatch.setattr(view_mod, "KEY_COLUMNS", tuple(c for c in keys if c != "kernel"))
+    old = load_results(big)
+    old.store.ensure_cache(wait=True)
+    assert old.store.cached, old.store.cache_error
+    monkeypatch.setattr(view_mod, "KEY_COLUMNS", keys)
+    view_mod._load_cached.cache_clear()
+    r = load_results(big)
+    assert r.store.cache_path != old.store.cache_path and not r.store.cached
+    assert all(len(k) == len(view_mod.KEY_COLUMNS) for k in r.index)
+    r.store.ensure_cache(wait=True)
+    assert r.store.cached and len(list(cache_dir.iterdir())) == 2
+
+
 KERNEL_SPEC = """
 [sweep]
 name = "test: a kernel axis"
