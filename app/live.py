@@ -193,7 +193,8 @@ def contenders(ana: pd.DataFrame, constraints: Constraints | None, default_limit
 
     The analytic model screens: rows whose expected p99 stall is within :data:`STALL_MARGIN` × the
     budget (and CPU times within the same margin of their limits) and whose pages/s is at least
-    :data:`RATE_MARGIN` × the best of those; plus the kernel default, each contender engine's row at
+    :data:`RATE_MARGIN` × the best of those whose analytic stall meets the budget (the best of all of
+    them if none does); plus the kernel default, each contender engine's row at
     the default limit (for ``gain_from_batch_limit``) and every limit of the best contender's engine
     (the marginal view). Without constraints every row is a contender.
     """
@@ -212,7 +213,12 @@ def contenders(ana: pd.DataFrame, constraints: Constraints | None, default_limit
     if not near.any():
         near = np.zeros(n, dtype=bool)
         near[np.argsort(stall, kind="stable")[:8]] = True
-    keep = near & (pps >= RATE_MARGIN * pps[near].max())
+    # The throughput to be near: the best of the rows whose analytic stall meets the budget (a row
+    # over it, however fast, may be no choice at all, and rows within the margin of it alone would
+    # miss the best that does meet it), else of the near rows.
+    within = near & (stall <= constraints.stall_p99_s)
+    ref = pps[within].max() if within.any() else pps[near].max()
+    keep = near & (pps >= RATE_MARGIN * ref)
     bl = ana["batch_limit_pages"].to_numpy()
     eng = ana["copy_engine"].astype(str).to_numpy()
     thr = ana["copy_threads"].to_numpy()
