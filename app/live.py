@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,16 @@ from app.recommend import (
     recommend_weighted,
 )
 from models.errors import UserError
-from models.evaluate import evaluate
-from models.params import ENGINES, PARAMETERS, PointError, defaults_for
+from models.evaluate import outputs_frame, run_kernel, take_points
+from models.params import (
+    ENGINES,
+    PARAMETERS,
+    PointArrays,
+    PointError,
+    check_points,
+    complete_points,
+    defaults_for,
+)
 from models.phases import K_BATCHED, folios_per_batch
 from models.profiles import get_profile, kernel_code
 from sweep.chunks import code_version
@@ -133,27 +142,50 @@ def _store(key: tuple[Any, ...], value: Any) -> None:
             _cache.popitem(last=False)
 
 
-def analytic_grid(profile: str, workload: Mapping[str, Any] | None) -> pd.DataFrame:
-    """The analytic model on every choice of the grid (feasible rows only), cached per workload."""
-    wl = complete_workload(profile, workload)
+@dataclass(frozen=True)
+class _Grid:
+    """The choice grid of one workload: its feasible rows, completed (``full``) and checked
+    (``arrays``), and the analytic model's frame of them (``ana``, as :func:`evaluate` returns it)."""
+
+    full: pd.DataFrame
+    arrays: PointArrays
+    reasons: np.ndarray
+    ana: pd.DataFrame
+
+
+def _grid(profile: str, wl: Mapping[str, Any]) -> _Grid:
+    """:class:`_Grid` for a completed workload ``wl``, cached per workload. The Monte Carlo rows are
+    taken from it (:func:`take_points`): the points are completed and checked once per workload."""
     key = ("analytic", *_key(profile, wl, 0, 0))
     hit = _cached(key)
     if hit is not None:
         return hit  # type: ignore[no-any-return]
-    pts = choice_grid(profile).assign(profile=profile, **wl)
+    grid = choice_grid(profile)
+    pts = pd.DataFrame({"profile": profile, **{c: grid[c] for c in grid.columns}}).assign(**wl)
     try:
-        ana = evaluate(pts, "analytic", on_invalid="mark")
+        full = complete_points(pts)
     except PointError as exc:  # a value no row can take (e.g. an unknown mode)
         raise UserError(f"workload: {exc}") from None
-    ok = (ana["infeasible"].astype(str) == "").to_numpy() & np.isfinite(
-        ana["pages_per_s"].to_numpy(dtype=float)
-    )
-    out = ana[ok].reset_index(drop=True)
-    if out.empty:
-        why = str(ana["infeasible"].iloc[0]) if len(ana) else "empty grid"
+    arrays, reasons = check_points(full)
+    ana = outputs_frame(full, reasons, run_kernel(arrays, "analytic"))
+    ok = (reasons == "") & np.isfinite(ana["pages_per_s"].to_numpy(dtype=float))
+    if not ok.any():
+        why = str(reasons[0]) if len(reasons) else "empty grid"
         raise UserError(f"workload: {why}")
+    rows = np.flatnonzero(ok)
+    out = _Grid(
+        full.iloc[rows].reset_index(drop=True),
+        take_points(arrays, rows),
+        reasons[rows],
+        ana.iloc[rows].reset_index(drop=True),
+    )
     _store(key, out)
     return out
+
+
+def analytic_grid(profile: str, workload: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The analytic model on every choice of the grid (feasible rows only), cached per workload."""
+    return _grid(profile, complete_workload(profile, workload)).ana
 
 
 def contenders(ana: pd.DataFrame, constraints: Constraints | None, default_limit: int) -> np.ndarray:
@@ -161,7 +193,8 @@ def contenders(ana: pd.DataFrame, constraints: Constraints | None, default_limit
 
     The analytic model screens: rows whose expected p99 stall is within :data:`STALL_MARGIN` × the
     budget (and CPU times within the same margin of their limits) and whose pages/s is at least
-    :data:`RATE_MARGIN` × the best of those; plus the kernel default, each contender engine's row at
+    :data:`RATE_MARGIN` × the best of those whose analytic stall meets the budget (the best of all of
+    them if none does); plus the kernel default, each contender engine's row at
     the default limit (for ``gain_from_batch_limit``) and every limit of the best contender's engine
     (the marginal view). Without constraints every row is a contender.
     """
@@ -180,7 +213,12 @@ def contenders(ana: pd.DataFrame, constraints: Constraints | None, default_limit
     if not near.any():
         near = np.zeros(n, dtype=bool)
         near[np.argsort(stall, kind="stable")[:8]] = True
-    keep = near & (pps >= RATE_MARGIN * pps[near].max())
+    # The throughput to be near: the best of the rows whose analytic stall meets the budget (a row
+    # over it, however fast, may be no choice at all, and rows within the margin of it alone would
+    # miss the best that does meet it), else of the near rows.
+    within = near & (stall <= constraints.stall_p99_s)
+    ref = pps[within].max() if within.any() else pps[near].max()
+    keep = near & (pps >= RATE_MARGIN * ref)
     bl = ana["batch_limit_pages"].to_numpy()
     eng = ana["copy_engine"].astype(str).to_numpy()
     thr = ana["copy_threads"].to_numpy()
@@ -206,24 +244,40 @@ def batches_key(profile: str, workload: Mapping[str, Any], limits_pages: np.ndar
 
 
 def montecarlo_split(points: pd.DataFrame, seed: int, replicas: int) -> pd.DataFrame:
-    """The Monte Carlo model on ``points``, interleaved over the CPUs in threads.
+    """The Monte Carlo model on ``points`` (as :func:`evaluate` with ``on_invalid="mark"``), the
+    compiled kernel interleaved over the CPUs in threads (:func:`_montecarlo_checked`)."""
+    full = complete_points(points)
+    arrays, reasons = check_points(full)
+    return _montecarlo_checked(full, arrays, reasons, seed, replicas)
+
+
+def _montecarlo_checked(
+    full: pd.DataFrame, arrays: PointArrays, reasons: np.ndarray, seed: int, replicas: int
+) -> pd.DataFrame:
+    """The Monte Carlo frame of completed, checked points; the kernel split over the CPUs.
 
     The compiled kernel releases the GIL, and each point's random stream depends on the point alone
     (not its row), so the split changes no value; rows come back in the order given.
     """
-    k = min(os.cpu_count() or 1, len(points) // MIN_POINTS_PER_THREAD)
+    n = len(reasons)
+    k = min(os.cpu_count() or 1, n // MIN_POINTS_PER_THREAD)
     if k < 2:
-        return evaluate(points, "montecarlo", seed=seed, replicas=replicas, on_invalid="mark")
-    parts = [np.arange(j, len(points), k) for j in range(k)]
+        outputs = run_kernel(arrays, "montecarlo", seed=seed, replicas=replicas)
+    else:
+        parts = [np.arange(j, n, k) for j in range(k)]
 
-    def part(ix: np.ndarray) -> pd.DataFrame:
-        sub = points.take(ix).reset_index(drop=True)
-        return evaluate(sub, "montecarlo", seed=seed, replicas=replicas, on_invalid="mark")
+        def part(ix: np.ndarray) -> dict[str, np.ndarray]:
+            return run_kernel(take_points(arrays, ix), "montecarlo", seed=seed, replicas=replicas)
 
-    # one pool for the process: starting threads per request cost ~10 ms on a loaded machine
-    outs = list(_executor().map(part, parts))
-    order = np.argsort(np.concatenate(parts), kind="stable")
-    return pd.concat(outs, ignore_index=True).iloc[order].reset_index(drop=True)
+        # one pool for the process: starting threads per request cost ~10 ms on a loaded machine
+        outs = list(_executor().map(part, parts))
+        outputs = {}
+        for name in outs[0]:
+            v = np.empty(n, dtype=np.float64)
+            for ix, o in zip(parts, outs, strict=True):
+                v[ix] = o[name]
+            outputs[name] = v
+    return outputs_frame(full, reasons, outputs)
 
 
 def live_candidates(
@@ -248,7 +302,8 @@ def _candidates(
     profile: str, wl: dict[str, Any], constraints: Constraints | None, replicas: int, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(:func:`live_candidates`, the analytic rows screened out) for a completed workload ``wl``."""
-    ana = analytic_grid(profile, wl)
+    grid = _grid(profile, wl)
+    ana = grid.ana
     mask = contenders(ana, constraints, default_limit_pages(profile))
     wkey = _key(profile, wl, replicas, seed)
     keys = [(*wkey, int(b), str(e), int(t)) for b, e, t in ana[list(CHOICE)].itertuples(index=False)]
@@ -268,24 +323,17 @@ def _candidates(
         engines = ana["copy_engine"].astype(str).to_numpy()
         threads = ana["copy_threads"].to_numpy(dtype=np.int64)
         group = list(zip(batches_key(profile, wl, limits), engines, threads.tolist(), strict=True))
-        canonical: dict[tuple[Any, ...], Any] = {}
-        for g, b in zip(group, limits, strict=True):
-            canonical[g] = min(canonical.get(g, b), b)
+        canonical: dict[tuple[Any, ...], int] = {}  # group -> the grid row of its smallest limit
+        for j, g in enumerate(group):
+            if g not in canonical or limits[j] < limits[canonical[g]]:
+                canonical[g] = j
         todo: dict[tuple[Any, ...], list[int]] = {}
         for j in missing:
             todo.setdefault(group[j], []).append(j)
-        pts = pd.DataFrame(
-            [
-                {
-                    "profile": profile,
-                    "batch_limit_pages": canonical[g],
-                    "copy_engine": g[1],
-                    "copy_threads": g[2],
-                }
-                for g in todo
-            ]
-        ).assign(**wl)
-        mc = montecarlo_split(pts, seed, replicas)
+        rows_mc = np.array([canonical[g] for g in todo], dtype=np.int64)
+        mc = _montecarlo_checked(
+            grid.full.iloc[rows_mc], take_points(grid.arrays, rows_mc), grid.reasons[rows_mc], seed, replicas
+        )
         cols = {str(c): mc[c].to_numpy() for c in mc.columns}
         for n, members in enumerate(todo.values()):
             for j in members:

@@ -1,7 +1,8 @@
 """Questions asked of a results folder: the recommendation, the landscape, the curves per engine.
 
 :func:`recommend_for` is the one function the CLI and the explorer call for a recommendation; the
-landscape is :func:`app.recommend.recommend` itself per cell, so it agrees with the Choose page.
+landscape fetches every cell's rows in one query and is :func:`app.recommend.recommend` itself per
+cell, so it agrees with the Choose page.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.recommend import CHOICE, WORKLOAD, Constraints, Recommendation, recommend
+from app.recommend import CHOICE, Constraints, Recommendation, default_limit_pages, recommend
+from app.recommend.choices import Choice, choices_from_table
+from app.recommend.intervals import ratio_interval
+from app.recommend.rule import cost_key, rank_allowed
 from app.regression_source import RegressionSource
-from app.results_view import Results
-from models.errors import UserError
+from app.results_view import KEY_WORKLOAD, Results
 from models.profiles import DEFAULT_PROFILE
 
 
@@ -42,7 +45,7 @@ def recommend_for(
         profile=prof,
         workload=wl,
         constraints=constraints,
-        baseline=results.baseline(prof, wl, m),
+        baseline=results.baseline(prof, wl, m, candidates=cands),
         provenance=results.provenance(m, reg),
         regression=reg.predict if reg is not None else None,
         regression_note=note,
@@ -100,10 +103,26 @@ def regression_band(
         & (cands["copy_threads"].to_numpy() == c.copy_threads)
     ]
     try:
-        pts = sel[["profile", *CHOICE, *WORKLOAD]].astype(object)
+        pts = sel[["profile", *CHOICE, *KEY_WORKLOAD]].astype(object)
         return predict(pts.reset_index(drop=True))
     except Exception:  # the regression is optional
         return None
+
+
+LANDSCAPE_COLUMNS = [
+    "x",
+    "y",
+    "profile",
+    "batch_limit_pages",
+    "copy_engine",
+    "copy_threads",
+    "gain",
+    "gain_lo",
+    "gain_hi",
+    "pages_per_s",
+    "stall_p99_s",
+    "feasible",
+]
 
 
 def landscape(
@@ -118,12 +137,14 @@ def landscape(
     """Best batch limit, engine, threads and gain over the default for each (x, y) cell.
 
     ``x``/``y`` are workload parameters or ``profile``; other parameters are the given workload's
-    (or each profile's defaults where the sweep lacks them). Each cell is :func:`recommend` itself,
-    so the landscape agrees with the Choose page.
+    (or each profile's defaults where the sweep lacks them). The rows of every cell come from one
+    query over the sweep (:meth:`Results.candidates_many`); each cell is then decided by
+    :func:`landscape_cell`, which gives what :func:`recommend` gives, so the landscape agrees with the
+    Choose page and ``foliotune recommend``.
     """
     m = model or results.default_model
     profiles = list(results.profiles(m)) if "profile" in (x, y) else [profile]
-    rows = []
+    cells: list[tuple[Any, Any, str, dict[str, Any], tuple[Any, ...]]] = []
     for prof in profiles:
         vals = results.workload_values(prof, m)
         xs = [prof] if x == "profile" else vals.get(x, [])
@@ -138,56 +159,81 @@ def landscape(
                 wl = results.resolve_workload(prof, partial, m)
                 if (x != "profile" and wl.get(x) != xv) or (y != "profile" and wl.get(y) != yv):
                     continue
-                try:
-                    rec = recommend(
-                        results.candidates(prof, wl, m),
-                        profile=prof,
-                        workload=wl,
-                        constraints=constraints,
-                        baseline=results.baseline(prof, wl, m),
-                    )
-                except UserError:
-                    continue
-                c = rec.choice
-                rows.append(
-                    {
-                        "x": xv,
-                        "y": yv,
-                        "profile": prof,
-                        "batch_limit_pages": c.batch_limit_pages if rec.feasible else math.nan,
-                        "copy_engine": c.copy_engine if rec.feasible else "",
-                        "copy_threads": c.copy_threads if rec.feasible else 0,
-                        "gain": rec.gain if (rec.feasible and rec.gain is not None) else math.nan,
-                        "gain_lo": rec.gain_lo if (rec.feasible and rec.gain_lo is not None) else math.nan,
-                        "gain_hi": rec.gain_hi if (rec.feasible and rec.gain_hi is not None) else math.nan,
-                        "pages_per_s": c.pages_per_s,
-                        "stall_p99_s": c.stall_p99_s,
-                        "feasible": rec.feasible,
-                    }
-                )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "x",
-            "y",
-            "profile",
-            "batch_limit_pages",
-            "copy_engine",
-            "copy_threads",
-            "gain",
-            "gain_lo",
-            "gain_hi",
-            "pages_per_s",
-            "stall_p99_s",
-            "feasible",
-        ],
+                cells.append((xv, yv, prof, wl, results.key(m, prof, wl)))
+    found = results.candidates_many([c[4] for c in cells])
+    rows = []
+    for xv, yv, prof, wl, key in cells:
+        cands = found.get(key)
+        if cands is None:
+            continue
+        cell = landscape_cell(cands, results.baseline(prof, wl, m, candidates=cands), prof, constraints)
+        if cell is not None:
+            rows.append({"x": xv, "y": yv, "profile": prof, **cell})
+    return pd.DataFrame(rows, columns=LANDSCAPE_COLUMNS)
+
+
+def landscape_cell(
+    cands: pd.DataFrame, baseline: pd.DataFrame | None, profile: str, constraints: Constraints
+) -> dict[str, Any] | None:
+    """The landscape's columns of ``recommend(cands, profile=..., constraints=..., baseline=...)``
+    (choice, gain and its interval, pages/s, p99 stall, feasible; ``None`` where it raises), without
+    the intervals of every candidate that a cell does not show.
+
+    The same steps as :func:`app.recommend.rule.recommend` and ``decide`` with the same functions
+    (:func:`choices_from_table`, :func:`rank_allowed`, :func:`ratio_interval`), on the allowed rows only
+    when there are any (ranking never looks at the others), plus the baseline row.
+    """
+    if cands.empty:
+        return None
+    dl = default_limit_pages(profile)
+    pps = cands["pages_per_s"].to_numpy(dtype=np.float64)
+    stall = cands["stall_p99_s"].to_numpy(dtype=np.float64)
+    finite = np.isfinite(pps) & np.isfinite(stall)
+    ok = finite & ~(stall > constraints.stall_p99_s)  # as choices.violations, row by row
+    for col, limit in (
+        ("cpu_time_s", constraints.cpu_time_s),
+        ("remote_cpu_time_s", constraints.remote_cpu_time_s),
+    ):
+        if limit is not None:
+            ok &= cands[col].to_numpy(dtype=np.float64) <= limit
+    dkey = (
+        (cands["batch_limit_pages"].to_numpy() == dl)
+        & (cands["copy_engine"].to_numpy().astype(str) == "cpu")
+        & (cands["copy_threads"].to_numpy() == 1)
+        & finite
     )
+    base: Choice | None = None
+    if dkey.any():
+        base = choices_from_table(cands[dkey].iloc[:1], constraints)[0]
+    elif baseline is not None and len(baseline):
+        b = choices_from_table(baseline.iloc[:1], constraints)
+        base = b[0] if b else None
+    feasible = bool(ok.any())
+    choices = choices_from_table(cands[ok] if feasible else cands, constraints)
+    if not choices:
+        return None  # recommend() raises: no feasible results
+    if feasible:
+        best = rank_allowed(choices, dl)[0][0]
+    else:  # nothing meets the limits: the lowest-stall choice, as decide() reports it
+        best = min(choices, key=lambda c: (c.stall_p99_s, -c.pages_per_s, cost_key(c, dl)))
+    gain = ratio_interval(best, base) if base is not None and base.pages_per_s > 0 else None
+    return {
+        "batch_limit_pages": best.batch_limit_pages if feasible else math.nan,
+        "copy_engine": best.copy_engine if feasible else "",
+        "copy_threads": best.copy_threads if feasible else 0,
+        "gain": gain[0] if (feasible and gain is not None) else math.nan,
+        "gain_lo": gain[1] if (feasible and gain is not None) else math.nan,
+        "gain_hi": gain[2] if (feasible and gain is not None) else math.nan,
+        "pages_per_s": best.pages_per_s,
+        "stall_p99_s": best.stall_p99_s,
+        "feasible": feasible,
+    }
 
 
 def landscape_axes(results: Results, profile: str, model: str | None = None) -> list[str]:
     """Parameters that can be a landscape axis: workload parameters with several values, and profile."""
     vals = results.workload_values(profile, model)
-    axes = [k for k in WORKLOAD if len(vals.get(k, [])) > 1]
+    axes = [k for k in KEY_WORKLOAD if len(vals.get(k, [])) > 1]
     if len(results.profiles(model)) > 1:
         axes.append("profile")
     return axes

@@ -77,9 +77,18 @@ def source_from_model(
     )
 
 
-@lru_cache(maxsize=1)
+_shipped_lock = threading.Lock()
+
+
 def shipped_regression() -> RegressionSource:
-    """The regression fitted on the shipped measurements (fitted and cached on first use)."""
+    """The regression fitted on the shipped measurements (fitted and cached on first use; a second
+    thread asking meanwhile, e.g. a first page during the explorer's warm-up, waits for it)."""
+    with _shipped_lock:
+        return _shipped_regression()
+
+
+@lru_cache(maxsize=1)
+def _shipped_regression() -> RegressionSource:
     try:
         model, manifest = reg.shipped_model()
     except Exception as exc:  # the app works without the regression: say why there is none

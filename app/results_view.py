@@ -1,11 +1,13 @@
-"""A sweep's results, indexed for the explorer and ``foliotune recommend``.
+"""A sweep's results, queried out of core for the explorer and ``foliotune recommend``.
 
 Both go through :func:`load_results`, which checks a results folder (manifest, chunk files, columns)
-and returns a :class:`Results`: the feasible rows of the columns the explorer needs, with an index
-from *(model, profile, workload)* to row positions, so an interaction looks up ~100 candidate rows
-instead of scanning millions. Loaded folders are cached per folder and per content signature (chunk
-names, sizes and modification times), so a finished or resumed sweep is reloaded and an unchanged
-one is not. Nothing here ships raw rows to a browser.
+and returns a :class:`Results`: the index of the workloads the sweep holds (per model and profile, the
+distinct values of each workload parameter), and the candidate rows of one workload (~100 rows, one per
+choice) or of the cells of a landscape, each fetched by a DuckDB query over the Parquet chunk files
+(:mod:`app.results_store`, which also keeps a sorted copy of a large sweep for fast lookups). The rows
+themselves are never held in the process. Opened folders are cached per folder and per content
+signature (chunk names, sizes and modification times), so a finished or resumed sweep is reopened and
+an unchanged one is not. Nothing here ships raw rows to a browser.
 
 A folder that cannot be used raises :class:`ResultsError` with one line saying what is wrong and
 what to do; the explorer shows it as a page, the CLI as an error.
@@ -25,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from app.recommend import CHOICE, WORKLOAD, Provenance, default_choice
+from app.recommend import CHOICE, OPTIONAL_WORKLOAD, WORKLOAD, Provenance, default_choice
+from app.results_store import ResultsStore, StoreQueryError
 from models.errors import UserError
 from models.evaluate import evaluate
 from models.params import FLOAT_WORKLOAD, INTEGER_WORKLOAD, defaults_for
@@ -35,7 +38,11 @@ from sweep.results import MANIFEST, StoreError, SweepResults, open_results
 if TYPE_CHECKING:
     from app.regression_source import RegressionSource
 
-KEY_COLUMNS: tuple[str, ...] = ("model", "profile", *WORKLOAD)
+#: The workload a sweep's rows are looked up by: every workload parameter with one value per row (a
+#: sweep may vary the kernel version, NUMA hinting, writeback and allocation failure too; rows of
+#: different values are different workloads). ``folio_mix`` is not one (empty on one-size rows).
+KEY_WORKLOAD: tuple[str, ...] = (*WORKLOAD, *(k for k in OPTIONAL_WORKLOAD if k != "folio_mix"))
+KEY_COLUMNS: tuple[str, ...] = ("model", "profile", *KEY_WORKLOAD)
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "pages_per_s",
     "stall_p99_s",
@@ -53,7 +60,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "ipis_se",
     "infeasible",
 )
-REQUIRED_COLUMNS: tuple[str, ...] = ("model", "profile", *CHOICE, *WORKLOAD, *OUTPUT_COLUMNS)
+REQUIRED_COLUMNS: tuple[str, ...] = ("model", "profile", *CHOICE, *KEY_WORKLOAD, *OUTPUT_COLUMNS)
 # INTEGER_WORKLOAD / FLOAT_WORKLOAD come from the parameter table (models.params), so every workload
 # parameter, numa_hinting and writeback_prob included, keys the index in its column's type
 
@@ -65,18 +72,23 @@ class ResultsError(UserError):
 # --------------------------------------------------------------------------------------------------
 # Results
 
+#: The column the rows of one workload are sorted by: the sweep's point number (the order of the file).
+ORDER_COLUMN = "point"
+_CATEGORIES = ("model", "profile", "copy_engine", "mode")
+
 
 @dataclass
 class Results:
-    """The usable rows of a sweep folder (opened by :func:`sweep.results.open_results`) and an index
-    by workload."""
+    """A sweep folder (opened by :func:`sweep.results.open_results`): the index of its workloads, and
+    its rows fetched on demand by :attr:`store`."""
 
     folder: Path
     sweep: SweepResults
-    frame: pd.DataFrame
-    index: dict[tuple[Any, ...], np.ndarray]
+    store: ResultsStore
+    index: dict[tuple[Any, ...], int]  # (model, profile, *workload) -> usable rows
     warnings: tuple[str, ...] = ()
     n_rows_total: int = 0
+    n_rows_usable: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _baselines: dict[tuple[Any, ...], pd.DataFrame] = field(default_factory=dict, repr=False)
     _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
@@ -119,7 +131,7 @@ class Results:
         def make() -> dict[str, list[Any]]:
             keys = [k for k in self.index if k[0] == m and k[1] == profile]
             out: dict[str, list[Any]] = {}
-            for i, name in enumerate(WORKLOAD):
+            for i, name in enumerate(KEY_WORKLOAD):
                 vals = {py_value(k[2 + i]) for k in keys}
                 out[name] = sorted(vals, key=lambda v: (isinstance(v, str), v))
             return out
@@ -151,10 +163,9 @@ class Results:
         return base
 
     def key(self, model: str, profile: str, workload: Mapping[str, Any]) -> tuple[Any, ...]:
-        return (model, profile, *(coerce_value(k, workload.get(k)) for k in WORKLOAD))
+        return (model, profile, *(coerce_value(k, workload.get(k)) for k in KEY_WORKLOAD))
 
-    def candidates(self, profile: str, workload: Mapping[str, Any], model: str | None = None) -> pd.DataFrame:
-        """The sweep's rows (one per choice) for a profile and an exact workload."""
+    def _check(self, profile: str, model: str | None) -> str:
         m = model or self.default_model
         if m not in self.models:
             raise ResultsError(f"{self.folder}: no {m!r} results (models here: {', '.join(self.models)})")
@@ -162,28 +173,77 @@ class Results:
             raise ResultsError(
                 f"{self.folder}: no results for profile {profile!r} (profiles here: {', '.join(self.profiles(m))})"
             )
-        rows = self.index.get(self.key(m, profile, workload))
-        if rows is None:
+        return m
+
+    def candidates(self, profile: str, workload: Mapping[str, Any], model: str | None = None) -> pd.DataFrame:
+        """The sweep's rows (one per choice, in the sweep's point order) for a profile and an exact workload."""
+        m = self._check(profile, model)
+        key = self.key(m, profile, workload)
+        if key not in self.index:
             values = self.workload_values(profile, m)
             options = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in values.items())
             raise ResultsError(f"{self.folder}: this workload is not in the sweep for {profile} ({options})")
-        return self.frame.iloc[rows]
+        return self.candidates_many([key])[key]
 
-    def baseline(self, profile: str, workload: Mapping[str, Any], model: str | None = None) -> pd.DataFrame:
+    def candidates_many(self, keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], pd.DataFrame]:
+        """The rows of several workloads (keys from :meth:`key`) in one query: {key: rows}. Keys the
+        sweep does not hold get no entry."""
+        wanted = [k for k in dict.fromkeys(keys) if k in self.index]
+        if not wanted:
+            return {}
+        where = {c: [k[i] for k in wanted] for i, c in enumerate(KEY_COLUMNS)}
+        try:
+            rows = self.store.rows(where)
+        except StoreQueryError as exc:
+            raise ResultsError(f"{self.folder}: {exc}") from None
+        out: dict[tuple[Any, ...], pd.DataFrame] = {}
+        if rows.empty:
+            return out
+        rows = _categorical(rows.drop(columns=[ORDER_COLUMN]))
+        key_arrays = [rows[c].to_numpy() for c in KEY_COLUMNS]
+        want = set(wanted)
+        n = len(rows)
+        # rows come sorted by the key columns: split them where the key changes
+        change = np.zeros(n, dtype=bool)
+        for a in key_arrays:
+            change[1:] |= a[1:] != a[:-1]
+        starts = [0, *np.flatnonzero(change).tolist(), n]
+        for s, e in zip(starts[:-1], starts[1:], strict=True):
+            k = tuple(py_value(a[s]) for a in key_arrays)
+            if k in want:
+                out[k] = rows.iloc[s:e].reset_index(drop=True)
+        return out
+
+    def choice_values(self, profiles: Sequence[str]) -> dict[str, list[Any]]:
+        """Distinct swept values of each choice column among the usable rows of ``profiles`` (any model)."""
+        try:
+            d = self.store.distinct(CHOICE, {"profile": list(profiles)})
+        except StoreQueryError as exc:
+            raise ResultsError(f"{self.folder}: {exc}") from None
+        return {c: sorted({py_value(v) for v in d[c].tolist()}) for c in CHOICE}
+
+    def baseline(
+        self,
+        profile: str,
+        workload: Mapping[str, Any],
+        model: str | None = None,
+        candidates: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
         """The profile's kernel default (its HPAGE_PMD_NR, CPU copy) for the workload: from the sweep, else evaluated.
 
-        The evaluation uses the sweep's seed and replicas, so it is the row the sweep would have had.
+        ``candidates``: the workload's rows when the caller has them (else they are fetched). The
+        evaluation uses the sweep's seed and replicas, so it is the row the sweep would have had.
         """
         m = model or self.default_model
-        cands = self.candidates(profile, workload, m)
+        cands = self.candidates(profile, workload, m) if candidates is None else candidates
         dflt = default_choice(profile)
         sel = (
-            (cands["batch_limit_pages"] == dflt["batch_limit_pages"])
-            & (cands["copy_engine"].astype(str) == dflt["copy_engine"])
-            & (cands["copy_threads"] == dflt["copy_threads"])
+            (cands["batch_limit_pages"].to_numpy() == dflt["batch_limit_pages"])
+            & (cands["copy_engine"].to_numpy().astype(str) == dflt["copy_engine"])
+            & (cands["copy_threads"].to_numpy() == dflt["copy_threads"])
         )
         if sel.any():
-            return cands[sel.to_numpy()].iloc[:1]
+            return cands[sel].iloc[:1]
         key = self.key(m, profile, workload)
         with self._lock:
             hit = self._baselines.get(key)
@@ -216,12 +276,21 @@ class Results:
         return self.sweep.data_hash
 
     def status(self) -> dict[str, Any]:
-        """The sweep's status (:class:`sweep.results.SweepStatus`, as loaded) plus the rows used here."""
+        """The sweep's status (:class:`sweep.results.SweepStatus`, as loaded) plus the usable rows
+        (``rows_loaded``: feasible rows the explorer recommends from) and all rows."""
         return {
             **self.sweep.status.to_dict(),
-            "rows_loaded": len(self.frame),
+            "rows_loaded": self.n_rows_usable,
             "rows_total": self.n_rows_total,
         }
+
+
+def _categorical(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the dtypes callers know: the text columns categorical."""
+    for c in _CATEGORIES:
+        if c in rows.columns:
+            rows[c] = rows[c].astype(str).astype("category")
+    return rows
 
 
 def py_value(v: Any) -> Any:
@@ -290,7 +359,14 @@ def load_results(folder: str | os.PathLike[str], max_age_s: float = 0.0) -> Resu
     if not p.is_dir():
         raise ResultsError(f"{p}: is a file, not a results folder")
     resolved = p.resolve()
-    return _load_cached(str(resolved), _recent_signature(resolved, max_age_s))
+    sig = _recent_signature(resolved, max_age_s)
+    with _signatures_lock:
+        lock = _load_locks.setdefault(str(resolved), threading.Lock())
+    with lock:  # two requests (or a request and the warm-up) open a folder once, not twice
+        return _load_cached(str(resolved), sig)
+
+
+_load_locks: dict[str, threading.Lock] = {}
 
 
 @lru_cache(maxsize=4)
@@ -322,31 +398,41 @@ def _load(p: Path) -> Results:
     if not sweep.files:
         raise ResultsError(f"{p}: the sweep has no finished chunks yet (0 of {st.chunks_total})")
     names = sweep.columns()
-    lacking = [c for c in REQUIRED_COLUMNS if c not in names]
+    lacking = [c for c in (*REQUIRED_COLUMNS, ORDER_COLUMN) if c not in names]
     if lacking:
         raise ResultsError(
             f"{sweep.files[0]}: missing column(s) {', '.join(lacking)}; not a foliotune results file"
         )
-    try:
-        table = sweep.table([c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in names])
-    except StoreError as exc:
-        raise ResultsError(str(exc)) from None
-    df = table.to_pandas()
-    n_total = len(df)
-    ok = np.isfinite(df["pages_per_s"].to_numpy(dtype=np.float64)) & np.isfinite(
-        df["stall_p99_s"].to_numpy(dtype=np.float64)
+    feasible = "isfinite(pages_per_s) AND isfinite(stall_p99_s)"
+    if "infeasible" in names:
+        feasible += " AND coalesce(CAST(infeasible AS VARCHAR), '') = ''"
+    columns = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in names and c != "infeasible"]
+    n_total = sum(rec.rows for rec in sweep.manifest.chunks.values() if p / rec.file in sweep.files)
+    store = ResultsStore(
+        sweep.files,
+        columns=columns,
+        keys=KEY_COLUMNS,
+        order=ORDER_COLUMN,
+        feasible=feasible,
+        data_hash=sweep.data_hash,
+        n_rows=n_total,
     )
-    if "infeasible" in df.columns:
-        ok &= df["infeasible"].fillna("").astype(str).to_numpy() == ""
-        df = df.drop(columns=["infeasible"])
-    df = df[ok].reset_index(drop=True)
-    if df.empty:
+    try:
+        table = store.workloads()
+    except StoreQueryError as exc:
+        raise ResultsError(f"{p}: {exc}") from None
+    n_usable = int(table["n"].sum())
+    if n_usable == 0:
         raise ResultsError(f"{p}: every point of the sweep is infeasible; nothing to recommend from")
-    for c in ("model", "profile", "copy_engine", "mode"):
-        df[c] = df[c].astype("category")
+    # a workload with a missing (NULL or NaN) parameter is no workload one can ask for
+    complete = np.ones(len(table), dtype=bool)
+    for c in KEY_COLUMNS:
+        col = table[c]
+        complete &= col.notna().to_numpy()
+    table = table[complete]
     index = {
-        tuple(py_value(x) for x in k): v
-        for k, v in df.groupby(list(KEY_COLUMNS), observed=True, sort=False).indices.items()
+        tuple(py_value(x) for x in k): int(n)
+        for *k, n in zip(*(table[c].tolist() for c in KEY_COLUMNS), table["n"].tolist(), strict=True)
     }
     warnings = []
     if not sweep.complete:
@@ -354,7 +440,13 @@ def _load(p: Path) -> Results:
             f"the sweep is incomplete ({st.chunks_done} of {st.chunks_total} chunks); results are partial"
         )
     return Results(
-        folder=p, sweep=sweep, frame=df, index=index, warnings=tuple(warnings), n_rows_total=n_total
+        folder=p,
+        sweep=sweep,
+        store=store,
+        index=index,
+        warnings=tuple(warnings),
+        n_rows_total=n_total,
+        n_rows_usable=n_usable,
     )
 
 

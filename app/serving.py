@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from app.explorer import is_loopback
 from app.live import live_candidates
-from app.queries import recommend_for
+from app.queries import default_profile, recommend_for
 from app.recommend import Constraints
 from app.regression_source import shipped_regression
 from app.results_view import ResultsError, load_results
@@ -26,12 +27,24 @@ def serve(app: Any, host: str, port: int) -> None:
     app.run(host=host, port=port, debug=False)
 
 
+def warm_up_in_background(results_dir: Path, use_regression: bool) -> threading.Thread:
+    """:func:`warm_up` in a daemon thread, so the server can accept connections meanwhile (the
+    browser loads the page's scripts while the caches fill)."""
+    th = threading.Thread(
+        target=warm_up, args=(results_dir, use_regression), name="foliotune-warm-up", daemon=True
+    )
+    th.start()
+    return th
+
+
 def warm_up(results_dir: Path, use_regression: bool) -> None:
     """Load the results, the regression and the compiled kernels before the first page is served."""
     try:
         results = load_results(results_dir)
+        results.store.ensure_cache()  # a large sweep: its sorted copy, written once in the background
         reg = shipped_regression() if use_regression else None
-        rec = recommend_for(results, None, None, Constraints(1e-3), regression=reg)
-        live_candidates(rec.profile, None)  # compiles the model kernels for the live Choose page
+        profile = default_profile(results)
+        live_candidates(profile, None)  # the live Choose page (the first page): its compiled kernels
+        recommend_for(results, profile, None, Constraints(1e-3), regression=reg)  # then the sweep's path
     except (ResultsError, UserError) as exc:
         print(f"foliotune: {exc} (the explorer will show this)", file=sys.stderr)

@@ -6,6 +6,11 @@ Without ``--results`` it sweeps SPEC below (analytic model, about 10.8 million p
 feasible) into ``/tmp/foliotune-bench-app`` first (resumed if already there). Then it serves the
 explorer in this process on 127.0.0.1, opens it in Debian chromium (Playwright) and measures
 
+* ``launch``: ``foliotune explore`` started as a new process (first without the sorted copy of the
+  sweep that the explorer writes once, then with it), from just before the process is started to the
+  server accepting connections and to the first page usable (chromium started beforehand);
+* ``queries``: in-process times of a candidates lookup and of Landscape maps on the sweep (DuckDB
+  over the Parquet chunks; ``queries_without_sorted_copy`` before the copy is written);
 * first page usable: from navigation start to the recommendation card and the Choose figures on
   screen drawn (a figure off screen is drawn when it is scrolled into view or when the browser is
   next idle, see ``app.explorer.pages.choose.SHOW_FIGURE``); ``first_page_all_figures_s``: until
@@ -120,6 +125,123 @@ def ensure_sweep(out: Path) -> dict[str, Any]:
     return {"points": spec.n_points, "seconds": time.perf_counter() - t, "backend": s.backend}
 
 
+def first_page_from_launch(
+    results: Path, chromium: str, runs: int, cache_dir: str | None
+) -> list[dict[str, float]]:
+    """Launch ``foliotune explore --results RESULTS`` as a new process ``runs`` times and time, from
+    just before the process is started: the server accepting connections, and the first page usable
+    in chromium (started beforehand, as a user's browser is; navigating as soon as the port accepts).
+    ``cache_dir``: the ``FOLIOTUNE_CACHE_DIR`` of the explorer (None: the default)."""
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    if cache_dir is not None:
+        env["FOLIOTUNE_CACHE_DIR"] = cache_dir
+    out = []
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=ARGS)
+        for _ in range(runs):
+            ctx = b.new_context(viewport={"width": 1400, "height": 1000})
+            pg = ctx.new_page()
+            port = _free_port()
+            cmd = [sys.executable, "-m", "app.cli", "explore", "--results", str(results), "--port", str(port)]
+            t = time.perf_counter()
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                while True:
+                    with socket.socket() as s:
+                        if s.connect_ex(("127.0.0.1", port)) == 0:
+                            break
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"explore exited with {proc.returncode}: {' '.join(cmd)}")
+                    time.sleep(0.02)
+                up = time.perf_counter() - t
+                pg.goto(f"http://127.0.0.1:{port}/")
+                pg.wait_for_function(WAIT_DRAWN, timeout=120_000)
+                first = time.perf_counter() - t
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+                ctx.close()
+            out.append({"server_up_s": up, "first_page_s": first})
+        b.close()
+    return out
+
+
+def sweep_queries(r: Any, repeat: int = 20) -> dict[str, Any]:
+    """In-process times of the sweep queries behind the explorer: a candidates lookup (one workload's
+    rows) over several workloads, and Landscape maps (every cell's rows in one query, then the rule)."""
+    from app.queries import landscape
+    from app.recommend import Constraints
+
+    prof = "epyc-zen3-2s"
+    vals = r.workload_values(prof)
+    wls = [
+        r.resolve_workload(prof, {"folio_kb": f, "target_cpus": t})
+        for f in vals["folio_kb"]
+        for t in vals["target_cpus"][:4]
+    ]
+    times = []
+    for i in range(repeat):
+        t = time.perf_counter()
+        r.candidates(prof, wls[i % len(wls)])
+        times.append(time.perf_counter() - t)
+    land: dict[str, list[float]] = {}
+    for x, y in (("folio_kb", "profile"), ("target_cpus", "access_rate_hz"), ("folio_kb", "target_cpus")):
+        for budget in (300e-6, 1e-3, 5e-3):
+            t = time.perf_counter()
+            landscape(r, prof, r.default_workload(prof), x, y, Constraints(budget))
+            land.setdefault(f"{x} x {y}", []).append(time.perf_counter() - t)
+    return {
+        "sorted_copy": bool(r.store.cached),
+        "candidates_ms": {"p50": 1e3 * statistics.median(times), "max": 1e3 * max(times), "n": len(times)},
+        "landscape_ms": {k: [round(1e3 * v, 1) for v in vs] for k, vs in land.items()},
+    }
+
+
+LANDSCAPE_DRAWN = """(label) => ['ls-heat-batch', 'ls-heat-gain'].every((id) => {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  const t = gd && gd.layout && gd.layout.xaxis && gd.layout.xaxis.title;
+  return t && t.text === label && !gd.classList.contains('dash-graph--pending');
+}) && !document.querySelector('[data-dash-is-loading="true"]')"""
+
+
+def landscape_interactions(pg: Any, base: str, n: int) -> dict[str, Any]:
+    """The Landscape page: from the click on a new x axis (y stays the hardware profile) to both maps
+    redrawn with it, wall clock around Playwright (so it includes its round trips); and the page's
+    first maps from navigation."""
+    from app.figures.common import LABELS
+
+    t = time.perf_counter()
+    pg.goto(base + "landscape")
+    pg.wait_for_selector("#ls-heat-batch .js-plotly-plot .main-svg", timeout=60_000)
+    first = time.perf_counter() - t
+    axes = ["target_cpus", "access_rate_hz", "busy_prob", "mapcount", "mode", "folio_kb"]
+    times: list[float] = []
+    for i in range(n):
+        label = LABELS.get(axes[i % len(axes)], axes[i % len(axes)])
+        pg.click("#ls-x")
+        exact = re.compile(rf"^\s*{re.escape(label)}\s*$")
+        opt = pg.locator(".dash-dropdown-content [role=option]").filter(has_text=exact).first
+        opt.wait_for(state="visible")
+        t = time.perf_counter()
+        opt.click()
+        pg.wait_for_function(LANDSCAPE_DRAWN, arg=label, timeout=60_000)
+        times.append(time.perf_counter() - t)
+    return {
+        "first_maps_s": first,
+        "x_axis_change_wall_ms": {
+            "p50": 1e3 * statistics.median(times),
+            "max": 1e3 * max(times),
+            "n": len(times),
+            "all": [round(1e3 * x) for x in times],
+        },
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -149,6 +271,12 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=None)
     ap.add_argument("--interactions", type=int, default=60)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--launch-runs",
+        type=int,
+        default=3,
+        help="explorer launches timed to the first page: one without the sorted copy, then with it",
+    )
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument(
         "--source", default="live", help="live (default) or a results model (montecarlo, analytic)"
@@ -167,12 +295,31 @@ def main() -> None:
     from app.results_view import load_results
     from app.serving import warm_up
 
+    launches: list[dict[str, Any]] = []
+    if a.launch_runs > 0:  # first without the sorted copy of the sweep (a fresh cache folder)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="foliotune-bench-cache-") as fresh:
+            launches += [
+                {"sorted_copy": False, **x} for x in first_page_from_launch(results, a.chromium, 1, fresh)
+            ]
     t = time.perf_counter()
     r = load_results(results)
     out["load_s"] = time.perf_counter() - t
     out["rows_total"] = r.n_rows_total
-    out["rows_feasible"] = len(r.frame)
+    out["rows_feasible"] = r.n_rows_usable
     out["points"] = r.sweep.spec.n_points
+    out["queries_without_sorted_copy"] = sweep_queries(r, repeat=5) if not r.store.cached else None
+    t = time.perf_counter()
+    r.store.ensure_cache(wait=True)
+    out["sorted_copy_s"] = time.perf_counter() - t  # 0 when it was already written
+    out["queries"] = sweep_queries(r)
+    if a.launch_runs > 1:
+        launches += [
+            {"sorted_copy": True, **x}
+            for x in first_page_from_launch(results, a.chromium, a.launch_runs - 1, None)
+        ]
+    out["launch"] = launches
     t = time.perf_counter()
     warm_up(results, True)
     out["warm_up_s"] = time.perf_counter() - t
@@ -275,6 +422,7 @@ def main() -> None:
                 raise RuntimeError(f"{kind}: the input event was not seen in the page")
             times.setdefault(kind, []).append((done - ev) / 1e3)
             times_all.setdefault(kind, []).append((done_all - ev) / 1e3)
+        out["landscape"] = landscape_interactions(pg, base, 12)
         b.close()
     srv.shutdown()
     out["first_page_s"] = {"runs": firsts, "max": max(firsts)}

@@ -11,6 +11,7 @@ derived from a hash of both), never on how points are grouped, ordered or chunke
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -96,6 +97,14 @@ def evaluate(
         if msg is not None:
             raise PointError(msg)
     outputs = run_kernel(arrays, model, seed=seed, replicas=replicas, table=table)
+    return outputs_frame(full, reasons, outputs, mark=on_invalid == "mark")
+
+
+def outputs_frame(
+    full: pd.DataFrame, reasons: np.ndarray, outputs: Mapping[str, np.ndarray], *, mark: bool = True
+) -> pd.DataFrame:
+    """The completed points and a model's ``outputs`` (:func:`run_kernel`) as :func:`evaluate`
+    returns them: NaN outputs on invalid rows, and their reasons in ``infeasible`` if ``mark``."""
     out = full.reset_index(drop=True)
     bad = reasons != ""
     cols = {}
@@ -105,9 +114,14 @@ def evaluate(
             v = np.where(bad, np.nan, v)
         cols[name] = v
     out = pd.concat([out, pd.DataFrame(cols)], axis=1)
-    if on_invalid == "mark":
+    if mark:
         out["infeasible"] = reasons.astype(str)
     return out
+
+
+def take_points(arrays: PointArrays, rows: np.ndarray) -> PointArrays:
+    """The checked arrays of ``rows`` (positions) only."""
+    return PointArrays(**{f.name: getattr(arrays, f.name)[rows] for f in dataclasses.fields(arrays)})
 
 
 def add_derived(results: pd.DataFrame, model: str = "analytic", **kwargs: object) -> pd.DataFrame:

@@ -233,7 +233,9 @@ def test_the_adapter_predicts_what_predict_regression_predicts(
     loaded, manifest = load_model(folder)
     src = source_from_model(loaded, manifest, "test")
     assert src.ok and src.predict is not None and "foliotune-regression v" in src.version
-    pts = load_results(with_default).frame[["profile", *DEFAULT_CHOICE, "folio_kb", "n_folios"]].head(40)
+    r = load_results(with_default)
+    rows = r.candidates("epyc-zen3-2s", r.default_workload("epyc-zen3-2s"))
+    pts = rows[["profile", *DEFAULT_CHOICE, "folio_kb", "n_folios"]].head(40)
     got = src.predict(pts.astype(object).reset_index(drop=True))
     want = predict_regression(pts.reset_index(drop=True), model_dir=folder)
     for col in ("pages_per_s", "pages_per_s_lo", "pages_per_s_hi"):

@@ -215,3 +215,33 @@ def test_figures_off_screen_are_drawn_after_the_page_on_screen(page: Any, server
     curves = _fig(page, "ch-curves")
     assert curves["layout"]["uirevision"] == stamp  # drawn for this update (in idle time)
     assert "budget 200 µs" in json.dumps(curves["layout"]["annotations"], ensure_ascii=False)
+
+
+def test_a_profile_change_shows_its_defaults_in_one_evaluation(page: Any, server: str) -> None:
+    """Changing the machine resets the workload fields to its defaults: the fields show them, the
+    card is evaluated for them, and it takes one evaluation (the fields are not left showing the
+    old workload, whose value missing from the new options Dash would then clear and evaluate again)."""
+    from models.params import defaults_for
+    from models.profiles import get_profile
+
+    _open(page, server + "/")
+    _type_pick(page, "ch-wl-n_folios", "3001")
+    _type_pick(page, "ch-wl-access_rate_hz", "2500")
+    calls: list[str] = []
+    page.on(
+        "request",
+        lambda r: calls.append(r.post_data or "") if "_dash-update-component" in r.url else None,
+    )
+    old = _stamp(page)
+    _pick(page, "ch-profile", "kunpeng920-2s")
+    _wait_stamp(page, old)
+    page.wait_for_timeout(500)
+    _idle(page)
+    main = [c for c in calls if "ch-card.children" in c]
+    assert len(main) == 1, [json.loads(c).get("changedPropIds") for c in main]
+    d = defaults_for(get_profile("kunpeng920-2s"))
+    context = page.inner_text("#ch-rec-context")
+    for k in ("n_folios", "access_rate_hz"):
+        shown = page.inner_text(f"#ch-wl-{k}").strip()
+        assert shown == f"{d[k]:g}", (k, shown)
+        assert f"{k}={d[k]:g}" in context, (k, context)

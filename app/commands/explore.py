@@ -369,11 +369,11 @@ def explore_cmd(
     # imported when the command runs: app.cli loads this module at every start
     from app.explorer import create_app, stopping_cleanly
     from app.measurement_files import load_extra_measurements
-    from app.serving import serve, warm_up
+    from app.serving import serve, warm_up_in_background
 
     rows = load_extra_measurements(measurements or [])
     sd = sweeps_dir or results.resolve().parent / "foliotune-explorer-sweeps"
-    warm_up(results, regression)
+    warm_up_in_background(results, regression)  # serving meanwhile; a first request computes what it lacks
     app = create_app(
         results,
         sweeps_dir=sd,

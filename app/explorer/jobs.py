@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from app.recommend import WORKLOAD
-from app.results_view import Results, coerce_value
+from app.results_view import KEY_WORKLOAD, Results, coerce_value
 from models.errors import UserError
 from models.evaluate import MODELS
 from sweep.results import sweep_status
@@ -47,16 +46,16 @@ class Job:
 
 def _refine(param: str, values: Sequence[Any]) -> list[Any]:
     vals = sorted(set(values), key=lambda v: (isinstance(v, str), v))
-    if param in ("profile", "mode") or len(vals) < 2:
+    if param in ("profile", "mode", "kernel", "numa_hinting") or len(vals) < 2:
         return list(vals)
     lo, hi = float(vals[0]), float(vals[-1])
     if param == "folio_kb":
         return [2**e for e in range(int(math.log2(lo)), int(math.log2(hi)) + 1)]
-    if param == "busy_prob":
+    if param in ("busy_prob", "writeback_prob", "alloc_fail_prob"):
         grid = np.linspace(lo, hi, REFINE_VALUES)
         return sorted({float(round(v, 6)) for v in grid} | {float(v) for v in vals})
     grid = np.geomspace(max(lo, 1e-9), hi, REFINE_VALUES)
-    if param == "access_rate_hz":
+    if param in ("access_rate_hz", "writeback_wait_s"):
         return sorted({float(f"{v:.4g}") for v in grid} | {float(v) for v in vals})
     return sorted({int(round(v)) for v in grid} | {int(v) for v in vals})
 
@@ -138,20 +137,19 @@ def region_spec(results: Results, region: Region) -> dict[str, Any]:
     models and replicas as in the results' own spec."""
     profile, workload, axes, m = region.profile, region.workload, region.axes, region.model
     sel_profiles = list(axes.get("profile", [profile]))
-    frame = results.frame
-    rows = frame[frame["profile"].astype(str).isin(sel_profiles)]
-    existing_bl = sorted({int(v) for v in rows["batch_limit_pages"].unique()})
+    swept = results.choice_values([str(p) for p in sel_profiles])  # distinct values, one query
+    existing_bl = sorted({int(v) for v in swept["batch_limit_pages"]})
     bl_max = max(existing_bl) if existing_bl else 4096
     batch = sorted(set(existing_bl) | {2**e for e in range(0, int(math.log2(bl_max)) + 1)} | {512})
-    engines = sorted({str(v) for v in rows["copy_engine"].unique()})
-    threads = sorted({int(v) for v in rows["copy_threads"].unique()})
+    engines = sorted({str(v) for v in swept["copy_engine"]})
+    threads = sorted({int(v) for v in swept["copy_threads"]})
     fixed: dict[str, Any] = {}
     ax: dict[str, Any] = {}
     if "profile" in axes:
         ax["profile"] = sel_profiles
     else:
         fixed["profile"] = profile
-    for k in WORKLOAD:
+    for k in KEY_WORKLOAD:
         if k in axes:
             ax[k] = _refine(k, axes[k])
         elif "profile" not in axes or k not in ("target_cpus",):

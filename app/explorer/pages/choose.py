@@ -31,7 +31,7 @@ from app.live import live_view
 from app.queries import default_profile, engine_curves, recommend_for, regression_band
 from app.recommend import OPTIONAL_WORKLOAD, WORKLOAD, Constraints, Recommendation
 from app.recommend_exports import FORMATS, export_bytes, export_filename
-from app.results_view import Results
+from app.results_view import KEY_WORKLOAD, Results
 from models.errors import UserError
 from models.params import defaults_for
 from models.profiles import get_profile, profile_names
@@ -185,6 +185,13 @@ def live_values(profile: str, results: Results | None) -> dict[str, list[Any]]:
     return out
 
 
+def sweep_values(results: Results, profile: str, model: str) -> dict[str, list[Any]]:
+    """Each field's values in the sweep's rows (the kernel version too when the sweep varies it);
+    none for a folio mix (a sweep's rows are looked up by one folio size)."""
+    swept = results.workload_values(profile, model)
+    return {**swept, **{k: [] for k in PARAMS if k not in swept}}
+
+
 def live_defaults(profile: str) -> dict[str, Any]:
     d = defaults_for(get_profile(profile))
     return {k: _typed(k, d.get(k)) for k in WORKLOAD}
@@ -205,7 +212,7 @@ def layout(state: Any, results: Results, selection: dict[str, Any], session: Any
         values = live_values(profile, results)
     else:
         wl = results.resolve_workload(profile, selection.get("workload"), model)
-        values = {**results.workload_values(profile, model), **{k: [] for k in OPTIONAL_WORKLOAD}}
+        values = sweep_values(results, profile, model)
     budget = selection.get("budget_us", DEFAULT_BUDGET_US)
     try:
         rec, cons, cands, screened = evaluate_page(
@@ -356,7 +363,7 @@ def evaluate_page(
     rec = recommend_for(
         results,
         profile,
-        {k: values[k] for k in WORKLOAD},
+        {k: values[k] for k in KEY_WORKLOAD},
         cons,
         model=model,
         regression=state.regression(session),
@@ -461,6 +468,7 @@ def register(app: Any, state: Any) -> None:
             budget = sel.get("budget_us", budget)
             cpu, remote = sel.get("cpu_ms", cpu), sel.get("remote_ms", remote)
             linked = [profile, model, budget, cpu, remote]
+        on_page = list(wl_values)  # what the fields show now
         if model == LIVE and set(ctx.triggered_prop_ids) == {"ch-profile.value"}:
             # another machine: its own defaults (a folio size below its page size would be invalid)
             d = live_defaults(str(profile))
@@ -476,13 +484,10 @@ def register(app: Any, state: Any) -> None:
             return tuple(out)
         live = model == LIVE
         if ctx.triggered_id in ("ch-profile", "ch-model", None) or linked[0] is not no_update:
-            if live:
-                values = live_values(rec.profile, results)
-            else:
-                values = {**results.workload_values(rec.profile, model), **{k: [] for k in OPTIONAL_WORKLOAD}}
+            values = live_values(rec.profile, results) if live else sweep_values(results, rec.profile, model)
             options: list[Any] = [_options(values.get(k, [])) for k in PARAMS]
             disabled: list[Any] = [
-                (not live) and (k in OPTIONAL_WORKLOAD or len(values.get(k, [])) < 2) for k in PARAMS
+                (not live) and (k in CLEARABLE or len(values.get(k, [])) < 2) for k in PARAMS
             ]
             profile_opts: Any = profiles_for(results) if live else list(results.profiles(model))
         else:
@@ -492,7 +497,7 @@ def register(app: Any, state: Any) -> None:
         shown = {k: (None if v == "" else v) for k, v in rec.workload.items()}
         new_values = [
             no_update if shown.get(k) == _typed(k, v) else shown.get(k)
-            for k, v in zip(PARAMS, wl_values, strict=True)
+            for k, v in zip(PARAMS, on_page, strict=True)
         ]
         shown_card, figures, stamp = page_outputs(state, session, live, rec, cons, cands, screened)
         selection = {

@@ -12,8 +12,7 @@ from app.explorer.pages.choose import DEFAULT_BUDGET_US, constraints_from
 from app.figures.common import LABELS, empty_figure
 from app.figures.landscape import landscape_figure
 from app.queries import default_profile, landscape, landscape_axes
-from app.recommend import WORKLOAD
-from app.results_view import Results
+from app.results_view import KEY_WORKLOAD, Results
 from models.errors import UserError
 
 
@@ -43,7 +42,7 @@ def layout(state: Any, results: Results, selection: dict[str, Any]) -> Any:
         y = "profile" if x != "profile" else axes[0]
     context = (
         f"{profile} · {model} results · p99 stall budget {cons.stall_p99_s * 1e6:g} µs · other parameters: "
-        + ", ".join(f"{k}={wl[k]}" for k in WORKLOAD)
+        + ", ".join(f"{k}={wl[k]}" for k in KEY_WORKLOAD)
         + " (set them on Choose)"
     )
     return html.Div(
