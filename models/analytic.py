@@ -24,10 +24,10 @@ Stall model: each folio is touched by the application as a Poisson stream of rat
 the stall is ``max(0, W - E)`` with ``E ~ Exp(rate)``; ``stall_p99_s`` is its 99th percentile over
 the folios of a call.
 
-Results are bit-identical whatever the chunking: the kernel is compiled without ``fastmath`` and
-each point's arithmetic is a scalar loop that does not depend on its neighbours; the only state
-shared between points, the batch-shape cache of ``models.passmoments``, is keyed by the exact bits
-of its inputs and returns what a recomputation would.
+Results are bit-identical whatever the chunking: no ``fastmath``; each point's arithmetic (a scalar
+loop here, or a SIMD lane of ``models.analyticfast`` doing the same operations) does not depend on
+its neighbours; the only state shared between points, the batch-shape cache of
+``models.passmoments``, is keyed by the exact bits of its inputs and returns what a recomputation would.
 
 References
 ----------
