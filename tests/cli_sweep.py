@@ -32,6 +32,14 @@ busy_prob = {{ start = 0.0, stop = 0.1, num = 10 }}
 """
 
 
+def _as_from_a_shell() -> None:
+    """In the child before it runs the command: SIGINT as a shell leaves it for a command run in the
+    foreground (the default action, not blocked), whatever this test process was left with (an
+    ignored or blocked SIGINT is inherited, and a Python started so never raises Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @contextlib.contextmanager
 def cli_sweep(
     spec_file: Path,
@@ -48,7 +56,15 @@ def cli_sweep(
     end if it still runs, with its whole process group (its embedded Ray) when ``kill_group``."""
     cmd = [sys.executable, "-m", "app.cli", "sweep", str(spec_file), "--out", str(out)]
     cmd += ["--workers", "2", "--chunk-points", str(chunk_points), "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_from_a_shell,
+    )
     try:
         deadline = time.monotonic() + timeout_s
         while len(list(out.glob("part-*.parquet"))) < until_chunks:
