@@ -235,11 +235,17 @@ def _is_number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _printable(name: str) -> str:
+    """A name from the spec as one line: characters that do not print (a newline in a TOML key)
+    are shown escaped, so an error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 def spec_from_dict(data: Mapping[str, Any], source: str = "<spec>") -> SweepSpec:
     """Validate a parsed spec (the TOML document as a dict)."""
 
     def err(key: str, message: str) -> SpecError:
-        return SpecError(f"{source}: {key}: {message}")
+        return SpecError(f"{source}: {_printable(key)}: {message}")
 
     if not isinstance(data, Mapping):
         raise SpecError(f"{source}: a spec must be a TOML document")

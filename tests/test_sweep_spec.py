@@ -194,3 +194,12 @@ def test_grid_order_is_itertools_product() -> None:
     expected = list(itertools.product(*(a.values for a in spec.axes)))
     got = list(zip(*(cols[a.name].tolist() for a in spec.axes), strict=True))
     assert got == expected
+
+
+@pytest.mark.parametrize("section", ["fixed", "axes"])
+def test_a_key_with_a_newline_is_named_on_one_line(section: str) -> None:
+    """The case the fuzz test found: a TOML key may hold a newline; the error shows it escaped."""
+    with pytest.raises(UserError) as exc:
+        spec_from_dict({"sweep": {}, section: {"bad\nkey": 0}}, source="fuzz.toml")
+    assert str(exc.value).startswith(f"fuzz.toml: {section}.bad\\nkey: unknown parameter")
+    assert "\n" not in str(exc.value)
