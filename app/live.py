@@ -145,11 +145,11 @@ def _store(key: tuple[Any, ...], value: Any) -> None:
 @dataclass(frozen=True)
 class _Grid:
     """The choice grid of one workload: its feasible rows, completed (``full``) and checked
-    (``arrays``), and the analytic model's frame of them (``ana``, as :func:`evaluate` returns it)."""
+    (``arrays``; every row valid), and the analytic model's frame of them (``ana``, as
+    :func:`evaluate` returns it)."""
 
     full: pd.DataFrame
     arrays: PointArrays
-    reasons: np.ndarray
     ana: pd.DataFrame
 
 
@@ -176,7 +176,6 @@ def _grid(profile: str, wl: Mapping[str, Any]) -> _Grid:
     out = _Grid(
         full.iloc[rows].reset_index(drop=True),
         take_points(arrays, rows),
-        reasons[rows],
         ana.iloc[rows].reset_index(drop=True),
     )
     _store(key, out)
@@ -332,7 +331,11 @@ def _candidates(
             todo.setdefault(group[j], []).append(j)
         rows_mc = np.array([canonical[g] for g in todo], dtype=np.int64)
         mc = _montecarlo_checked(
-            grid.full.iloc[rows_mc], take_points(grid.arrays, rows_mc), grid.reasons[rows_mc], seed, replicas
+            grid.full.iloc[rows_mc],
+            take_points(grid.arrays, rows_mc),
+            np.full(len(rows_mc), ""),
+            seed,
+            replicas,
         )
         cols = {str(c): mc[c].to_numpy() for c in mc.columns}
         for n, members in enumerate(todo.values()):
