@@ -17,7 +17,7 @@ import pandas as pd
 from app.recommend import CHOICE, Constraints, Recommendation, default_limit_pages, recommend
 from app.recommend.choices import Choice, choices_from_table
 from app.recommend.intervals import ratio_interval
-from app.recommend.rule import cost_key, rank_allowed
+from app.recommend.rule import baseline_choice, lowest_stall, rank_allowed
 from app.regression_source import RegressionSource
 from app.results_view import KEY_WORKLOAD, Results
 from models.profiles import DEFAULT_PROFILE
@@ -205,17 +205,14 @@ def landscape_cell(
     base: Choice | None = None
     if dkey.any():
         base = choices_from_table(cands[dkey].iloc[:1], constraints)[0]
-    elif baseline is not None and len(baseline):
-        b = choices_from_table(baseline.iloc[:1], constraints)
-        base = b[0] if b else None
+    else:
+        base = baseline_choice(baseline, constraints)
     feasible = bool(ok.any())
     choices = choices_from_table(cands[ok] if feasible else cands, constraints)
     if not choices:
         return None  # recommend() raises: no feasible results
-    if feasible:
-        best = rank_allowed(choices, dl)[0][0]
-    else:  # nothing meets the limits: the lowest-stall choice, as decide() reports it
-        best = min(choices, key=lambda c: (c.stall_p99_s, -c.pages_per_s, cost_key(c, dl)))
+    # nothing meets the limits: the lowest-stall choice, as decide() reports it
+    best = rank_allowed(choices, dl)[0][0] if feasible else lowest_stall(choices, dl)
     gain = ratio_interval(best, base) if base is not None and base.pages_per_s > 0 else None
     return {
         "batch_limit_pages": best.batch_limit_pages if feasible else math.nan,

@@ -101,9 +101,8 @@ def recommend(
     dl = int(default_limit) if default_limit is not None else default_limit_pages(profile)
     dkey = (dl, "cpu", 1)
     base = next((c for c in choices if c.key() == dkey), None)
-    if base is None and baseline is not None and len(baseline):
-        b = choices_from_table(baseline.iloc[:1], constraints)
-        base = b[0] if b else None
+    if base is None:
+        base = baseline_choice(baseline, constraints)
     return decide(
         choices,
         base,
@@ -116,6 +115,20 @@ def recommend(
         runners_up=runners_up,
         default_limit=dl,
     )
+
+
+def baseline_choice(baseline: pd.DataFrame | None, constraints: Constraints) -> Choice | None:
+    """The default's choice from a one-row ``baseline`` frame (``None`` when there is none)."""
+    if baseline is None or not len(baseline):
+        return None
+    b = choices_from_table(baseline.iloc[:1], constraints)
+    return b[0] if b else None
+
+
+def lowest_stall(choices: Sequence[Choice], default_limit: int) -> Choice:
+    """What is reported when no choice meets the limits: the lowest p99 stall (then the highest
+    pages/s, then the cheapest choice)."""
+    return min(choices, key=lambda c: (c.stall_p99_s, -c.pages_per_s, cost_key(c, default_limit)))
 
 
 def decide(
@@ -167,7 +180,7 @@ def decide(
         binding = _binding(choices, best)
     else:
         # Nothing meets the limits: report the lowest-stall choice so the user sees what is possible.
-        best = min(choices, key=lambda c: (c.stall_p99_s, -c.pages_per_s, cost_key(c, default_limit)))
+        best = lowest_stall(choices, default_limit)
         others = tuple(
             sorted((c for c in choices if c is not best), key=lambda c: c.stall_p99_s)[:runners_up]
         )
